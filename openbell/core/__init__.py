@@ -1,0 +1,1 @@
+"""The pure, deterministic core: commands in, events out. No I/O, clock, randomness or threads."""

@@ -1,0 +1,1343 @@
+"""The deterministic state machine: ``Engine.apply(seq, ts_ns, command) -> events``.
+
+Pure: no I/O, no clock, no randomness, no threads. The same commands in give the same events and
+the same ``state_hash()`` out, byte for byte. Every handler validates the whole command before it
+changes anything, so a ``Reject`` leaves the state untouched and becomes one ``Rejected`` event.
+A broken invariant raises ``InvariantViolation`` and the engine refuses all further commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from openbell.core import commands as c
+from openbell.core import events as e
+from openbell.core.auction import find_uncross
+from openbell.core.book import Book, Level, Order
+from openbell.core.commands import InstrumentSpec
+from openbell.core.errors import InvariantViolation, Reject
+from openbell.core.ledger import AssetBalances, Ledger
+from openbell.core.types import (
+    BPS_DENOMINATOR,
+    EXTERNAL_ACCOUNT,
+    FEE_ACCOUNT,
+    FIRST_USER_ACCOUNT,
+    MAX_ACCOUNTS,
+    MAX_AMOUNT_MINOR,
+    MAX_BATCH_ACCOUNTS,
+    MAX_FEE_BPS,
+    MAX_ID_LENGTH,
+    MAX_PRICE_TICKS,
+    MAX_QUANTITY_LOTS,
+    MAX_SYMBOL_LENGTH,
+    AccountState,
+    CancelReason,
+    OrderStatus,
+    OrderType,
+    Phase,
+    RejectReason,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+
+R = RejectReason
+BUY = Side.BUY
+SELL = Side.SELL
+_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]*$")
+MAX_TRANSFER_LEGS = 64
+STATE_VERSION = 1
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Venue-wide settings; part of the state (snapshotted, hashed)."""
+
+    settle: bool = True  # False: matching only, no funds, holds or fees (a bare matching venue)
+    max_open_orders_per_account: int = 10_000
+    idempotency_window: int = 100_000  # request ids remembered, oldest forgotten first
+
+
+class Instrument:
+    __slots__ = (
+        "base",
+        "book",
+        "last_price_ticks",
+        "max_fee_bps",
+        "phase",
+        "quote",
+        "reference_price_ticks",
+        "spec",
+        "stops",
+    )
+
+    def __init__(self, spec: InstrumentSpec, base: AssetBalances, quote: AssetBalances) -> None:
+        self.spec = spec
+        self.book = Book(spec.symbol)
+        self.phase = Phase.CLOSED
+        self.reference_price_ticks = spec.reference_price_ticks
+        self.last_price_ticks = 0
+        self.stops: list[Order] = []  # pending stop orders, oldest first
+        self.base = base
+        self.quote = quote
+        self.max_fee_bps = max(spec.maker_fee_bps, spec.taker_fee_bps)
+
+
+class Hold(msgspec.Struct, gc=False):
+    hold_id: str
+    account: int
+    asset: str
+    amount_minor: int
+    resolved: bool = False
+
+
+class InstrumentState(msgspec.Struct, gc=False):
+    spec: InstrumentSpec
+    phase: Phase
+    reference_price_ticks: int
+    last_price_ticks: int
+    bids: list[Order]
+    asks: list[Order]
+    stops: list[Order]
+
+
+class AssetState(msgspec.Struct, gc=False):
+    asset: str
+    scale: int
+    available: bytes
+    frozen: bytes
+
+
+class CachedResult(msgspec.Struct, gc=False):
+    account: int | None
+    request_id: str
+    seq: int
+    events: list[e.Event]
+
+
+class EngineState(msgspec.Struct, gc=False):
+    version: int
+    config: EngineConfig
+    seq: int
+    ts_ns: int
+    next_order_id: int
+    next_trade_id: int
+    venue_halted: bool
+    accounts_count: int
+    account_states: list[tuple[int, AccountState]]
+    assets: list[AssetState]
+    instruments: list[InstrumentState]
+    holds: list[Hold]
+    results: list[CachedResult]
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(EngineState)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.ledger = Ledger()
+        self.instruments: dict[str, Instrument] = {}
+        self.orders: dict[int, Order] = {}  # open orders (resting or pending trigger)
+        self.holds: dict[str, Hold] = {}
+        self.account_states: dict[int, AccountState] = {}  # only accounts not ACTIVE
+        self.venue_halted = False
+        self.seq = 0
+        self.ts_ns = 0
+        self.next_order_id = 1
+        self.next_trade_id = 1
+        self.failure: str | None = None
+        self._live_client_ids: dict[tuple[int, str], int] = {}
+        self._open_counts: dict[int, int] = {}
+        self._results: dict[tuple[int | None, str], CachedResult] = {}
+        self._events: list[e.Event] = []
+        self._touched: dict[tuple[int, str], AssetBalances] = {}
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            c.PlaceOrder: self._place,
+            c.CancelOrder: self._cancel,
+            c.ReplaceOrder: self._replace,
+            c.MassCancel: self._mass_cancel,
+            c.CreateAsset: self._create_asset,
+            c.CreateInstrument: self._create_instrument,
+            c.OpenAccounts: self._open_accounts,
+            c.Deposit: self._deposit,
+            c.DepositMany: self._deposit_many,
+            c.Withdraw: self._withdraw,
+            c.Transfer: self._transfer,
+            c.Freeze: self._freeze,
+            c.PostHold: self._post_hold,
+            c.ReleaseHold: self._release_hold_cmd,
+            c.SetAccountState: self._set_account_state,
+            c.KillSwitch: self._kill_switch,
+            c.SetPhase: self._set_phase,
+            c.SetVenueHalt: self._set_venue_halt,
+        }
+
+    # ======================================================================================
+    # Entry point
+    # ======================================================================================
+    def apply(self, seq: int, ts_ns: int, cmd: c.Command) -> list[e.Event]:
+        """Apply one sequenced command and return the events it caused."""
+        if self.failure is not None:
+            raise InvariantViolation(f"engine halted: {self.failure}")
+        if seq != self.seq + 1:
+            raise InvariantViolation(f"sequence gap: got {seq}, expected {self.seq + 1}")
+        self.seq = seq
+        self.ts_ns = ts_ns
+        request_id = cmd.request_id
+        key: tuple[int | None, str] | None = None
+        if request_id:
+            key = (getattr(cmd, "account", None), request_id)
+            cached = self._results.get(key)
+            if cached is not None:
+                return [e.DuplicateRequest(seq, request_id, cached.seq)]
+        events: list[e.Event] = []
+        self._events = events
+        try:
+            self._handlers[type(cmd)](cmd)
+        except Reject as reject:
+            if events or self._touched:
+                self._fail(f"seq {seq}: rejected after a change ({reject.reason})")
+            return [e.Rejected(seq, request_id, reject.reason, reject.detail)]
+        except InvariantViolation as violation:
+            self._fail(f"seq {seq}: {violation}")
+        except Exception as error:  # a bug mid-mutation: state can no longer be trusted
+            self._fail(f"seq {seq}: {type(error).__name__}: {error}")
+        touched = self._touched
+        if touched:
+            for (account, asset), bal in touched.items():
+                events.append(
+                    e.BalanceChanged(
+                        seq, account, asset, bal.available[account], bal.frozen[account]
+                    )
+                )
+            touched.clear()
+        if key is not None:
+            results = self._results
+            results[key] = CachedResult(key[0], request_id, seq, events)
+            if len(results) > self.config.idempotency_window:
+                del results[next(iter(results))]
+        return events
+
+    def original_result(self, account: int | None, request_id: str) -> list[e.Event] | None:
+        """The events a remembered request produced (for answering a retried request)."""
+        cached = self._results.get((account, request_id))
+        return None if cached is None else cached.events
+
+    def _fail(self, why: str) -> None:
+        self.failure = why
+        raise InvariantViolation(why)
+
+    # ======================================================================================
+    # Orders
+    # ======================================================================================
+    def _instrument(self, symbol: str) -> Instrument:
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            raise Reject(R.UNKNOWN_INSTRUMENT, symbol)
+        return inst
+
+    def _check_user_account(self, account: int) -> None:
+        if not FIRST_USER_ACCOUNT <= account < self.ledger.accounts_count:
+            raise Reject(R.UNKNOWN_ACCOUNT, str(account))
+
+    def _check_price(self, inst: Instrument, price: int) -> None:
+        if price <= 0 or price > MAX_PRICE_TICKS:
+            raise Reject(R.INVALID_PRICE, str(price))
+        band = inst.spec.band_bps
+        ref = inst.reference_price_ticks
+        if band and ref:
+            width = ref * band // BPS_DENOMINATOR
+            if price > ref + width or price < ref - width:
+                raise Reject(R.PRICE_OUT_OF_BAND, f"{price} outside {ref}±{width}")
+
+    def _protection_price(self, inst: Instrument, side: Side, ref: int) -> int:
+        width = ref * inst.spec.market_protection_bps // BPS_DENOMINATOR
+        return ref + width if side is BUY else max(1, ref - width)
+
+    def _buy_hold(self, inst: Instrument, price: int, lots: int) -> int:
+        notional = price * lots * inst.spec.tick_value
+        return notional + notional * inst.max_fee_bps // BPS_DENOMINATOR
+
+    def _place(self, cmd: c.PlaceOrder) -> None:
+        inst = self.instruments.get(cmd.symbol)
+        if inst is None:
+            raise Reject(R.UNKNOWN_INSTRUMENT, cmd.symbol)
+        account = cmd.account
+        if not FIRST_USER_ACCOUNT <= account < self.ledger.accounts_count:
+            raise Reject(R.UNKNOWN_ACCOUNT, str(account))
+        lots = cmd.quantity_lots
+        if lots <= 0 or lots > MAX_QUANTITY_LOTS:
+            raise Reject(R.INVALID_QUANTITY, str(lots))
+        spec = inst.spec
+        if lots > spec.max_order_lots:
+            raise Reject(R.MAX_QUANTITY_EXCEEDED, f"{lots} > {spec.max_order_lots}")
+        client_order_id = cmd.client_order_id
+        if not client_order_id or len(client_order_id) > MAX_ID_LENGTH:
+            raise Reject(R.INVALID_FIELD, "client_order_id must be 1..64 characters")
+        if self.venue_halted:
+            raise Reject(R.VENUE_HALTED)
+        phase = inst.phase
+        side = cmd.side
+        order_type = cmd.order_type
+        tif = cmd.tif
+        if phase is not Phase.CONTINUOUS:
+            if phase is Phase.HALTED:
+                raise Reject(R.INSTRUMENT_HALTED, cmd.symbol)
+            if phase is Phase.CLOSED:
+                raise Reject(R.WRONG_PHASE, "instrument closed")
+            if order_type is OrderType.MARKET or tif is TimeInForce.IOC or tif is TimeInForce.FOK:
+                raise Reject(R.WRONG_PHASE, "only resting orders during the call auction")
+        if self.account_states:
+            state = self.account_states.get(account)
+            if state is AccountState.SUSPENDED:
+                raise Reject(R.ACCOUNT_SUSPENDED, str(account))
+            if state is AccountState.REDUCE_ONLY and side is BUY:
+                raise Reject(R.REDUCE_ONLY, "only sells lower exposure")
+        if cmd.post_only and (order_type is not OrderType.LIMIT or tif in _IMMEDIATE):
+            raise Reject(R.INVALID_FIELD, "post_only needs a resting limit order")
+        stop = 0
+        if order_type is OrderType.LIMIT:
+            price = cmd.price_ticks
+            self._check_price(inst, price)
+        elif order_type is OrderType.MARKET:
+            ref = inst.last_price_ticks or inst.reference_price_ticks
+            if not ref:
+                raise Reject(R.NO_REFERENCE_PRICE, cmd.symbol)
+            price = self._protection_price(inst, side, ref)
+            if tif is not TimeInForce.FOK:
+                tif = TimeInForce.IOC  # a market order never rests
+        else:
+            if tif is TimeInForce.FOK:
+                raise Reject(R.INVALID_FIELD, "stop orders cannot be fill-or-kill")
+            stop = cmd.stop_price_ticks
+            if stop <= 0 or stop > MAX_PRICE_TICKS:
+                raise Reject(R.INVALID_PRICE, f"stop {stop}")
+            if order_type is OrderType.STOP_LIMIT:
+                price = cmd.price_ticks
+                self._check_price(inst, price)
+            else:
+                price = self._protection_price(inst, side, stop)
+                tif = TimeInForce.IOC
+        if price * lots * spec.tick_value > spec.max_notional_minor:
+            raise Reject(R.MAX_NOTIONAL_EXCEEDED)
+        key = (account, client_order_id)
+        if key in self._live_client_ids:
+            raise Reject(R.DUPLICATE_CLIENT_ORDER_ID, client_order_id)
+        if self._open_counts.get(account, 0) >= self.config.max_open_orders_per_account:
+            raise Reject(R.MAX_OPEN_ORDERS_EXCEEDED)
+        book = inst.book
+        if cmd.post_only and phase is Phase.CONTINUOUS:
+            if side is BUY:
+                best = book.best_ask()
+                if best and price >= best:
+                    raise Reject(R.POST_ONLY_WOULD_TAKE, f"best ask {best}")
+            else:
+                best = book.best_bid()
+                if best and price <= best:
+                    raise Reject(R.POST_ONLY_WOULD_TAKE, f"best bid {best}")
+        if tif is TimeInForce.FOK and not self._fok_fillable(inst, cmd, price):
+            raise Reject(R.FOK_NOT_FILLABLE)
+        hold = 0
+        if self.config.settle:
+            if side is BUY:
+                hold = self._buy_hold(inst, price, lots)
+                bal = inst.quote
+                if (bal.available[account] if account < len(bal.available) else 0) < hold:
+                    raise Reject(R.INSUFFICIENT_FUNDS, f"needs {hold} {bal.asset}")
+            else:
+                hold = lots * spec.lot_size
+                bal = inst.base
+                if (bal.available[account] if account < len(bal.available) else 0) < hold:
+                    raise Reject(R.INSUFFICIENT_POSITION, f"needs {hold} {bal.asset}")
+            # ---- validated: mutations start here ----
+            bal.available[account] -= hold
+            bal.frozen[account] += hold
+            self._touched[(account, bal.asset)] = bal
+        order_id = self.next_order_id
+        self.next_order_id = order_id + 1
+        order = Order(
+            order_id,
+            account,
+            inst.spec.symbol,
+            client_order_id,
+            side,
+            order_type,
+            tif,
+            price,
+            lots,
+            lots,
+            0,
+            0,
+            stop,
+            cmd.post_only,
+            cmd.stp,
+            hold,
+        )
+        self.orders[order_id] = order
+        self._live_client_ids[key] = order_id
+        self._open_counts[account] = self._open_counts.get(account, 0) + 1
+        seq = self.seq
+        self._events.append(
+            e.OrderAccepted(
+                seq,
+                order_id,
+                account,
+                order.symbol,
+                client_order_id,
+                side,
+                order_type,
+                tif,
+                price,
+                lots,
+                stop,
+                OrderStatus.PENDING_TRIGGER if stop else OrderStatus.NEW,
+            )
+        )
+        if stop:
+            inst.stops.append(order)
+            if phase is Phase.CONTINUOUS and inst.last_price_ticks:
+                self._trigger_stops(inst)
+            return
+        if phase is Phase.PRE_OPEN:
+            self._rest(inst, order)
+            return
+        last = inst.last_price_ticks
+        self._take(inst, order)
+        if inst.last_price_ticks != last and inst.stops:
+            self._trigger_stops(inst)
+
+    def _fok_fillable(self, inst: Instrument, cmd: c.PlaceOrder, price: int) -> bool:
+        """Whether a fill-or-kill order fills in full now (decided before any fill)."""
+        need = cmd.quantity_lots
+        book = inst.book
+        cancel_oldest = cmd.stp is SelfTradePrevention.CANCEL_OLDEST
+        if cmd.side is BUY:
+            prices = [-k for k in reversed(book.ask_keys) if -k <= price]
+            levels = book.asks
+        else:
+            prices = [p for p in reversed(book.bid_prices) if p >= price]
+            levels = book.bids
+        for level_price in prices:
+            for maker in levels[level_price].queue:
+                if not maker.live:
+                    continue
+                if maker.account == cmd.account:
+                    if cancel_oldest:
+                        continue
+                    return False  # self-trade prevention would cut the order short
+                need -= maker.leaves_lots
+                if need <= 0:
+                    return True
+        return False
+
+    def _rest(self, inst: Instrument, order: Order) -> None:
+        level = inst.book.add(order)
+        self._events.append(
+            e.BookDelta(self.seq, inst.spec.symbol, order.side, level.price_ticks, level.lots)
+        )
+
+    def _take(self, inst: Instrument, taker: Order) -> None:
+        """Match an incoming order against the opposite side, then rest or cancel the rest."""
+        book = inst.book
+        events = self._events
+        seq = self.seq
+        symbol = inst.spec.symbol
+        limit = taker.price_ticks
+        if taker.side is BUY:
+            keys = book.ask_keys
+            levels = book.asks
+            maker_side = SELL
+        else:
+            keys = book.bid_prices
+            levels = book.bids
+            maker_side = BUY
+        is_buy = taker.side is BUY
+        stopped = False
+        while taker.leaves_lots and keys:
+            price = -keys[-1] if is_buy else keys[-1]
+            if (price > limit) if is_buy else (price < limit):
+                break
+            level = levels[price]
+            while taker.leaves_lots and level.count:
+                maker = level.front()
+                if maker.account == taker.account:
+                    stopped = self._self_trade(inst, level, maker, taker)
+                    if stopped:
+                        break
+                    continue
+                lots = taker.leaves_lots
+                if maker.leaves_lots < lots:
+                    lots = maker.leaves_lots
+                level.lots -= lots
+                self._execute(inst, maker, taker, price, lots, taker.side)
+                if not maker.leaves_lots:
+                    maker.live = False
+                    level.queue.popleft()
+                    level.count -= 1
+            if level.count:
+                events.append(e.BookDelta(seq, symbol, maker_side, price, level.lots))
+            elif levels.get(price) is level:  # not already dropped by self-trade prevention
+                book.drop_level(maker_side, price)
+                events.append(e.BookDelta(seq, symbol, maker_side, price, 0))
+            if stopped:
+                break
+        if not taker.leaves_lots or not taker.live:
+            return
+        if taker.tif is TimeInForce.IOC or taker.tif is TimeInForce.FOK:
+            if taker.tif is TimeInForce.FOK:
+                raise InvariantViolation(f"FOK order {taker.order_id} left unfilled")
+            reason = (
+                CancelReason.MARKET_REMAINDER
+                if taker.order_type is not OrderType.LIMIT
+                else CancelReason.IOC_REMAINDER
+            )
+            self._reduce(inst, taker, taker.leaves_lots, reason, resting=False)
+        else:
+            self._rest(inst, taker)
+
+    def _self_trade(self, inst: Instrument, level: Level, maker: Order, taker: Order) -> bool:
+        """Apply the taker's self-trade prevention mode; True when the taker stops matching."""
+        mode = taker.stp
+        reason = CancelReason.SELF_TRADE
+        if mode is SelfTradePrevention.CANCEL_OLDEST:
+            self._reduce(inst, maker, maker.leaves_lots, reason, resting=True)
+            return False
+        if mode is SelfTradePrevention.CANCEL_BOTH:
+            self._reduce(inst, maker, maker.leaves_lots, reason, resting=True)
+        if mode is SelfTradePrevention.DECREMENT_AND_CANCEL:
+            lots = min(maker.leaves_lots, taker.leaves_lots)
+            self._reduce(inst, maker, lots, reason, resting=True)
+            self._reduce(inst, taker, lots, reason, resting=False)
+            return not taker.leaves_lots
+        self._reduce(inst, taker, taker.leaves_lots, reason, resting=False)
+        return True
+
+    def _execute(
+        self,
+        inst: Instrument,
+        maker: Order,
+        taker: Order,
+        price: int,
+        lots: int,
+        aggressor: Side | None,
+    ) -> None:
+        """One fill: both orders' quantities, settlement, and the trade's events. The caller
+        keeps the book's levels right."""
+        notional_ticks = price * lots
+        maker.leaves_lots -= lots
+        maker.cum_lots += lots
+        maker.cum_notional_ticks += notional_ticks
+        taker.leaves_lots -= lots
+        taker.cum_lots += lots
+        taker.cum_notional_ticks += notional_ticks
+        inst.last_price_ticks = price
+        if taker.side is BUY:
+            buyer, seller = taker, maker
+        else:
+            buyer, seller = maker, taker
+        buy_fee = sell_fee = 0
+        if self.config.settle:
+            spec = inst.spec
+            notional = notional_ticks * spec.tick_value
+            maker_bps = spec.maker_fee_bps
+            taker_bps = maker_bps if aggressor is None else spec.taker_fee_bps
+            if buyer is taker:
+                buy_fee = notional * taker_bps // BPS_DENOMINATOR
+                sell_fee = notional * maker_bps // BPS_DENOMINATOR
+            else:
+                buy_fee = notional * maker_bps // BPS_DENOMINATOR
+                sell_fee = notional * taker_bps // BPS_DENOMINATOR
+            quote = inst.quote
+            base = inst.base
+            b = buyer.account
+            s = seller.account
+            new_hold = self._buy_hold(inst, buyer.price_ticks, buyer.leaves_lots)
+            paid = buyer.hold_minor - new_hold
+            refund = paid - notional - buy_fee
+            if refund < 0:
+                raise InvariantViolation(f"order {buyer.order_id} hold short by {-refund}")
+            buyer.hold_minor = new_hold
+            qf = quote.frozen
+            qa = quote.available
+            qf[b] -= paid
+            qa[b] += refund
+            quote.ensure(s)
+            qa[s] += notional - sell_fee
+            qa[FEE_ACCOUNT] += buy_fee + sell_fee
+            shares = lots * spec.lot_size
+            seller.hold_minor -= shares
+            base.frozen[s] -= shares
+            base.ensure(b)
+            base.available[b] += shares
+            touched = self._touched
+            qasset = quote.asset
+            basset = base.asset
+            touched[(b, qasset)] = quote
+            touched[(b, basset)] = base
+            touched[(s, qasset)] = quote
+            touched[(s, basset)] = base
+            touched[(FEE_ACCOUNT, qasset)] = quote
+        trade_id = self.next_trade_id
+        self.next_trade_id = trade_id + 1
+        seq = self.seq
+        events = self._events
+        events.append(
+            e.Trade(
+                seq,
+                trade_id,
+                inst.spec.symbol,
+                price,
+                lots,
+                aggressor,
+                maker.order_id,
+                taker.order_id,
+                buyer.account,
+                seller.account,
+                buy_fee,
+                sell_fee,
+            )
+        )
+        for order in (maker, taker):
+            leaves = order.leaves_lots
+            events.append(
+                e.Execution(
+                    seq,
+                    order.order_id,
+                    order.account,
+                    OrderStatus.PARTIALLY_FILLED if leaves else OrderStatus.FILLED,
+                    price,
+                    lots,
+                    order.cum_lots,
+                    leaves,
+                    order.cum_notional_ticks,
+                )
+            )
+            if not leaves:
+                self._finish(order)
+
+    def _finish(self, order: Order) -> None:
+        """Forget a terminal order (filled, cancelled or expired)."""
+        if order.hold_minor:
+            raise InvariantViolation(f"order {order.order_id} ends with hold {order.hold_minor}")
+        del self.orders[order.order_id]
+        del self._live_client_ids[(order.account, order.client_order_id)]
+        account = order.account
+        count = self._open_counts[account] - 1
+        if count:
+            self._open_counts[account] = count
+        else:
+            del self._open_counts[account]
+
+    def _release_hold(self, inst: Instrument, order: Order) -> None:
+        """Bring the order's hold down to what its leaves need; the rest returns to available."""
+        if not self.config.settle:
+            return
+        if order.side is BUY:
+            need = self._buy_hold(inst, order.price_ticks, order.leaves_lots)
+            bal = inst.quote
+        else:
+            need = order.leaves_lots * inst.spec.lot_size
+            bal = inst.base
+        release = order.hold_minor - need
+        if release < 0:
+            raise InvariantViolation(f"order {order.order_id} hold below need")
+        if release:
+            account = order.account
+            bal.frozen[account] -= release
+            bal.available[account] += release
+            order.hold_minor = need
+            self._touched[(account, bal.asset)] = bal
+
+    def _reduce(
+        self, inst: Instrument, order: Order, lots: int, reason: CancelReason, resting: bool
+    ) -> None:
+        """Cancel ``lots`` of an order's remaining quantity (all of it: the order ends)."""
+        if resting:
+            if lots == order.leaves_lots:
+                level = inst.book.remove(order)
+            else:
+                level = (inst.book.bids if order.side is BUY else inst.book.asks)[order.price_ticks]
+                level.lots -= lots
+            self._events.append(
+                e.BookDelta(self.seq, inst.spec.symbol, order.side, level.price_ticks, level.lots)
+            )
+        order.leaves_lots -= lots
+        self._release_hold(inst, order)
+        self._events.append(
+            e.OrderCancelled(
+                self.seq,
+                order.order_id,
+                order.account,
+                reason,
+                order.cum_lots,
+                lots,
+                order.leaves_lots,
+            )
+        )
+        if not order.leaves_lots:
+            order.live = False
+            self._finish(order)
+
+    def _trigger_stops(self, inst: Instrument) -> None:
+        """Trigger every stop the last price reached, oldest first; repeat while the trades they
+        cause reach more (cascades)."""
+        while inst.phase is Phase.CONTINUOUS:
+            last = inst.last_price_ticks
+            fired = [
+                o
+                for o in inst.stops
+                if (last >= o.stop_price_ticks if o.side is BUY else last <= o.stop_price_ticks)
+            ]
+            if not fired:
+                return
+            fired_ids = {o.order_id for o in fired}
+            inst.stops = [o for o in inst.stops if o.order_id not in fired_ids]
+            for order in fired:
+                self._events.append(
+                    e.OrderTriggered(self.seq, order.order_id, order.account, order.symbol, last)
+                )
+                order.stop_price_ticks = 0
+                self._take(inst, order)
+
+    def _owned_order(self, account: int, order_id: int) -> Order:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise Reject(R.UNKNOWN_ORDER, str(order_id))
+        if order.account != account:
+            raise Reject(R.NOT_ORDER_OWNER, str(order_id))
+        return order
+
+    def _cancel(self, cmd: c.CancelOrder) -> None:
+        order = self._owned_order(cmd.account, cmd.order_id)
+        self._cancel_order(order, CancelReason.USER)
+
+    def _cancel_order(self, order: Order, reason: CancelReason) -> None:
+        inst = self.instruments[order.symbol]
+        if order.stop_price_ticks:
+            inst.stops.remove(order)
+            self._reduce(inst, order, order.leaves_lots, reason, resting=False)
+        else:
+            self._reduce(inst, order, order.leaves_lots, reason, resting=True)
+
+    def _replace(self, cmd: c.ReplaceOrder) -> None:
+        order = self._owned_order(cmd.account, cmd.order_id)
+        inst = self.instruments[order.symbol]
+        if order.stop_price_ticks:
+            raise Reject(R.INVALID_ORDER_TYPE, "a pending stop order cannot be replaced")
+        if self.venue_halted:
+            raise Reject(R.VENUE_HALTED)
+        if inst.phase is not Phase.CONTINUOUS and inst.phase is not Phase.PRE_OPEN:
+            raise Reject(R.INSTRUMENT_HALTED if inst.phase is Phase.HALTED else R.WRONG_PHASE)
+        price = cmd.price_ticks
+        self._check_price(inst, price)
+        lots = cmd.quantity_lots
+        if lots <= order.cum_lots or lots > MAX_QUANTITY_LOTS:
+            raise Reject(R.INVALID_QUANTITY, f"new quantity must exceed filled {order.cum_lots}")
+        spec = inst.spec
+        if lots > spec.max_order_lots:
+            raise Reject(R.MAX_QUANTITY_EXCEEDED)
+        if price * lots * spec.tick_value > spec.max_notional_minor:
+            raise Reject(R.MAX_NOTIONAL_EXCEEDED)
+        state = self.account_states.get(order.account)
+        new_leaves = lots - order.cum_lots
+        if state is AccountState.SUSPENDED:
+            raise Reject(R.ACCOUNT_SUSPENDED)
+        if state is AccountState.REDUCE_ONLY and new_leaves > order.leaves_lots:
+            raise Reject(R.REDUCE_ONLY)
+        book = inst.book
+        if order.post_only and inst.phase is Phase.CONTINUOUS:
+            best = book.best_ask() if order.side is BUY else book.best_bid()
+            if best and (price >= best if order.side is BUY else price <= best):
+                raise Reject(R.POST_ONLY_WOULD_TAKE)
+        settle = self.config.settle
+        if order.side is BUY:
+            need = self._buy_hold(inst, price, new_leaves) if settle else 0
+            bal = inst.quote
+        else:
+            need = new_leaves * spec.lot_size if settle else 0
+            bal = inst.base
+        extra = need - order.hold_minor
+        if extra > 0:
+            available = bal.available[order.account] if order.account < len(bal.available) else 0
+            if available < extra:
+                raise Reject(R.INSUFFICIENT_FUNDS if order.side is BUY else R.INSUFFICIENT_POSITION)
+        # ---- validated ----
+        keep_priority = price == order.price_ticks and new_leaves <= order.leaves_lots
+        if keep_priority:
+            levels = book.bids if order.side is BUY else book.asks
+            level = levels[price]
+            level.lots -= order.leaves_lots - new_leaves
+            order.leaves_lots = new_leaves
+            order.quantity_lots = lots
+            self._release_hold(inst, order)
+            self._events.append(
+                e.OrderReplaced(
+                    self.seq, order.order_id, order.account, price, lots, new_leaves, True
+                )
+            )
+            self._events.append(e.BookDelta(self.seq, spec.symbol, order.side, price, level.lots))
+            return
+        level = book.remove(order)
+        self._events.append(
+            e.BookDelta(self.seq, spec.symbol, order.side, level.price_ticks, level.lots)
+        )
+        fresh = Order(
+            order.order_id,
+            order.account,
+            order.symbol,
+            order.client_order_id,
+            order.side,
+            order.order_type,
+            order.tif,
+            price,
+            lots,
+            new_leaves,
+            order.cum_lots,
+            order.cum_notional_ticks,
+            0,
+            order.post_only,
+            order.stp,
+            order.hold_minor,
+        )
+        self.orders[order.order_id] = fresh
+        if settle:
+            account = order.account
+            bal.available[account] -= extra
+            bal.frozen[account] += extra
+            fresh.hold_minor = need
+            self._touched[(account, bal.asset)] = bal
+        self._events.append(
+            e.OrderReplaced(self.seq, order.order_id, order.account, price, lots, new_leaves, False)
+        )
+        if inst.phase is Phase.PRE_OPEN:
+            self._rest(inst, fresh)
+            return
+        last = inst.last_price_ticks
+        self._take(inst, fresh)
+        if inst.last_price_ticks != last and inst.stops:
+            self._trigger_stops(inst)
+
+    def _mass_cancel(self, cmd: c.MassCancel) -> None:
+        if cmd.account is None and cmd.symbol is None:
+            raise Reject(R.INVALID_FIELD, "name an account, an instrument, or both")
+        if cmd.symbol is not None:
+            self._instrument(cmd.symbol)
+        if cmd.account is not None:
+            self._check_user_account(cmd.account)
+        self._cancel_matching(cmd.account, cmd.symbol, CancelReason.MASS_CANCEL)
+
+    def _cancel_matching(
+        self, account: int | None, symbol: str | None, reason: CancelReason
+    ) -> int:
+        victims = [
+            o
+            for o in self.orders.values()
+            if (account is None or o.account == account) and (symbol is None or o.symbol == symbol)
+        ]
+        for order in victims:
+            self._cancel_order(order, reason)
+        return len(victims)
+
+    # ======================================================================================
+    # Phases, halts, account states
+    # ======================================================================================
+    def _set_phase(self, cmd: c.SetPhase) -> None:
+        inst = self._instrument(cmd.symbol)
+        old = inst.phase
+        new = cmd.phase
+        if new is old:
+            raise Reject(R.WRONG_PHASE, f"already {old.value}")
+        if new is Phase.HALTED and old is Phase.CLOSED:
+            raise Reject(R.WRONG_PHASE, "a closed instrument cannot be halted")
+        inst.phase = new
+        if new is Phase.CLOSED:
+            if inst.last_price_ticks:
+                inst.reference_price_ticks = inst.last_price_ticks
+            self._expire_day_orders(inst)
+        self._events.append(
+            e.PhaseChanged(self.seq, inst.spec.symbol, new, inst.reference_price_ticks)
+        )
+        if new is Phase.CONTINUOUS:
+            self._uncross(inst)
+            if inst.stops and inst.last_price_ticks:
+                self._trigger_stops(inst)
+
+    def _expire_day_orders(self, inst: Instrument) -> None:
+        day = [
+            o
+            for o in self.orders.values()
+            if o.symbol == inst.spec.symbol and o.tif is TimeInForce.DAY
+        ]
+        for order in day:
+            if order.stop_price_ticks:
+                inst.stops.remove(order)
+            else:
+                level = inst.book.remove(order)
+                self._events.append(
+                    e.BookDelta(self.seq, order.symbol, order.side, level.price_ticks, level.lots)
+                )
+            expired = order.leaves_lots
+            order.leaves_lots = 0
+            self._release_hold(inst, order)
+            self._events.append(
+                e.OrderExpired(self.seq, order.order_id, order.account, order.cum_lots, expired)
+            )
+            order.live = False
+            self._finish(order)
+
+    def _uncross(self, inst: Instrument) -> None:
+        """Run the call auction: every crossing order trades at one price, in time priority."""
+        book = inst.book
+        uncross = find_uncross(book, inst.reference_price_ticks)
+        if uncross is None:
+            return
+        price = uncross.price_ticks
+        touched: dict[tuple[Side, int], None] = {}
+        while book.bid_prices and book.ask_keys:
+            bid_price, ask_price = book.best_bid(), book.best_ask()
+            if bid_price < price or ask_price > price:
+                break
+            bid_level, ask_level = book.bids[bid_price], book.asks[ask_price]
+            buy, sell = bid_level.front(), ask_level.front()
+            touched[(BUY, bid_price)] = None
+            touched[(SELL, ask_price)] = None
+            if buy.account == sell.account:
+                newer = buy if buy.order_id > sell.order_id else sell
+                self._reduce(inst, newer, newer.leaves_lots, CancelReason.SELF_TRADE, resting=True)
+                continue
+            maker, taker = (buy, sell) if buy.order_id < sell.order_id else (sell, buy)
+            lots = min(buy.leaves_lots, sell.leaves_lots)
+            bid_level.lots -= lots
+            ask_level.lots -= lots
+            self._execute(inst, maker, taker, price, lots, None)
+            for order, level, side in ((buy, bid_level, BUY), (sell, ask_level, SELL)):
+                if not order.leaves_lots:
+                    order.live = False
+                    level.queue.popleft()
+                    level.count -= 1
+                    if not level.count:
+                        book.drop_level(side, level.price_ticks)
+        for side, level_price in touched:
+            levels = book.bids if side is BUY else book.asks
+            remaining = levels.get(level_price)
+            lots_left = remaining.lots if remaining is not None else 0
+            self._events.append(
+                e.BookDelta(self.seq, inst.spec.symbol, side, level_price, lots_left)
+            )
+        inst.reference_price_ticks = price
+        self._events.append(
+            e.AuctionUncrossed(
+                self.seq, inst.spec.symbol, price, uncross.volume_lots, uncross.imbalance_lots
+            )
+        )
+
+    def _set_venue_halt(self, cmd: c.SetVenueHalt) -> None:
+        if cmd.halted == self.venue_halted:
+            raise Reject(R.WRONG_PHASE, "venue already " + ("halted" if cmd.halted else "open"))
+        self.venue_halted = cmd.halted
+        self._events.append(e.VenueHaltChanged(self.seq, cmd.halted, cmd.operator, cmd.reason))
+
+    def _set_account_state(self, cmd: c.SetAccountState) -> None:
+        self._check_user_account(cmd.account)
+        if cmd.state is AccountState.ACTIVE:
+            self.account_states.pop(cmd.account, None)
+        else:
+            self.account_states[cmd.account] = cmd.state
+        self._events.append(
+            e.AccountStateChanged(self.seq, cmd.account, cmd.state, cmd.operator, cmd.reason)
+        )
+
+    def _kill_switch(self, cmd: c.KillSwitch) -> None:
+        self._check_user_account(cmd.account)
+        cancelled = self._cancel_matching(cmd.account, None, CancelReason.KILL_SWITCH)
+        self.account_states[cmd.account] = AccountState.SUSPENDED
+        self._events.append(
+            e.AccountStateChanged(
+                self.seq, cmd.account, AccountState.SUSPENDED, cmd.operator, cmd.reason
+            )
+        )
+        self._events.append(
+            e.KillSwitchActivated(self.seq, cmd.account, cmd.operator, cmd.reason, cancelled)
+        )
+
+    # ======================================================================================
+    # Reference data and money
+    # ======================================================================================
+    def _create_asset(self, cmd: c.CreateAsset) -> None:
+        if not _valid_code(cmd.asset):
+            raise Reject(R.INVALID_FIELD, f"asset code {cmd.asset!r}")
+        if cmd.asset in self.ledger.assets:
+            raise Reject(R.DUPLICATE_ASSET, cmd.asset)
+        if not 0 <= cmd.scale <= 18:
+            raise Reject(R.INVALID_FIELD, "scale must be 0..18")
+        self.ledger.add_asset(cmd.asset, cmd.scale)
+        self.ledger.assets[cmd.asset].ensure(FIRST_USER_ACCOUNT - 1)
+        self._events.append(e.AssetCreated(self.seq, cmd.asset, cmd.scale))
+
+    def _create_instrument(self, cmd: c.CreateInstrument) -> None:
+        spec = cmd.spec
+        if not _valid_code(spec.symbol):
+            raise Reject(R.INVALID_FIELD, f"symbol {spec.symbol!r}")
+        if spec.symbol in self.instruments:
+            raise Reject(R.DUPLICATE_INSTRUMENT, spec.symbol)
+        assets = self.ledger.assets
+        if spec.base_asset not in assets or spec.quote_asset not in assets:
+            raise Reject(R.UNKNOWN_ASSET, f"{spec.base_asset}/{spec.quote_asset}")
+        if spec.base_asset == spec.quote_asset:
+            raise Reject(R.INVALID_FIELD, "base and quote assets must differ")
+        checks = (
+            (1 <= spec.lot_size <= MAX_AMOUNT_MINOR, "lot_size"),
+            (1 <= spec.tick_value <= MAX_AMOUNT_MINOR, "tick_value"),
+            (0 <= spec.reference_price_ticks <= MAX_PRICE_TICKS, "reference_price_ticks"),
+            (0 <= spec.band_bps <= BPS_DENOMINATOR, "band_bps"),
+            (1 <= spec.market_protection_bps <= BPS_DENOMINATOR, "market_protection_bps"),
+            (0 <= spec.maker_fee_bps <= MAX_FEE_BPS, "maker_fee_bps"),
+            (0 <= spec.taker_fee_bps <= MAX_FEE_BPS, "taker_fee_bps"),
+            (1 <= spec.max_order_lots <= MAX_QUANTITY_LOTS, "max_order_lots"),
+            (1 <= spec.max_notional_minor <= MAX_AMOUNT_MINOR, "max_notional_minor"),
+        )
+        for ok, name in checks:
+            if not ok:
+                raise Reject(R.INVALID_FIELD, name)
+        self.instruments[spec.symbol] = Instrument(
+            spec, assets[spec.base_asset], assets[spec.quote_asset]
+        )
+        self._events.append(e.InstrumentCreated(self.seq, spec, Phase.CLOSED))
+
+    def _open_accounts(self, cmd: c.OpenAccounts) -> None:
+        if not 1 <= cmd.count <= MAX_BATCH_ACCOUNTS:
+            raise Reject(R.INVALID_FIELD, f"count must be 1..{MAX_BATCH_ACCOUNTS}")
+        if self.ledger.accounts_count + cmd.count > MAX_ACCOUNTS:
+            raise Reject(R.TOO_MANY_ACCOUNTS)
+        first = self.ledger.open_accounts(cmd.count)
+        self._events.append(e.AccountsOpened(self.seq, first, cmd.count))
+
+    def _asset(self, asset: str) -> AssetBalances:
+        bal = self.ledger.assets.get(asset)
+        if bal is None:
+            raise Reject(R.UNKNOWN_ASSET, asset)
+        return bal
+
+    def _check_amount(self, amount: int) -> None:
+        if amount <= 0 or amount > MAX_AMOUNT_MINOR:
+            raise Reject(R.INVALID_AMOUNT, str(amount))
+
+    def _check_credit(self, bal: AssetBalances, account: int, amount: int) -> None:
+        available, frozen = bal.get(account)
+        if available + frozen + amount > MAX_AMOUNT_MINOR:
+            raise Reject(R.BALANCE_OVERFLOW, f"account {account}")
+
+    def _check_external_debit(self, bal: AssetBalances, amount: int) -> None:
+        if bal.available[EXTERNAL_ACCOUNT] - amount < -MAX_AMOUNT_MINOR:
+            raise Reject(R.BALANCE_OVERFLOW, "external account")
+
+    def _deposit(self, cmd: c.Deposit) -> None:
+        self._check_user_account(cmd.account)
+        bal = self._asset(cmd.asset)
+        self._check_amount(cmd.amount_minor)
+        self._check_credit(bal, cmd.account, cmd.amount_minor)
+        self._check_external_debit(bal, cmd.amount_minor)
+        self.ledger.deposit(bal, cmd.account, cmd.amount_minor)
+        self._touch(cmd.account, bal)
+        self._events.append(
+            e.Transferred(
+                self.seq, "deposit", EXTERNAL_ACCOUNT, cmd.account, cmd.asset, cmd.amount_minor
+            )
+        )
+
+    def _deposit_many(self, cmd: c.DepositMany) -> None:
+        first, count = cmd.first_account, cmd.count
+        if count < 1 or count > MAX_BATCH_ACCOUNTS:
+            raise Reject(R.INVALID_FIELD, "count")
+        if first < FIRST_USER_ACCOUNT or first + count > self.ledger.accounts_count:
+            raise Reject(R.UNKNOWN_ACCOUNT, f"{first}..{first + count - 1}")
+        bal = self._asset(cmd.asset)
+        self._check_amount(cmd.amount_minor)
+        if cmd.amount_minor * count > MAX_AMOUNT_MINOR:
+            raise Reject(R.BALANCE_OVERFLOW, "total")
+        self._check_external_debit(bal, cmd.amount_minor * count)
+        top = 0
+        if first < len(bal.available):
+            end = min(first + count, len(bal.available))
+            av = np.frombuffer(bal.available, dtype=np.int64)[first:end]
+            fr = np.frombuffer(bal.frozen, dtype=np.int64)[first:end]
+            top = int((av + fr).max())
+            del av, fr
+        if top + cmd.amount_minor > MAX_AMOUNT_MINOR:
+            raise Reject(R.BALANCE_OVERFLOW, "an account would overflow")
+        self.ledger.deposit_many(bal, first, count, cmd.amount_minor)
+        self._touch(EXTERNAL_ACCOUNT, bal)
+        self._events.append(e.BulkDeposited(self.seq, first, count, cmd.asset, cmd.amount_minor))
+
+    def _withdraw(self, cmd: c.Withdraw) -> None:
+        self._check_user_account(cmd.account)
+        bal = self._asset(cmd.asset)
+        self._check_amount(cmd.amount_minor)
+        if bal.get(cmd.account)[0] < cmd.amount_minor:
+            raise Reject(R.INSUFFICIENT_FUNDS, "withdrawals come only from available")
+        self.ledger.move_available(bal, cmd.account, EXTERNAL_ACCOUNT, cmd.amount_minor)
+        self._touch(cmd.account, bal)
+        self._events.append(
+            e.Transferred(
+                self.seq, "withdrawal", cmd.account, EXTERNAL_ACCOUNT, cmd.asset, cmd.amount_minor
+            )
+        )
+
+    def _transfer(self, cmd: c.Transfer) -> None:
+        if not 1 <= len(cmd.legs) <= MAX_TRANSFER_LEGS:
+            raise Reject(R.INVALID_FIELD, f"1..{MAX_TRANSFER_LEGS} legs")
+        pending: dict[tuple[int, str], int] = {}
+        for leg in cmd.legs:
+            for account in (leg.from_account, leg.to_account):
+                if not self.ledger.account_exists(account):
+                    raise Reject(R.UNKNOWN_ACCOUNT, str(account))
+            if leg.from_account == leg.to_account:
+                raise Reject(R.INVALID_FIELD, "a leg must move between two accounts")
+            bal = self._asset(leg.asset)
+            self._check_amount(leg.amount_minor)
+            src = (leg.from_account, leg.asset)
+            dst = (leg.to_account, leg.asset)
+            pending[src] = pending.get(src, 0) - leg.amount_minor
+            pending[dst] = pending.get(dst, 0) + leg.amount_minor
+            available = bal.get(leg.from_account)[0]
+            if leg.from_account == EXTERNAL_ACCOUNT:
+                if available + pending[src] < -MAX_AMOUNT_MINOR:
+                    raise Reject(R.BALANCE_OVERFLOW, "external account")
+            elif available + pending[src] < 0:
+                raise Reject(R.INSUFFICIENT_FUNDS, f"account {leg.from_account}")
+            to_available, to_frozen = bal.get(leg.to_account)
+            if to_available + to_frozen + pending[dst] > MAX_AMOUNT_MINOR:
+                raise Reject(R.BALANCE_OVERFLOW, f"account {leg.to_account}")
+        for leg in cmd.legs:
+            bal = self.ledger.assets[leg.asset]
+            self.ledger.move_available(bal, leg.from_account, leg.to_account, leg.amount_minor)
+            self._touch(leg.from_account, bal)
+            self._touch(leg.to_account, bal)
+            self._events.append(
+                e.Transferred(
+                    self.seq,
+                    "transfer",
+                    leg.from_account,
+                    leg.to_account,
+                    leg.asset,
+                    leg.amount_minor,
+                )
+            )
+
+    def _freeze(self, cmd: c.Freeze) -> None:
+        if not cmd.hold_id or len(cmd.hold_id) > MAX_ID_LENGTH:
+            raise Reject(R.INVALID_FIELD, "hold_id must be 1..64 characters")
+        if cmd.hold_id in self.holds:
+            raise Reject(R.DUPLICATE_HOLD, cmd.hold_id)
+        self._check_user_account(cmd.account)
+        bal = self._asset(cmd.asset)
+        self._check_amount(cmd.amount_minor)
+        if bal.get(cmd.account)[0] < cmd.amount_minor:
+            raise Reject(R.INSUFFICIENT_FUNDS)
+        self.ledger.freeze(bal, cmd.account, cmd.amount_minor)
+        self.holds[cmd.hold_id] = Hold(cmd.hold_id, cmd.account, cmd.asset, cmd.amount_minor)
+        self._touch(cmd.account, bal)
+        self._events.append(
+            e.HoldFrozen(self.seq, cmd.hold_id, cmd.account, cmd.asset, cmd.amount_minor)
+        )
+
+    def _pending_hold(self, hold_id: str) -> Hold:
+        hold = self.holds.get(hold_id)
+        if hold is None:
+            raise Reject(R.UNKNOWN_HOLD, hold_id)
+        if hold.resolved:
+            raise Reject(R.HOLD_ALREADY_RESOLVED, hold_id)
+        return hold
+
+    def _post_hold(self, cmd: c.PostHold) -> None:
+        hold = self._pending_hold(cmd.hold_id)
+        if not self.ledger.account_exists(cmd.to_account) or cmd.to_account == hold.account:
+            raise Reject(R.UNKNOWN_ACCOUNT, str(cmd.to_account))
+        if not 0 < cmd.amount_minor <= hold.amount_minor:
+            raise Reject(R.INVALID_AMOUNT, f"1..{hold.amount_minor}")
+        bal = self.ledger.assets[hold.asset]
+        self._check_credit(bal, cmd.to_account, cmd.amount_minor)
+        rest = hold.amount_minor - cmd.amount_minor
+        self.ledger.post(bal, hold.account, cmd.to_account, cmd.amount_minor)
+        if rest:
+            self.ledger.release(bal, hold.account, rest)
+        hold.resolved = True
+        self._touch(hold.account, bal)
+        self._touch(cmd.to_account, bal)
+        self._events.append(
+            e.HoldResolved(self.seq, hold.hold_id, cmd.amount_minor, rest, cmd.to_account)
+        )
+
+    def _release_hold_cmd(self, cmd: c.ReleaseHold) -> None:
+        hold = self._pending_hold(cmd.hold_id)
+        bal = self.ledger.assets[hold.asset]
+        self.ledger.release(bal, hold.account, hold.amount_minor)
+        hold.resolved = True
+        self._touch(hold.account, bal)
+        self._events.append(e.HoldResolved(self.seq, hold.hold_id, 0, hold.amount_minor, -1))
+
+    def _touch(self, account: int, bal: AssetBalances) -> None:
+        self._touched[(account, bal.asset)] = bal
+
+    # ======================================================================================
+    # Queries
+    # ======================================================================================
+    def l1(self, symbol: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """(best bid (price, lots), best ask (price, lots)); None for an empty side."""
+        book = self.instruments[symbol].book
+        bid = book.best_bid()
+        ask = book.best_ask()
+        return (
+            (bid, book.bids[bid].lots) if bid else None,
+            (ask, book.asks[ask].lots) if ask else None,
+        )
+
+    def l2(self, symbol: str, levels: int = 10) -> dict[str, list[tuple[int, int, int]]]:
+        book = self.instruments[symbol].book
+        return {"bids": book.depth(BUY, levels), "asks": book.depth(SELL, levels)}
+
+    def l3(self, symbol: str) -> dict[str, list[Order]]:
+        book = self.instruments[symbol].book
+        return {"bids": book.orders(BUY), "asks": book.orders(SELL)}
+
+    def balance(self, account: int, asset: str) -> tuple[int, int]:
+        return self.ledger.assets[asset].get(account)
+
+    # ======================================================================================
+    # Invariants, snapshot, hash
+    # ======================================================================================
+    def check_invariants(self) -> None:
+        """Full (O(state)) check of every invariant; raises InvariantViolation."""
+        held: dict[tuple[int, str], int] = {}
+        seen: set[int] = set()
+        for inst in self.instruments.values():
+            inst.book.check_invariants(allow_crossed=inst.phase is not Phase.CONTINUOUS)
+            resting = inst.book.orders(BUY) + inst.book.orders(SELL)
+            for order in resting + inst.stops:
+                if self.orders.get(order.order_id) is not order:
+                    raise InvariantViolation(f"order {order.order_id} missing from the index")
+                seen.add(order.order_id)
+                if self.config.settle:
+                    if order.side is BUY:
+                        need = self._buy_hold(inst, order.price_ticks, order.leaves_lots)
+                        key = (order.account, inst.quote.asset)
+                    else:
+                        need = order.leaves_lots * inst.spec.lot_size
+                        key = (order.account, inst.base.asset)
+                    if order.hold_minor != need:
+                        raise InvariantViolation(
+                            f"order {order.order_id} holds {order.hold_minor}, needs {need}"
+                        )
+                    held[key] = held.get(key, 0) + need
+        if seen != set(self.orders):
+            raise InvariantViolation("order index holds orders that are not in any book")
+        if len(self._live_client_ids) != len(self.orders):
+            raise InvariantViolation("client order id index out of step")
+        if sum(self._open_counts.values()) != len(self.orders):
+            raise InvariantViolation("open order counts out of step")
+        for hold in self.holds.values():
+            if not hold.resolved:
+                key = (hold.account, hold.asset)
+                held[key] = held.get(key, 0) + hold.amount_minor
+        self.ledger.check_invariants()
+        for asset, bal in self.ledger.assets.items():
+            for account in range(len(bal.frozen)):
+                if bal.frozen[account] != held.get((account, asset), 0):
+                    raise InvariantViolation(
+                        f"account {account} frozen {asset} {bal.frozen[account]} "
+                        f"!= holds {held.get((account, asset), 0)}"
+                    )
+
+    def snapshot(self) -> bytes:
+        """The whole state, canonically encoded (msgpack)."""
+        state = EngineState(
+            version=STATE_VERSION,
+            config=self.config,
+            seq=self.seq,
+            ts_ns=self.ts_ns,
+            next_order_id=self.next_order_id,
+            next_trade_id=self.next_trade_id,
+            venue_halted=self.venue_halted,
+            accounts_count=self.ledger.accounts_count,
+            account_states=list(self.account_states.items()),
+            assets=[
+                AssetState(b.asset, b.scale, b.available.tobytes(), b.frozen.tobytes())
+                for b in self.ledger.assets.values()
+            ],
+            instruments=[
+                InstrumentState(
+                    i.spec,
+                    i.phase,
+                    i.reference_price_ticks,
+                    i.last_price_ticks,
+                    i.book.orders(BUY),
+                    i.book.orders(SELL),
+                    list(i.stops),
+                )
+                for i in self.instruments.values()
+            ],
+            holds=list(self.holds.values()),
+            results=list(self._results.values()),
+        )
+        return _state_encoder.encode(state)
+
+    @classmethod
+    def restore(cls, blob: bytes) -> Engine:
+        state = _state_decoder.decode(blob)
+        if state.version != STATE_VERSION:
+            raise ValueError(f"snapshot version {state.version}, expected {STATE_VERSION}")
+        engine = cls(state.config)
+        engine.seq = state.seq
+        engine.ts_ns = state.ts_ns
+        engine.next_order_id = state.next_order_id
+        engine.next_trade_id = state.next_trade_id
+        engine.venue_halted = state.venue_halted
+        engine.ledger.accounts_count = state.accounts_count
+        engine.account_states = dict(state.account_states)
+        for a in state.assets:
+            engine.ledger.add_asset(a.asset, a.scale)
+            bal = engine.ledger.assets[a.asset]
+            bal.available = array("q", a.available)
+            bal.frozen = array("q", a.frozen)
+        for s in state.instruments:
+            spec = s.spec
+            inst = Instrument(
+                spec, engine.ledger.assets[spec.base_asset], engine.ledger.assets[spec.quote_asset]
+            )
+            inst.phase = s.phase
+            inst.reference_price_ticks = s.reference_price_ticks
+            inst.last_price_ticks = s.last_price_ticks
+            for order in s.bids + s.asks:
+                inst.book.add(order)
+            inst.stops = s.stops
+            engine.instruments[spec.symbol] = inst
+            for order in s.bids + s.asks + s.stops:
+                engine._register(order)
+        engine.holds = {h.hold_id: h for h in state.holds}
+        engine._results = {(r.account, r.request_id): r for r in state.results}
+        return engine
+
+    def _register(self, order: Order) -> None:
+        self.orders[order.order_id] = order
+        self._live_client_ids[(order.account, order.client_order_id)] = order.order_id
+        self._open_counts[order.account] = self._open_counts.get(order.account, 0) + 1
+
+    def state_hash(self) -> str:
+        """SHA-256 of the canonical snapshot: equal on leader, replicas and after replay."""
+        return hashlib.sha256(self.snapshot()).hexdigest()
+
+
+_IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)
+
+
+def _valid_code(code: str) -> bool:
+    return 0 < len(code) <= MAX_SYMBOL_LENGTH and _CODE_RE.match(code) is not None

@@ -1,0 +1,236 @@
+"""Events: everything the core says. Tagged msgspec structs; every event carries the ``seq`` of
+the command that caused it, so consumers can apply them exactly once.
+
+Execution reports: ``OrderAccepted``, ``OrderCancelled``, ``OrderExpired`` and
+``OrderReplaced`` report those transitions; ``Execution`` reports each fill for each side with
+cumulative and leaves quantity and the cumulative notional (in tick-lots), so the average price
+``cum_notional_ticks / cum_lots`` is exact.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from openbell.core.commands import InstrumentSpec
+from openbell.core.types import (
+    AccountState,
+    CancelReason,
+    OrderStatus,
+    OrderType,
+    Phase,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
+
+
+class _Event(msgspec.Struct, tag=True, frozen=True, gc=False):
+    seq: int
+
+
+class Rejected(_Event, frozen=True):
+    request_id: str
+    reason: RejectReason
+    detail: str
+
+
+class DuplicateRequest(_Event, frozen=True):
+    """A repeated request id: nothing changed; the original result is ``original_seq``'s."""
+
+    request_id: str
+    original_seq: int
+
+
+class AssetCreated(_Event, frozen=True):
+    asset: str
+    scale: int
+
+
+class InstrumentCreated(_Event, frozen=True):
+    spec: InstrumentSpec
+    phase: Phase
+
+
+class AccountsOpened(_Event, frozen=True):
+    first_account: int
+    count: int
+
+
+class BalanceChanged(_Event, frozen=True):
+    """The balances of one (account, asset) after the command."""
+
+    account: int
+    asset: str
+    available_minor: int
+    frozen_minor: int
+
+
+class Transferred(_Event, frozen=True):
+    """A money movement outside trading (deposit, withdrawal, operator transfer, posted hold)."""
+
+    kind: str
+    from_account: int
+    to_account: int
+    asset: str
+    amount_minor: int
+
+
+class BulkDeposited(_Event, frozen=True):
+    first_account: int
+    count: int
+    asset: str
+    amount_minor: int  # per account
+
+
+class HoldFrozen(_Event, frozen=True):
+    hold_id: str
+    account: int
+    asset: str
+    amount_minor: int
+
+
+class HoldResolved(_Event, frozen=True):
+    hold_id: str
+    posted_minor: int
+    released_minor: int
+    to_account: int
+
+
+class OrderAccepted(_Event, frozen=True):
+    order_id: int
+    account: int
+    symbol: str
+    client_order_id: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    price_ticks: int
+    quantity_lots: int
+    stop_price_ticks: int
+    status: OrderStatus
+
+
+class OrderTriggered(_Event, frozen=True):
+    order_id: int
+    account: int
+    symbol: str
+    last_price_ticks: int
+
+
+class Trade(_Event, frozen=True):
+    trade_id: int
+    symbol: str
+    price_ticks: int
+    quantity_lots: int
+    aggressor: Side | None  # None: the trade came out of a call auction
+    maker_order_id: int
+    taker_order_id: int
+    buy_account: int
+    sell_account: int
+    buy_fee_minor: int
+    sell_fee_minor: int
+
+
+class Execution(_Event, frozen=True):
+    order_id: int
+    account: int
+    status: OrderStatus
+    last_price_ticks: int
+    last_lots: int
+    cum_lots: int
+    leaves_lots: int
+    cum_notional_ticks: int
+
+
+class OrderCancelled(_Event, frozen=True):
+    order_id: int
+    account: int
+    reason: CancelReason
+    cum_lots: int
+    cancelled_lots: int
+    leaves_lots: int  # > 0: only part was cancelled (self-trade decrement); the order lives on
+
+
+class OrderExpired(_Event, frozen=True):
+    order_id: int
+    account: int
+    cum_lots: int
+    expired_lots: int
+
+
+class OrderReplaced(_Event, frozen=True):
+    order_id: int
+    account: int
+    price_ticks: int
+    quantity_lots: int
+    leaves_lots: int
+    priority_kept: bool
+
+
+class BookDelta(_Event, frozen=True):
+    """Level-2 change: the new total of a price level (0: the level is gone)."""
+
+    symbol: str
+    side: Side
+    price_ticks: int
+    quantity_lots: int
+
+
+class PhaseChanged(_Event, frozen=True):
+    symbol: str
+    phase: Phase
+    reference_price_ticks: int
+
+
+class AuctionUncrossed(_Event, frozen=True):
+    symbol: str
+    price_ticks: int
+    volume_lots: int
+    imbalance_lots: int
+
+
+class AccountStateChanged(_Event, frozen=True):
+    account: int
+    state: AccountState
+    operator: str
+    reason: str
+
+
+class KillSwitchActivated(_Event, frozen=True):
+    account: int
+    operator: str
+    reason: str
+    cancelled_orders: int
+
+
+class VenueHaltChanged(_Event, frozen=True):
+    halted: bool
+    operator: str
+    reason: str
+
+
+Event = (
+    Rejected
+    | DuplicateRequest
+    | AssetCreated
+    | InstrumentCreated
+    | AccountsOpened
+    | BalanceChanged
+    | Transferred
+    | BulkDeposited
+    | HoldFrozen
+    | HoldResolved
+    | OrderAccepted
+    | OrderTriggered
+    | Trade
+    | Execution
+    | OrderCancelled
+    | OrderExpired
+    | OrderReplaced
+    | BookDelta
+    | PhaseChanged
+    | AuctionUncrossed
+    | AccountStateChanged
+    | KillSwitchActivated
+    | VenueHaltChanged
+)

@@ -1,0 +1,131 @@
+"""Double-entry ledger with available and frozen balances per (account, asset).
+
+Storage is dense: for each asset two ``array('q')`` columns indexed by the integer account id
+(16 bytes per funded account and asset, no Python object per account), grown lazily up to the
+highest account that ever held that asset. Every mutation moves an amount between two accounts
+(or between available and frozen of one account), so each asset sums to zero at all times; the
+external account (the outside world) is the only one allowed to go negative.
+
+The methods here check nothing the engine has not validated already; they are the mechanism.
+Validation (``can_*``) is separate so that a command is fully checked before anything changes.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+
+from openbell.core.errors import InvariantViolation
+from openbell.core.types import EXTERNAL_ACCOUNT, FIRST_USER_ACCOUNT, MAX_AMOUNT_MINOR
+
+_GROW_MIN = 1024
+
+
+class AssetBalances:
+    """Two columns of signed 64-bit integers: available and frozen, indexed by account id."""
+
+    __slots__ = ("asset", "available", "frozen", "scale")
+
+    def __init__(self, asset: str, scale: int) -> None:
+        self.asset = asset
+        self.scale = scale
+        self.available: array[int] = array("q")
+        self.frozen: array[int] = array("q")
+
+    def ensure(self, account: int) -> None:
+        """Make ``account`` addressable (zero balances). Amortised O(1)."""
+        size = len(self.available)
+        if account < size:
+            return
+        new_size = max(account + 1, size * 2, _GROW_MIN)
+        zeros = array("q", bytes(8 * (new_size - size)))
+        self.available.extend(zeros)
+        self.frozen.extend(zeros)
+
+    def get(self, account: int) -> tuple[int, int]:
+        if account < len(self.available):
+            return self.available[account], self.frozen[account]
+        return 0, 0
+
+    def sums(self) -> tuple[int, int]:
+        av = np.frombuffer(self.available, dtype=np.int64)
+        fr = np.frombuffer(self.frozen, dtype=np.int64)
+        # Python ints: exact even if a sum would not fit in 64 bits.
+        return int(av.sum(dtype=object)), int(fr.sum(dtype=object))
+
+
+class Ledger:
+    __slots__ = ("accounts_count", "assets")
+
+    def __init__(self) -> None:
+        self.assets: dict[str, AssetBalances] = {}
+        # Accounts below FIRST_USER_ACCOUNT are system accounts and always exist.
+        self.accounts_count = int(FIRST_USER_ACCOUNT)
+
+    # -- structure -------------------------------------------------------------------------
+    def add_asset(self, asset: str, scale: int) -> None:
+        self.assets[asset] = AssetBalances(asset, scale)
+
+    def open_accounts(self, count: int) -> int:
+        first = self.accounts_count
+        self.accounts_count += count
+        return first
+
+    def account_exists(self, account: int) -> bool:
+        return 0 <= account < self.accounts_count
+
+    # -- mechanism (callers validated) -----------------------------------------------------
+    def deposit(self, bal: AssetBalances, account: int, amount: int) -> None:
+        bal.ensure(account)
+        bal.available[EXTERNAL_ACCOUNT] -= amount
+        bal.available[account] += amount
+
+    def deposit_many(self, bal: AssetBalances, first: int, count: int, amount: int) -> None:
+        bal.ensure(first + count - 1)
+        av = np.frombuffer(bal.available, dtype=np.int64)
+        view = av[first : first + count]
+        if count and (int(view.max()) > MAX_AMOUNT_MINOR - amount):
+            raise InvariantViolation("deposit_many overflow passed validation")
+        view += amount
+        av[EXTERNAL_ACCOUNT] -= amount * count
+        del view, av  # release the buffer export so the array can grow again
+
+    def move_available(self, bal: AssetBalances, src: int, dst: int, amount: int) -> None:
+        bal.ensure(max(src, dst))
+        bal.available[src] -= amount
+        bal.available[dst] += amount
+
+    def freeze(self, bal: AssetBalances, account: int, amount: int) -> None:
+        bal.available[account] -= amount
+        bal.frozen[account] += amount
+
+    def release(self, bal: AssetBalances, account: int, amount: int) -> None:
+        bal.frozen[account] -= amount
+        bal.available[account] += amount
+
+    def post(self, bal: AssetBalances, src: int, dst: int, amount: int) -> None:
+        """Pay ``amount`` out of ``src``'s frozen balance into ``dst``'s available."""
+        bal.ensure(dst)
+        bal.frozen[src] -= amount
+        bal.available[dst] += amount
+
+    # -- checks ------------------------------------------------------------------------------
+    def check_invariants(self) -> None:
+        """Every asset sums to zero; no balance but the external account's is negative."""
+        for bal in self.assets.values():
+            av_total, fr_total = bal.sums()
+            if av_total + fr_total != 0:
+                raise InvariantViolation(
+                    f"asset {bal.asset} does not sum to zero: {av_total + fr_total}"
+                )
+            av = np.frombuffer(bal.available, dtype=np.int64)
+            fr = np.frombuffer(bal.frozen, dtype=np.int64)
+            if len(av) > 1 and int(av[1:].min()) < 0:
+                bad = int(np.argmax(av[1:] < 0)) + 1
+                raise InvariantViolation(f"negative available {bal.asset} account {bad}")
+            if len(fr) and int(fr.min()) < 0:
+                bad = int(np.argmax(fr < 0))
+                raise InvariantViolation(f"negative frozen {bal.asset} account {bad}")
+            if len(fr) and int(fr[0]) != 0:
+                raise InvariantViolation(f"external account holds frozen {bal.asset}")
