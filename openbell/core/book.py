@@ -19,6 +19,7 @@ from openbell.core.errors import InvariantViolation
 from openbell.core.types import OrderType, SelfTradePrevention, Side, TimeInForce
 
 _COMPACT_SLACK = 32
+BUY = Side.BUY  # module alias: Enum member lookup is slow on CPython 3.11
 
 
 class Order(msgspec.Struct, gc=False):
@@ -85,7 +86,7 @@ class Book:
     def add(self, order: Order) -> Level:
         """Append ``order`` at the back of its price level."""
         price = order.price_ticks
-        if order.side is Side.BUY:
+        if order.side is BUY:
             levels = self.bids
             level = levels.get(price)
             if level is None:
@@ -113,7 +114,7 @@ class Book:
 
     def remove(self, order: Order) -> Level:
         """Take a resting order out of the book (its remaining quantity leaves the level)."""
-        side_levels = self.bids if order.side is Side.BUY else self.asks
+        side_levels = self.bids if order.side is BUY else self.asks
         level = side_levels[order.price_ticks]
         order.live = False
         level.lots -= order.leaves_lots
@@ -125,7 +126,7 @@ class Book:
         return level
 
     def drop_level(self, side: Side, price: int) -> None:
-        if side is Side.BUY:
+        if side is BUY:
             del self.bids[price]
             prices = self.bid_prices
             if prices[-1] == price:
@@ -143,7 +144,7 @@ class Book:
     # -- queries -----------------------------------------------------------------------------
     def depth(self, side: Side, levels: int) -> list[tuple[int, int, int]]:
         """Up to ``levels`` (price, lots, orders) from the best price outwards."""
-        if side is Side.BUY:
+        if side is BUY:
             prices = self.bid_prices[::-1][:levels]
             book = self.bids
         else:
@@ -154,7 +155,7 @@ class Book:
     def orders(self, side: Side) -> list[Order]:
         """Level 3: every live order of a side, best price first, in queue order."""
         out: list[Order] = []
-        if side is Side.BUY:
+        if side is BUY:
             for p in reversed(self.bid_prices):
                 out.extend(self.bids[p].live_orders())
         else:
@@ -167,7 +168,7 @@ class Book:
             raise InvariantViolation(f"{self.symbol}: bid price index out of order")
         if sorted(-p for p in self.asks) != self.ask_keys:
             raise InvariantViolation(f"{self.symbol}: ask price index out of order")
-        for side, levels in ((Side.BUY, self.bids), (Side.SELL, self.asks)):
+        for side, levels in ((BUY, self.bids), (Side.SELL, self.asks)):
             for price, level in levels.items():
                 live = level.live_orders()
                 if not live or len(live) != level.count:

@@ -1,0 +1,1 @@
+"""Workload and population generators (seeded, regenerable by anyone)."""
