@@ -20,8 +20,9 @@ def _fresh(settle: bool, setup: Sequence[c.Command]) -> tuple[Engine, int]:
     return engine, seq
 
 
-def run_throughput(settle: bool, setup: Sequence[c.Command], work: Sequence[c.Command],
-                   freeze_gc: bool) -> tuple[float, int]:
+def run_throughput(
+    settle: bool, setup: Sequence[c.Command], work: Sequence[c.Command], freeze_gc: bool
+) -> tuple[float, int]:
     """One pass: (ops/s, events seen). Events are consumed (each one's seq is read)."""
     engine, seq = _fresh(settle, setup)
     apply = engine.apply
@@ -45,8 +46,9 @@ def run_throughput(settle: bool, setup: Sequence[c.Command], work: Sequence[c.Co
     return len(work) * 1e9 / elapsed_ns, events_seen
 
 
-def run_latency(settle: bool, setup: Sequence[c.Command], work: Sequence[c.Command],
-                freeze_gc: bool) -> dict[str, float]:
+def run_latency(
+    settle: bool, setup: Sequence[c.Command], work: Sequence[c.Command], freeze_gc: bool
+) -> dict[str, float]:
     engine, seq = _fresh(settle, setup)
     apply = engine.apply
     clock = time.perf_counter_ns
@@ -75,8 +77,14 @@ def run_latency(settle: bool, setup: Sequence[c.Command], work: Sequence[c.Comma
     }
 
 
-def bench_engine(name: str, settle: bool, setup: Sequence[c.Command], work: Sequence[c.Command],
-                 runs: int = 3, freeze_gc: bool = True) -> dict[str, float]:
+def bench_engine(
+    name: str,
+    settle: bool,
+    setup: Sequence[c.Command],
+    work: Sequence[c.Command],
+    runs: int = 3,
+    freeze_gc: bool = True,
+) -> dict[str, float]:
     rates = []
     events = 0
     for _ in range(runs):

@@ -74,7 +74,7 @@ class _LiveSet:
 
 def standard_workload(
     operations: int = 1_000_000, seed: int = 1, accounts: int = 1_000
-) -> tuple[list[c.Command], list[c.Command]]:
+) -> tuple[list[c.Command], list[c.CancelOrder | c.PlaceOrder]]:
     """(setup commands, workload commands). Request ids are set on every workload command."""
     rng = random.Random(seed)
     setup = setup_commands(accounts, fund_minor=10**15, fund_shares=10**9)
@@ -86,13 +86,13 @@ def standard_workload(
     live = _LiveSet()
     book = engine.instruments[SYMBOL].book
     mid = MID_START_TICKS
-    out: list[c.Command] = []
+    out: list[c.CancelOrder | c.PlaceOrder] = []
     first_account = int(FIRST_USER_ACCOUNT)
     for n in range(operations):
         mid = max(100, mid + rng.choice((-1, 0, 0, 1)))
         roll = rng.random()
         account = first_account + rng.randrange(accounts)
-        cmd: c.Command
+        cmd: c.CancelOrder | c.PlaceOrder
         if roll < 0.25 and live.ids:
             order_id = live.ids[rng.randrange(len(live.ids))]
             owner = engine.orders[order_id].account
