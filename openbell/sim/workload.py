@@ -80,9 +80,9 @@ def standard_workload(
     setup = setup_commands(accounts, fund_minor=10**15, fund_shares=10**9)
     engine = Engine(EngineConfig(settle=False))
     seq = 0
-    for cmd in setup:
+    for setup_cmd in setup:
         seq += 1
-        engine.apply(seq, seq, cmd)
+        engine.apply(seq, seq, setup_cmd)
     live = _LiveSet()
     book = engine.instruments[SYMBOL].book
     mid = MID_START_TICKS
