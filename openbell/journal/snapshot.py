@@ -143,6 +143,10 @@ class SnapshotStore:
         files.sort(reverse=True)
         return files
 
+    def seqs(self) -> list[int]:
+        """Sequence numbers of the snapshot files present, newest first (not verified)."""
+        return [seq for seq, _ in self._snapshot_files()]
+
     def load(self, path: Path) -> Snapshot:
         """Load and verify one snapshot file; CorruptRecordError if it is invalid."""
         match = _SNAPSHOT_NAME.match(Path(path).name)

@@ -1,0 +1,1 @@
+"""The running node: sequencer, recovery, snapshots and the local client API."""

@@ -1,0 +1,52 @@
+"""The node's local client protocol: length-prefixed msgpack frames over TCP on 127.0.0.1.
+
+Each frame is a 4-byte big-endian length and a msgpack ``Request`` or ``Response``. Requests
+carry a client-chosen ``id`` echoed in the response, so a client may pipeline many requests on
+one connection. (The public REST/WebSocket gateway sits in front of this, in a later issue.)
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgspec
+
+from openbell.core.commands import Command
+from openbell.core.events import Event
+
+MAX_FRAME_BYTES = 1 << 20
+LENGTH = struct.Struct(">I")
+
+
+class SubmitRequest(msgspec.Struct, tag="submit", frozen=True):
+    id: int
+    command: Command
+
+
+class QueryRequest(msgspec.Struct, tag="query", frozen=True):
+    """``what``: status | state_hash | l2 | balance | order (arguments in ``args``)."""
+
+    id: int
+    what: str
+    args: dict[str, str | int] = {}
+
+
+Request = SubmitRequest | QueryRequest
+
+
+class Response(msgspec.Struct, omit_defaults=True):
+    id: int
+    seq: int = 0
+    events: list[Event] | None = None
+    error: str = ""  # BUSY, NODE_HALTED, NODE_STOPPING, BAD_REQUEST, BAD_QUERY
+    answer: Any = None
+
+
+request_encoder = msgspec.msgpack.Encoder()
+request_decoder = msgspec.msgpack.Decoder(Request)
+response_decoder = msgspec.msgpack.Decoder(Response)
+
+
+def frame(payload: bytes) -> bytes:
+    return LENGTH.pack(len(payload)) + payload

@@ -1,0 +1,319 @@
+"""The single writer: sequence, journal, apply, and only then answer.
+
+Two threads share the work so that the engine never waits for the disk:
+
+- the *sequencer* thread drains the bounded inbound queue into a batch (at most ``max_batch``
+  commands, never waiting for more once the queue is empty: the batch is whatever arrived while
+  the previous one was being made durable), stamps each command with ``seq`` and the batch with
+  one ``ts_ns``, encodes the batch and applies it to the engine;
+- the *journal* thread appends each encoded batch with one fsync (group commit) and only then
+  releases the batch's results to the callers.
+
+Applying before the fsync is safe because nothing leaves the node before it is durable: results
+are released, and snapshots written, only after the journal holds the batch. If the append
+fails, the node halts (its memory is ahead of the journal and it must not answer anything).
+A full inbound queue answers ``Busy`` at once (backpressure) instead of growing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from openbell.core.commands import Command
+from openbell.core.engine import Engine
+from openbell.core.events import Event
+from openbell.journal.base import Journal
+from openbell.node.codec import encode_batch
+
+log = logging.getLogger("openbell.node")
+
+Reply = Callable[[int, list[Event] | None, str], None]  # (seq, events, error)
+
+
+class Busy(Exception):
+    """The inbound queue is full: try again later."""
+
+
+class NodeHalted(RuntimeError):
+    """The node stopped because the journal or the engine failed; nothing more is accepted."""
+
+
+Query = Callable[[Engine], Any]
+QueryReply = Callable[[Any, str], None]  # (answer, error)
+
+
+class Pending:
+    __slots__ = ("command", "reply", "token")
+
+    def __init__(self, command: Command, reply: Reply, token: Any = None) -> None:
+        self.command = command
+        self.reply = reply
+        self.token = token  # for the caller's own bookkeeping (e.g. a connection)
+
+
+class PendingQuery:
+    """A read of the engine's state, run on the sequencer thread between batches and answered
+    once everything sequenced before it is durable (so a client reads its own writes)."""
+
+    __slots__ = ("query", "reply")
+
+    def __init__(self, query: Query, reply: QueryReply) -> None:
+        self.query = query
+        self.reply = reply
+
+
+# Called on the journal thread once per durable batch, with the batch's first seq.
+DurableCallback = Callable[[int, list[Pending], list[list[Event]]], None]
+
+
+def reply_each(first_seq: int, batch: list[Pending], results: list[list[Event]]) -> None:
+    for i, pending in enumerate(batch):
+        pending.reply(first_seq + i, results[i], "")
+
+
+class SnapshotPolicy:
+    """Take a snapshot every ``every_commands`` commands or ``every_seconds`` seconds."""
+
+    def __init__(self, every_commands: int = 1_000_000, every_seconds: float = 300.0) -> None:
+        self.every_commands = every_commands
+        self.every_seconds = every_seconds
+
+
+SnapshotSink = Callable[[int, bytes], None]  # (seq, state) -> write it once seq is durable
+
+
+class Sequencer:
+    def __init__(
+        self,
+        engine: Engine,
+        journal: Journal,
+        *,
+        max_batch: int = 2048,
+        queue_capacity: int = 100_000,
+        max_batches_in_flight: int = 4,
+        on_durable: DurableCallback = reply_each,
+        clock_ns: Callable[[], int] = time.time_ns,
+        snapshot_policy: SnapshotPolicy | None = None,
+        snapshot_sink: SnapshotSink | None = None,
+    ) -> None:
+        if journal.last_seq != engine.seq:
+            raise ValueError(f"journal at {journal.last_seq} but engine at {engine.seq}")
+        self.engine = engine
+        self.journal = journal
+        self.max_batch = max_batch
+        self.queue_capacity = queue_capacity
+        self._inbound: queue.SimpleQueue[Pending | PendingQuery | None] = queue.SimpleQueue()
+        self._to_journal: queue.Queue[_Sequenced | _Answered | None]
+        self._to_journal = queue.Queue(maxsize=max_batches_in_flight)
+        self._on_durable = on_durable
+        self._clock_ns = clock_ns
+        self._snapshot_policy = snapshot_policy
+        self.snapshot_sink = snapshot_sink
+        self._last_snapshot_seq = engine.seq
+        self._last_snapshot_time = time.monotonic()
+        self._accepting = False
+        self._stopping = threading.Event()
+        self.failure: BaseException | None = None
+        self.durable_seq = engine.seq
+        self.durable_changed = threading.Condition()
+        self.batches = 0
+        self.commands = 0
+        self.fsync_ns_total = 0
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._accepting = True
+        for name, target in (("sequencer", self._sequence_loop), ("journal", self._journal_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop accepting, finish what is queued, make it durable, then return."""
+        self._accepting = False
+        self._inbound.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._inbound.qsize()
+
+    # -- callers ---------------------------------------------------------------------------------
+    def submit(self, command: Command, reply: Reply, token: Any = None) -> None:
+        """Queue a command; ``reply`` is called once it is durable and applied."""
+        if self.failure is not None:
+            raise NodeHalted(str(self.failure))
+        if not self._accepting:
+            raise NodeHalted("node is stopping")
+        if self._inbound.qsize() >= self.queue_capacity:
+            raise Busy
+        self._inbound.put(Pending(command, reply, token))
+
+    def query(self, query: Query, reply: QueryReply) -> None:
+        """Read the engine's state consistently (see PendingQuery)."""
+        if self.failure is not None:
+            raise NodeHalted(str(self.failure))
+        if not self._accepting:
+            raise NodeHalted("node is stopping")
+        self._inbound.put(PendingQuery(query, reply))
+
+    def wait_durable(self, seq: int, timeout_s: float | None = None) -> bool:
+        with self.durable_changed:
+            return self.durable_changed.wait_for(
+                lambda: self.durable_seq >= seq or self.failure is not None, timeout_s
+            )
+
+    # -- the sequencer thread --------------------------------------------------------------------
+    def _sequence_loop(self) -> None:
+        inbound = self._inbound
+        engine = self.engine
+        apply = engine.apply
+        max_batch = self.max_batch
+        to_journal = self._to_journal
+        stopping = False
+        try:
+            while not stopping:
+                item = inbound.get()
+                batch: list[Pending] = []
+                query: PendingQuery | None = None
+                while True:
+                    if item is None:
+                        stopping = True
+                        break
+                    if isinstance(item, PendingQuery):
+                        query = item
+                        break
+                    batch.append(item)
+                    if len(batch) >= max_batch:
+                        break
+                    try:
+                        item = inbound.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    ts_ns = self._clock_ns()
+                    first_seq = engine.seq + 1
+                    commands = [p.command for p in batch]
+                    payload = encode_batch(ts_ns, commands)
+                    results = [apply(first_seq + i, ts_ns, c) for i, c in enumerate(commands)]
+                    to_journal.put(_Sequenced(first_seq, payload, batch, results))
+                    self._maybe_snapshot()
+                if query is not None:
+                    try:
+                        to_journal.put(_Answered(query, query.query(engine), ""))
+                    except Exception as error:  # a bad query harms nobody else
+                        to_journal.put(_Answered(query, None, f"{type(error).__name__}: {error}"))
+        except BaseException as error:  # engine invariant or bug: halt, answer nobody
+            self._halt(error)
+        finally:
+            to_journal.put(None)
+            # whatever is still queued will never be sequenced
+            self._drain_refused()
+
+    def _maybe_snapshot(self) -> None:
+        policy = self._snapshot_policy
+        sink = self.snapshot_sink
+        if policy is None or sink is None:
+            return
+        seq = self.engine.seq
+        due = seq - self._last_snapshot_seq >= policy.every_commands or (
+            seq > self._last_snapshot_seq
+            and time.monotonic() - self._last_snapshot_time >= policy.every_seconds
+        )
+        if due:
+            self.snapshot_now(sink)
+
+    def snapshot_now(self, sink: SnapshotSink) -> None:
+        """Encode the state (the only part that pauses sequencing) and hand it to ``sink``."""
+        started = time.perf_counter()
+        state = self.engine.snapshot()
+        seq = self.engine.seq
+        self._last_snapshot_seq = seq
+        self._last_snapshot_time = time.monotonic()
+        log.info(
+            "snapshot at seq %d: %d bytes encoded in %.1f ms",
+            seq,
+            len(state),
+            (time.perf_counter() - started) * 1000,
+        )
+        sink(seq, state)
+
+    def _drain_refused(self) -> None:
+        while True:
+            try:
+                item = self._inbound.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, PendingQuery):
+                item.reply(None, "NODE_STOPPING")
+            elif item is not None:
+                item.reply(0, None, "NODE_STOPPING")
+
+    # -- the journal thread ----------------------------------------------------------------------
+    def _journal_loop(self) -> None:
+        journal = self.journal
+        while True:
+            item = self._to_journal.get()
+            if item is None:
+                return
+            if type(item) is _Answered:
+                item.query.reply(
+                    *((None, "NODE_HALTED") if self.failure else (item.answer, item.error))
+                )
+                continue
+            assert type(item) is _Sequenced
+            count = len(item.batch)
+            if self.failure is None:
+                try:
+                    started = time.perf_counter_ns()
+                    journal.append(item.first_seq - 1, item.first_seq, count, item.payload)
+                    self.fsync_ns_total += time.perf_counter_ns() - started
+                except BaseException as error:
+                    self._halt(error)
+            if self.failure is not None:
+                for pending in item.batch:
+                    pending.reply(0, None, "NODE_HALTED")
+                continue
+            self.batches += 1
+            self.commands += count
+            with self.durable_changed:
+                self.durable_seq = item.first_seq + count - 1
+                self.durable_changed.notify_all()
+            self._on_durable(item.first_seq, item.batch, item.results)
+
+    def _halt(self, error: BaseException) -> None:
+        if self.failure is None:
+            log.critical("node halted: %s: %s", type(error).__name__, error)
+            self.failure = error
+        self._accepting = False
+        with self.durable_changed:
+            self.durable_changed.notify_all()
+
+
+class _Sequenced:
+    __slots__ = ("batch", "first_seq", "payload", "results")
+
+    def __init__(
+        self, first_seq: int, payload: bytes, batch: list[Pending], results: list[list[Event]]
+    ) -> None:
+        self.first_seq = first_seq
+        self.payload = payload
+        self.batch = batch
+        self.results = results
+
+
+class _Answered:
+    __slots__ = ("answer", "error", "query")
+
+    def __init__(self, query: PendingQuery, answer: Any, error: str) -> None:
+        self.query = query
+        self.answer = answer
+        self.error = error

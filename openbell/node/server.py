@@ -1,0 +1,172 @@
+"""Serve a node's local client API (asyncio), and run it until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import Any
+
+import msgspec
+
+from openbell.core.engine import Engine
+from openbell.core.events import Event
+from openbell.node.datadir import write_atomic
+from openbell.node.protocol import (
+    LENGTH,
+    MAX_FRAME_BYTES,
+    QueryRequest,
+    Response,
+    SubmitRequest,
+    frame,
+    request_decoder,
+)
+from openbell.node.sequencer import Busy, NodeHalted, Pending
+from openbell.node.service import Node
+
+log = logging.getLogger("openbell.node")
+_encoder = msgspec.msgpack.Encoder()
+
+
+def _answer_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
+    if what == "status":
+        return {"seq": engine.seq, "failure": engine.failure or ""}
+    if what == "state_hash":
+        return {"seq": engine.seq, "state_hash": engine.state_hash()}
+    if what == "l2":
+        levels = int(args.get("levels", 10))
+        return engine.l2(str(args["symbol"]), levels)
+    if what == "balance":
+        available, frozen = engine.balance(int(args["account"]), str(args["asset"]))
+        return {"available_minor": available, "frozen_minor": frozen}
+    if what == "order":
+        order = engine.orders.get(int(args["order_id"]))
+        return None if order is None else msgspec.to_builtins(order)
+    if what == "l3":
+        book = engine.l3(str(args["symbol"]))
+        return {side: [msgspec.to_builtins(o) for o in orders] for side, orders in book.items()}
+    raise ValueError(f"unknown query {what!r}")
+
+
+class _Connection:
+    __slots__ = ("closed", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.closed = False
+
+    def send(self, response: Response) -> None:
+        if not self.closed:
+            self.writer.write(frame(_encoder.encode(response)))
+
+
+class NodeServer:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    # -- called on the journal thread once per durable batch --------------------------------------
+    def on_durable(self, first_seq: int, batch: list[Pending], results: list[list[Event]]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, first_seq, batch, results)
+
+    def _deliver(self, first_seq: int, batch: list[Pending], results: list[list[Event]]) -> None:
+        for i, pending in enumerate(batch):
+            connection, request_id = pending.token
+            connection.send(Response(request_id, first_seq + i, results[i]))
+
+    async def start(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        config = self.node.config
+        self._server = await asyncio.start_server(self._handle, config.host, config.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        write_atomic(self.node.dirs.port_path, f"{self.port}\n".encode())
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = _Connection(writer)
+        sequencer = self.node.sequencer
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                header = await reader.readexactly(LENGTH.size)
+                (length,) = LENGTH.unpack(header)
+                if length > MAX_FRAME_BYTES:
+                    connection.send(Response(0, error="BAD_REQUEST: frame too large"))
+                    break
+                payload = await reader.readexactly(length)
+                try:
+                    request = request_decoder.decode(payload)
+                except msgspec.DecodeError as error:
+                    connection.send(Response(0, error=f"BAD_REQUEST: {error}"))
+                    continue
+                try:
+                    if isinstance(request, SubmitRequest):
+                        sequencer.submit(request.command, _unused_reply, (connection, request.id))
+                    else:
+                        self._query(request, connection, loop)
+                except Busy:
+                    connection.send(Response(request.id, error="BUSY"))
+                except NodeHalted as error:
+                    connection.send(Response(request.id, error=f"NODE_HALTED: {error}"))
+                if writer.transport.get_write_buffer_size() > MAX_FRAME_BYTES:
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            connection.closed = True
+            writer.close()
+
+    def _query(
+        self, request: QueryRequest, connection: _Connection, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        def run(engine: Engine) -> Any:
+            return _answer_query(request.what, request.args, engine)
+
+        def reply(answer: Any, error: str) -> None:
+            response = Response(request.id, answer=answer, error=error and f"BAD_QUERY: {error}")
+            loop.call_soon_threadsafe(connection.send, response)
+
+        self.node.sequencer.query(run, reply)
+
+
+def _unused_reply(seq: int, events: list[Event] | None, error: str) -> None:
+    """Replies go through NodeServer.on_durable (one loop hop per batch); this one only carries
+    refusals when the node stops with commands still queued."""
+    if error:
+        log.warning("command not sequenced: %s", error)
+
+
+async def serve(node: Node) -> int:
+    """Run until SIGTERM/SIGINT: finish the batch in flight, snapshot, exit 0 (1 if halted)."""
+    server = NodeServer(node)
+    report = node.open(on_durable=server.on_durable)
+    node.start()
+    port = await server.start()
+    print(
+        f"openbell node: seq {report.last_seq} (snapshot {report.snapshot_seq} + "
+        f"{report.replayed_commands} replayed), listening on {node.config.host}:{port}, "
+        f"pid {os.getpid()}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    while not stop.is_set() and node.sequencer.failure is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+    await server.close()
+    await loop.run_in_executor(None, node.stop)
+    failed = node.sequencer.failure is not None
+    print(f"openbell node stopped at seq {node.sequencer.engine.seq}", flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,148 @@
+"""One node: data directory, recovery, sequencer and background snapshots, wired together."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from openbell.core.engine import EngineConfig
+from openbell.journal.file import DEFAULT_SEGMENT_BYTES, FileJournal
+from openbell.journal.snapshot import SnapshotStore
+from openbell.node.datadir import DataDir
+from openbell.node.recovery import RecoveryReport, load_snapshot, replay
+from openbell.node.sequencer import DurableCallback, Sequencer, SnapshotPolicy, reply_each
+
+log = logging.getLogger("openbell.node")
+
+
+class NodeConfig(msgspec.Struct, kw_only=True, frozen=True):
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (written to DIR/node.port)
+    max_batch: int = 2048
+    queue_capacity: int = 100_000
+    snapshot_every_commands: int = 1_000_000
+    snapshot_every_s: int = 300
+    keep_snapshots: int = 2
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES
+
+
+class Snapshotter:
+    """Writes snapshots off the sequencer thread: waits until the snapshot's seq is durable in
+    the journal, hashes, writes atomically, then applies the retention policy (keep the newest
+    ``keep`` snapshots and the journal segments the oldest of them still needs)."""
+
+    def __init__(self, sequencer: Sequencer, store: SnapshotStore, journal: FileJournal, keep: int):
+        self._sequencer = sequencer
+        self._store = store
+        self._journal = journal
+        self._keep = keep
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
+        self.written: list[int] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, seq: int, state: bytes) -> None:
+        self._queue.put((seq, state))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def write_now(self, seq: int, state: bytes) -> None:
+        started = time.perf_counter()
+        self._store.write(seq, hashlib.sha256(state).hexdigest(), state)
+        self.written.append(seq)
+        self._store.prune(self._keep)
+        kept = self._store.seqs()
+        if kept:
+            self._journal.prune_before(min(kept) + 1)
+        log.info("snapshot %d written in %.1f ms", seq, (time.perf_counter() - started) * 1000)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            seq, state = item
+            if not self._sequencer.wait_durable(seq, timeout_s=None) or self._sequencer.failure:
+                log.error("snapshot %d dropped: the node failed before it was durable", seq)
+                continue
+            try:
+                self.write_now(seq, state)
+            except OSError as error:  # a failed snapshot is not fatal: the journal has it all
+                log.error("snapshot %d failed: %s", seq, error)
+
+
+class Node:
+    def __init__(self, config: NodeConfig, engine_config: EngineConfig | None = None) -> None:
+        self.config = config
+        self.dirs = DataDir(Path(config.data_dir))
+        self._engine_config = engine_config
+        self.recovery: RecoveryReport | None = None
+        self.journal: FileJournal
+        self.sequencer: Sequencer
+        self.snapshotter: Snapshotter
+
+    def open(self, on_durable: DurableCallback = reply_each) -> RecoveryReport:
+        """Lock the data directory, recover the state, and make the sequencer (not started)."""
+        dirs = self.dirs
+        dirs.create(self._engine_config or EngineConfig())
+        dirs.lock()
+        dirs.port_path.unlink(missing_ok=True)  # a stale port must not attract clients
+        started = time.perf_counter()
+        self.journal = FileJournal(dirs.journal, segment_bytes=self.config.segment_bytes)
+        store = SnapshotStore(dirs.snapshots)
+        engine = load_snapshot(store, dirs.load_config())
+        snapshot_seq = engine.seq
+        replayed = replay(engine, self.journal.read(engine.seq + 1))
+        if engine.seq != self.journal.last_seq:
+            raise RuntimeError(
+                f"recovered to {engine.seq}, journal ends at {self.journal.last_seq}"
+            )
+        self.recovery = RecoveryReport(snapshot_seq, replayed, engine.seq, engine.state_hash())
+        log.info(
+            "recovered to seq %d (snapshot %d + %d replayed) in %.2f s",
+            engine.seq,
+            snapshot_seq,
+            replayed,
+            time.perf_counter() - started,
+        )
+        self.sequencer = Sequencer(
+            engine,
+            self.journal,
+            max_batch=self.config.max_batch,
+            queue_capacity=self.config.queue_capacity,
+            on_durable=on_durable,
+            snapshot_policy=SnapshotPolicy(
+                self.config.snapshot_every_commands, self.config.snapshot_every_s
+            ),
+        )
+        self.snapshotter = Snapshotter(
+            self.sequencer, store, self.journal, self.config.keep_snapshots
+        )
+        self.sequencer.snapshot_sink = self.snapshotter.submit
+        return self.recovery
+
+    def start(self) -> None:
+        self.snapshotter.start()
+        self.sequencer.start()
+
+    def stop(self, snapshot: bool = True) -> None:
+        """Finish the batch in flight, snapshot (if healthy), close everything."""
+        self.sequencer.stop()
+        self.snapshotter.stop()
+        engine = self.sequencer.engine
+        healthy = self.sequencer.failure is None
+        if snapshot and healthy and engine.seq > 0 and engine.seq not in self.snapshotter.written:
+            self.snapshotter.write_now(engine.seq, engine.snapshot())
+        self.journal.close()
+        self.dirs.unlock()
