@@ -49,10 +49,18 @@ class AssetBalances:
         return 0, 0
 
     def sums(self) -> tuple[int, int]:
-        av = np.frombuffer(self.available, dtype=np.int64)
-        fr = np.frombuffer(self.frozen, dtype=np.int64)
-        # Python ints: exact even if a sum would not fit in 64 bits.
-        return int(av.sum(dtype=object)), int(fr.sum(dtype=object))
+        """Exact column totals (as Python ints, even past 64 bits)."""
+        return _exact_sum(self.available), _exact_sum(self.frozen)
+
+
+def _exact_sum(column: array[int]) -> int:
+    """Sum of signed 64-bit values without overflow: split each into its high and low 32 bits
+    (x == (x >> 32) * 2**32 + (x & 0xFFFFFFFF), negatives included); each half sums in int64
+    for any column shorter than 2**31 rows."""
+    values = np.frombuffer(column, dtype=np.int64)
+    high = int((values >> 32).sum())
+    low = int((values & 0xFFFFFFFF).sum())
+    return (high << 32) + low
 
 
 class Ledger:

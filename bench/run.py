@@ -1,0 +1,116 @@
+"""``make bench``: every benchmark, a table on screen, flat JSON in bench/results.json.
+
+Environment: OPENBELL_BENCH_OPS (standard workload size, default 1,000,000),
+OPENBELL_BENCH_ACCOUNTS (ledger scale, default 50,000,000), OPENBELL_BENCH_QUICK=1 (small
+sizes, for a smoke run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.engine_bench import bench_engine
+from bench.node_bench import bench_recovery, bench_sequencer
+from bench.workload_cache import load
+from openbell.journal.bench import bench_append
+
+RESULTS = Path(__file__).parent / "results.json"
+console = Console()
+
+
+def _ledger_accounts(accounts: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.ledger_accounts", str(accounts)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout
+    data: dict[str, float] = json.loads(out)
+    return data
+
+
+def main() -> None:
+    quick = os.environ.get("OPENBELL_BENCH_QUICK") == "1"
+    ops = int(os.environ.get("OPENBELL_BENCH_OPS", "20000" if quick else "1000000"))
+    accounts = int(os.environ.get("OPENBELL_BENCH_ACCOUNTS", "100000" if quick else "50000000"))
+    results: dict[str, float | str] = {
+        "meta.python": platform.python_version(),
+        "meta.machine": platform.machine(),
+        "meta.cores": float(os.cpu_count() or 0),
+        "meta.unix_time": float(int(time.time())),
+        "meta.standard_ops": float(ops),
+    }
+    console.print(f"standard workload: {ops:,} operations (seed 1) ...")
+    setup, work = load(ops)
+
+    console.print("engine: matching only ...")
+    results.update(bench_engine("engine.standard", False, setup, work))
+    console.print("engine: matching + funds, holds, fees, risk, request ids ...")
+    results.update(bench_engine("engine.standard_ledger", True, setup, work))
+    console.print("engine: matching only, garbage collector left on ...")
+    gc_on = bench_engine("engine.standard_gc_on", False, setup, work, runs=1, freeze_gc=False)
+    results["engine.standard_gc_on.ops_per_s"] = gc_on["engine.standard_gc_on.ops_per_s"]
+
+    console.print(f"ledger: {accounts:,} funded accounts (own process) ...")
+    ledger = _ledger_accounts(accounts)
+    tag = "accounts_50m" if accounts == 50_000_000 else f"accounts_{accounts}"
+    results[f"ledger.{tag}.rss_gb"] = ledger["rss_gb"]
+    results[f"ledger.{tag}.fund_s"] = ledger["fund_s"]
+    results[f"ledger.{tag}.bytes_per_account"] = ledger["bytes_per_account"]
+
+    console.print("journal: raw appends (1000 commands x 40 bytes per fsync) ...")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="openbell-journal-") as tmp:
+        raw = bench_append(Path(tmp), 300 if quick else 2000, 1000, 40)
+    for key, value in raw.items():
+        results[f"journal.file.raw.{key}"] = value
+
+    seconds = 1.0 if quick else 4.0
+    node_work = work[: min(len(work), 400_000)]
+    for label, rate in (("10k", 10_000), ("100k", 100_000), ("max", None)):
+        console.print(f"sequencer + file journal, offered load {label} ...")
+        r = bench_sequencer(setup, node_work, rate, seconds)
+        if rate is None:
+            results["journal.file.cmd_per_s_max"] = r["cmd_per_s"]
+            results["journal.file.ack_ms_p50_at_max"] = r["ack_ms_p50"]
+            results["journal.file.ack_ms_p99_at_max"] = r["ack_ms_p99"]
+        else:
+            results[f"journal.file.cmd_per_s_at_{label}"] = r["cmd_per_s"]
+            results[f"journal.file.ack_ms_p50_at_{label}"] = r["ack_ms_p50"]
+            results[f"journal.file.ack_ms_p99_at_{label}"] = r["ack_ms_p99"]
+
+    tail = work[: min(len(work), 1_000_000)]
+    console.print(f"recovery: snapshot + {len(tail):,}-command tail ...")
+    recovery = bench_recovery(setup, tail)
+    key = "recovery.tail_1m" if len(tail) == 1_000_000 else f"recovery.tail_{len(tail)}"
+    results[f"{key}.seconds"] = recovery["seconds"]
+    results[f"{key}.cmd_per_s"] = recovery["cmd_per_s"]
+
+    table = Table(title="OpenBell benchmarks")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in results.items():
+        shown = (
+            f"{value:,.3f}"
+            if isinstance(value, float) and value < 1000
+            else (f"{value:,.0f}" if isinstance(value, float) else str(value))
+        )
+        table.add_row(name, shown)
+    console.print(table)
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    console.print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
