@@ -76,6 +76,7 @@ NEW = OrderStatus.NEW
 PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 PENDING_TRIGGER = OrderStatus.PENDING_TRIGGER
 PRE_OPEN = Phase.PRE_OPEN
+STOP = OrderType.STOP
 STOP_LIMIT = OrderType.STOP_LIMIT
 STP_CANCEL_BOTH = SelfTradePrevention.CANCEL_BOTH
 STP_CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
@@ -160,11 +161,6 @@ class AssetState(msgspec.Struct, gc=False):
     frozen: bytes
 
 
-class CachedResult(msgspec.Struct, gc=False):
-    request_id: str
-    events: list[e.Event]
-
-
 class EngineState(msgspec.Struct, gc=False):
     version: int
     config: EngineConfig
@@ -178,7 +174,7 @@ class EngineState(msgspec.Struct, gc=False):
     assets: list[AssetState]
     instruments: list[InstrumentState]
     holds: list[Hold]
-    results: list[CachedResult]
+    results: list[tuple[str, int]]  # idempotency window: request id -> seq, oldest first
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -205,7 +201,7 @@ class Engine:
         # forgotten oldest first. Request ids are unique venue-wide: the gateway namespaces the
         # ids clients choose by their API key. Rejected commands are not remembered, so a
         # corrected retry with the same id is possible.
-        self._results: dict[str, list[e.Event]] = {}
+        self._results: dict[str, int] = {}
         self._results_order: deque[str] = deque()
         self._idempotency_window = self.config.idempotency_window
         self._max_open_orders = self.config.max_open_orders_per_account
@@ -248,7 +244,7 @@ class Engine:
         if request_id:
             cached = self._results.get(request_id)
             if cached is not None:
-                return [e.DuplicateRequest(seq, request_id, cached[0].seq)]
+                return [e.DuplicateRequest(seq, request_id, cached)]
         events: list[e.Event] = []
         self._events = events
         try:
@@ -259,7 +255,7 @@ class Engine:
             return [e.Rejected(seq, request_id, reject.reason, reject.detail)]
         except InvariantViolation as violation:
             self._fail(f"seq {seq}: {violation}")
-        except Exception as error:  # a bug mid-mutation: state can no longer be trusted
+        except BaseException as error:  # a bug or an interrupt mid-mutation: untrustworthy state
             self._fail(f"seq {seq}: {type(error).__name__}: {error}")
         touched = self._touched
         if touched:
@@ -271,15 +267,15 @@ class Engine:
                 )
             touched.clear()
         if request_id:
-            self._results[request_id] = events
+            self._results[request_id] = seq
             order = self._results_order
             order.append(request_id)
             if len(order) > self._idempotency_window:
                 del self._results[order.popleft()]
         return events
 
-    def original_result(self, request_id: str) -> list[e.Event] | None:
-        """The events a remembered request produced (for answering a retried request)."""
+    def original_seq(self, request_id: str) -> int | None:
+        """The seq of the command a remembered request id belongs to."""
         return self._results.get(request_id)
 
     def _fail(self, why: str) -> None:
@@ -310,8 +306,12 @@ class Engine:
                 raise Reject(R.PRICE_OUT_OF_BAND, f"{price} outside {ref}±{width}")
 
     def _protection_price(self, inst: Instrument, side: Side, ref: int) -> int:
+        """The worst price a market order may execute at: ``ref`` ± the protection width,
+        never beyond the price band."""
         width = ref * inst.spec.market_protection_bps // BPS_DENOMINATOR
-        return ref + width if side is BUY else max(1, ref - width)
+        if side is BUY:
+            return min(ref + width, inst.band_high_ticks)
+        return max(ref - width, inst.band_low_ticks)
 
     def _buy_hold(self, inst: Instrument, price: int, lots: int) -> int:
         notional = price * lots * inst.spec.tick_value
@@ -477,12 +477,15 @@ class Engine:
             stop = cmd.stop_price_ticks
             if stop <= 0 or stop > MAX_PRICE_TICKS:
                 raise Reject(R.INVALID_PRICE, f"stop {stop}")
+            if not inst.band_low_ticks <= stop <= inst.band_high_ticks:
+                raise Reject(R.PRICE_OUT_OF_BAND, f"stop {stop} can never trigger")
             if order_type is STOP_LIMIT:
                 price = cmd.price_ticks
                 self._check_price(inst, price)
             else:
+                # A stop-market order keeps its time in force (DAY expires at the close) while
+                # it waits; once triggered it executes as a market order (see _trigger_stops).
                 price = self._protection_price(inst, side, stop)
-                tif = IOC
         if cmd.post_only and phase is CONTINUOUS:
             book = inst.book
             if side is BUY:
@@ -784,6 +787,8 @@ class Engine:
                     e.OrderTriggered(self.seq, order.order_id, order.account, order.symbol, last)
                 )
                 order.stop_price_ticks = 0
+                if order.order_type is STOP:
+                    order.tif = IOC  # now a (protected) market order: it never rests
                 self._take(inst, order)
 
     def _owned_order(self, account: int, order_id: int) -> Order:
@@ -1358,7 +1363,7 @@ class Engine:
                 for i in self.instruments.values()
             ],
             holds=list(self.holds.values()),
-            results=[CachedResult(rid, events) for rid, events in self._results.items()],
+            results=list(self._results.items()),
         )
         return _state_encoder.encode(state)
 
@@ -1395,7 +1400,7 @@ class Engine:
             for order in s.bids + s.asks + s.stops:
                 engine._register(order)
         engine.holds = {h.hold_id: h for h in state.holds}
-        engine._results = {r.request_id: r.events for r in state.results}
+        engine._results = dict(state.results)
         engine._results_order = deque(engine._results)
         return engine
 

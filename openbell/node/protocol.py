@@ -16,6 +16,7 @@ from openbell.core.commands import Command
 from openbell.core.events import Event
 
 MAX_FRAME_BYTES = 1 << 20
+RECENT_RESULTS = 100_000
 LENGTH = struct.Struct(">I")
 
 
@@ -41,6 +42,9 @@ class Response(msgspec.Struct, omit_defaults=True):
     events: list[Event] | None = None
     error: str = ""  # BUSY, NODE_HALTED, NODE_STOPPING, BAD_REQUEST, BAD_QUERY
     answer: Any = None
+    # For a repeated request id (events == [DuplicateRequest]): the original command's events,
+    # while the node still remembers them (the most recent RECENT_RESULTS commands).
+    original: list[Event] | None = None
 
 
 request_encoder = msgspec.msgpack.Encoder()

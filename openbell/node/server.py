@@ -7,16 +7,18 @@ import contextlib
 import logging
 import os
 import signal
+from collections import deque
 from typing import Any
 
 import msgspec
 
 from openbell.core.engine import Engine
-from openbell.core.events import Event
+from openbell.core.events import DuplicateRequest, Event
 from openbell.node.datadir import write_atomic
 from openbell.node.protocol import (
     LENGTH,
     MAX_FRAME_BYTES,
+    RECENT_RESULTS,
     QueryRequest,
     Response,
     SubmitRequest,
@@ -68,6 +70,9 @@ class NodeServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self.port = 0
+        # Answers for retried requests: the events of the most recent commands, by seq.
+        self._recent: dict[int, list[Event]] = {}
+        self._recent_order: deque[int] = deque()
 
     # -- called on the journal thread once per durable batch --------------------------------------
     def on_durable(self, first_seq: int, batch: list[Pending], results: list[list[Event]]) -> None:
@@ -75,9 +80,22 @@ class NodeServer:
         self._loop.call_soon_threadsafe(self._deliver, first_seq, batch, results)
 
     def _deliver(self, first_seq: int, batch: list[Pending], results: list[list[Event]]) -> None:
+        recent = self._recent
+        order = self._recent_order
         for i, pending in enumerate(batch):
+            seq = first_seq + i
+            events = results[i]
             connection, request_id = pending.token
-            connection.send(Response(request_id, first_seq + i, results[i]))
+            first = events[0] if events else None
+            if type(first) is DuplicateRequest:
+                original = recent.get(first.original_seq)
+                connection.send(Response(request_id, seq, events, original=original))
+                continue
+            connection.send(Response(request_id, seq, events))
+            recent[seq] = events
+            order.append(seq)
+            if len(order) > RECENT_RESULTS:
+                del recent[order.popleft()]
 
     async def start(self) -> int:
         self._loop = asyncio.get_running_loop()
