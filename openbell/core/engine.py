@@ -234,17 +234,13 @@ class Engine:
     # ======================================================================================
     def apply(self, seq: int, ts_ns: int, cmd: c.Command) -> list[e.Event]:
         """Apply one sequenced command and return the events it caused."""
-        if self.failure is not None:
-            raise InvariantViolation(f"engine halted: {self.failure}")
-        if seq != self.seq + 1:
-            raise InvariantViolation(f"sequence gap: got {seq}, expected {self.seq + 1}")
+        if seq != self.seq + 1 or self.failure is not None:
+            self._refuse(seq)
         self.seq = seq
         self.ts_ns = ts_ns
         request_id = cmd.request_id
-        if request_id:
-            cached = self._results.get(request_id)
-            if cached is not None:
-                return [e.DuplicateRequest(seq, request_id, cached)]
+        if request_id and request_id in self._results:
+            return [e.DuplicateRequest(seq, request_id, self._results[request_id])]
         events: list[e.Event] = []
         self._events = events
         try:
@@ -277,6 +273,11 @@ class Engine:
     def original_seq(self, request_id: str) -> int | None:
         """The seq of the command a remembered request id belongs to."""
         return self._results.get(request_id)
+
+    def _refuse(self, seq: int) -> None:
+        if self.failure is not None:
+            raise InvariantViolation(f"engine halted: {self.failure}")
+        raise InvariantViolation(f"sequence gap: got {seq}, expected {self.seq + 1}")
 
     def _fail(self, why: str) -> None:
         self.failure = why
@@ -800,16 +801,38 @@ class Engine:
         return order
 
     def _cancel(self, cmd: c.CancelOrder) -> None:
-        order = self._owned_order(cmd.account, cmd.order_id)
+        order = self.orders.get(cmd.order_id)
+        if order is None:
+            raise Reject(R.UNKNOWN_ORDER, str(cmd.order_id))
+        if order.account != cmd.account:
+            raise Reject(R.NOT_ORDER_OWNER, str(cmd.order_id))
         self._cancel_order(order, CR_USER)
 
     def _cancel_order(self, order: Order, reason: CancelReason) -> None:
+        """Cancel all that remains of an open order; its whole hold returns to available."""
         inst = self.instruments[order.symbol]
+        seq = self.seq
+        events = self._events
         if order.stop_price_ticks:
             inst.stops.remove(order)
-            self._reduce(inst, order, order.leaves_lots, reason, resting=False)
         else:
-            self._reduce(inst, order, order.leaves_lots, reason, resting=True)
+            level = inst.book.remove(order)
+            events.append(e.BookDelta(seq, order.symbol, order.side, level.price_ticks, level.lots))
+        leaves = order.leaves_lots
+        order.leaves_lots = 0
+        order.live = False
+        hold = order.hold_minor
+        if hold:
+            bal = inst.quote if order.side is BUY else inst.base
+            account = order.account
+            bal.frozen[account] -= hold
+            bal.available[account] += hold
+            order.hold_minor = 0
+            self._touched[(account, bal.asset)] = bal
+        events.append(
+            e.OrderCancelled(seq, order.order_id, order.account, reason, order.cum_lots, leaves, 0)
+        )
+        self._finish(order)
 
     def _replace(self, cmd: c.ReplaceOrder) -> None:
         order = self._owned_order(cmd.account, cmd.order_id)

@@ -1,0 +1,763 @@
+"""The REST/WebSocket gateway: a Starlette app on uvicorn (127.0.0.1) in the node's process.
+
+Every request goes: body read (at most ``max_body_bytes``, else 413) -> signature check (when
+the route needs it, or when OB-KEY is sent) -> per-key rate limit -> role -> JSON decode
+(msgspec, unknown fields refused) -> exact decimal conversion -> command to the sequencer ->
+answer once the command is durable. Errors are ``{"code", "message"}`` with a stable code.
+
+Engine rejects answer 422 with the engine's reason as the code (and the command's ``seq``).
+Client request ids are namespaced by key (``KEYID:REQUEST_ID``) before they reach the core, so
+two keys never collide; a retry answers the original result with ``"duplicate": true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from openbell.core import commands as c
+from openbell.core import events as e
+from openbell.core.book import Order
+from openbell.core.engine import Engine, EngineConfig
+from openbell.core.types import OrderType
+from openbell.gateway import schemas as s
+from openbell.gateway.auth import Authenticator
+from openbell.gateway.bridge import Bridge
+from openbell.gateway.convert import order_json
+from openbell.gateway.errors import ApiError
+from openbell.gateway.keys import ApiKey, KeyStore, Role
+from openbell.gateway.metrics import Metrics
+from openbell.gateway.units import InstrumentUnits, amount, amount_to_minor
+from openbell.gateway.ws import Hub, serve_ws
+from openbell.node.service import Node, NodeConfig
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_DEPTH = 1000
+ALL_ROLES = frozenset(Role)
+WRITERS = frozenset({Role.TRADER, Role.OPERATOR})
+OPERATOR = frozenset({Role.OPERATOR})
+T = TypeVar("T")
+
+
+class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_batch: int = 2048
+    queue_capacity: int = 100_000
+
+
+class Gateway:
+    """Owns the node, the bridge to it, the WebSocket hub, keys, metrics and the ASGI app."""
+
+    def __init__(self, config: GatewayConfig, engine_config: EngineConfig | None = None) -> None:
+        self.config = config
+        self.node = Node(
+            NodeConfig(
+                data_dir=config.data_dir,
+                max_batch=config.max_batch,
+                queue_capacity=config.queue_capacity,
+            ),
+            engine_config,
+        )
+        self._opened = False
+        self.metrics = Metrics(self._queue_depth)
+        self.bridge = Bridge(self.node, self.metrics)
+        self.hub = Hub(self.bridge)
+        self.auth = Authenticator(KeyStore(config.data_dir))
+        self.started = threading.Event()
+        self.app = build_app(self)
+
+    def _queue_depth(self) -> float:
+        return float(self.node.sequencer.queue_depth) if self._opened else 0.0
+
+    async def startup(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.bridge.loop = loop
+        await loop.run_in_executor(None, self.node.open, self.bridge.on_durable)
+        self._opened = True
+        self.node.start()
+        scales, specs, orders = await self.bridge.query(_venue_state)
+        self.bridge.venue.load(scales, specs, orders)
+        self.started.set()
+
+    async def shutdown(self) -> None:
+        if self._opened:
+            await asyncio.get_running_loop().run_in_executor(None, self.node.stop)
+            self._opened = False
+
+
+def _venue_state(engine: Engine) -> tuple[dict[str, int], list[c.InstrumentSpec], dict[int, str]]:
+    scales = {name: bal.scale for name, bal in engine.ledger.assets.items()}
+    specs = [inst.spec for inst in engine.instruments.values()]
+    return scales, specs, {oid: o.symbol for oid, o in engine.orders.items()}
+
+
+# =============================================================================================
+# Request plumbing
+# =============================================================================================
+@dataclass
+class Ctx:
+    gateway: Gateway
+    request: Request
+    body: bytes
+    key: ApiKey | None
+
+    @property
+    def bridge(self) -> Bridge:
+        return self.gateway.bridge
+
+    def decode(self, kind: type[T]) -> T:
+        if not self.body.strip():
+            raise ApiError(400, "INVALID_JSON", "a JSON body is needed")
+        try:
+            return msgspec.json.decode(self.body, type=kind)
+        except msgspec.ValidationError as error:
+            raise ApiError(400, "INVALID_FIELD", str(error)) from None
+        except msgspec.DecodeError as error:
+            raise ApiError(400, "INVALID_JSON", str(error)) from None
+
+    def require_key(self) -> ApiKey:
+        if self.key is None:
+            raise ApiError(401, "UNAUTHENTICATED", "a signed request is needed")
+        return self.key
+
+    def require_account(self, account: int) -> None:
+        if not self.require_key().may_access(account):
+            raise ApiError(403, "FORBIDDEN", f"this key may not act on account {account}")
+
+    def request_id(self, client_id: str | None) -> str:
+        if client_id is None:
+            return ""
+        return f"{self.require_key().key_id}:{client_id}"
+
+    def units(self, symbol: str) -> InstrumentUnits:
+        units = self.bridge.venue.instruments.get(symbol)
+        if units is None:
+            raise ApiError(404, "UNKNOWN_INSTRUMENT", f"no instrument {symbol!r}")
+        return units
+
+    def int_param(self, name: str, default: int | None = None) -> int:
+        text = self.request.query_params.get(name)
+        if text is None:
+            if default is None:
+                raise ApiError(400, "MISSING_PARAMETER", f"query parameter {name!r} is needed")
+            return default
+        if not text.isdigit() or len(text) > 18:
+            raise ApiError(400, "INVALID_PARAMETER", f"{name} must be a non-negative integer")
+        return int(text)
+
+    async def command(self, command: c.Command) -> dict[str, Any]:
+        result = await self.bridge.submit(command)
+        first = result.raw[0] if result.raw else None
+        if isinstance(first, e.Rejected):
+            raise ApiError(
+                422,
+                first.reason.value,
+                first.detail or first.reason.value,
+                extra={"seq": result.seq, "duplicate": result.duplicate},
+            )
+        return {
+            "seq": result.seq,
+            "request_id": command.request_id.partition(":")[2],
+            "duplicate": result.duplicate,
+            "events": result.events,
+        }
+
+
+Handler = Callable[[Ctx], Awaitable[Any]]
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    roles: frozenset[Role] | None  # None: public (a signature is still checked when sent)
+    body: type | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    tag: str = "trading"
+
+
+def error_response(error: ApiError) -> Response:
+    body = {"code": error.code, "message": error.message, **error.extra}
+    return Response(
+        msgspec.json.encode(body),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers,
+    )
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, "BODY_TOO_LARGE", f"bodies are limited to {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "BODY_TOO_LARGE", f"bodies are limited to {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _route(gateway: Gateway, endpoint: Endpoint) -> Route:
+    metrics = gateway.metrics
+
+    async def asgi(request: Request) -> Response:
+        try:
+            body = await read_body(request, gateway.config.max_body_bytes)
+            key = None
+            if endpoint.roles is not None or "ob-key" in request.headers:
+                key = gateway.auth.verify(
+                    request.method,
+                    request.url.path,
+                    request.scope.get("query_string", b"").decode("latin-1"),
+                    dict(request.headers),
+                    body,
+                )
+                gateway.auth.rate_limit(key)
+                if endpoint.roles is not None and key.role not in endpoint.roles:
+                    raise ApiError(403, "FORBIDDEN", f"role {key.role.value} may not do this")
+            response = json_response(await endpoint.handler(Ctx(gateway, request, body, key)))
+        except ApiError as error:
+            metrics.http_errors.labels(str(error.status), error.code).inc()
+            response = error_response(error)
+        except Exception as error:  # a bug: answer JSON, keep serving
+            metrics.http_errors.labels("500", "INTERNAL").inc()
+            response = error_response(ApiError(500, "INTERNAL", type(error).__name__))
+        metrics.requests.labels(endpoint.path, str(response.status_code)).inc()
+        return response
+
+    return Route(endpoint.path, asgi, methods=[endpoint.method])
+
+
+# =============================================================================================
+# Handlers
+# =============================================================================================
+def _copy_order(order: Order | None) -> Order | None:
+    return None if order is None else msgspec.structs.replace(order)
+
+
+async def _find_order(ctx: Ctx, order_id: int) -> Order:
+    order: Order | None = await ctx.bridge.query(lambda eng: _copy_order(eng.orders.get(order_id)))
+    if order is None:
+        raise ApiError(404, "UNKNOWN_ORDER", f"no open order {order_id}")
+    ctx.require_account(order.account)
+    return order
+
+
+async def list_instruments(ctx: Ctx) -> Any:
+    def read(engine: Engine) -> list[tuple[c.InstrumentSpec, str, int, int]]:
+        return [
+            (i.spec, i.phase.value, i.reference_price_ticks, i.last_price_ticks)
+            for i in engine.instruments.values()
+        ]
+
+    out = []
+    for spec, phase, ref, last in await ctx.bridge.query(read):
+        units = ctx.units(spec.symbol)
+        out.append(
+            {
+                "symbol": spec.symbol,
+                "base_asset": spec.base_asset,
+                "quote_asset": spec.quote_asset,
+                "phase": phase,
+                "tick_size": units.tick_size(),
+                "lot_quantity": units.lot_quantity(),
+                "reference_price": units.price(ref) if ref else None,
+                "last_price": units.price(last) if last else None,
+                "band_bps": spec.band_bps,
+                "maker_fee_bps": spec.maker_fee_bps,
+                "taker_fee_bps": spec.taker_fee_bps,
+                "max_order_quantity": units.qty(spec.max_order_lots),
+            }
+        )
+    return out
+
+
+async def balances(ctx: Ctx) -> Any:
+    account = int(ctx.request.path_params["account"])
+    ctx.require_account(account)
+
+    def read(engine: Engine) -> list[tuple[str, int, int, int]] | None:
+        if not 0 <= account < engine.ledger.accounts_count:
+            return None
+        return [(a, b.scale, *b.get(account)) for a, b in engine.ledger.assets.items()]
+
+    rows = await ctx.bridge.query(read)
+    if rows is None:
+        raise ApiError(404, "UNKNOWN_ACCOUNT", f"no account {account}")
+    return {
+        "account": account,
+        "balances": [
+            {"asset": a, "available": amount(av, sc), "frozen": amount(fr, sc)}
+            for a, sc, av, fr in rows
+        ],
+    }
+
+
+def _ticks(units: InstrumentUnits, text: str | None, what: str) -> int:
+    return 0 if text is None else units.price_to_ticks(text, what)
+
+
+async def place_order(ctx: Ctx) -> Any:
+    body = ctx.decode(s.PlaceOrderBody)
+    ctx.require_account(body.account)
+    units = ctx.units(body.symbol)
+    lots = units.qty_to_lots(body.quantity)
+    kind = body.order_type
+    needs_price = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+    needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
+    if needs_price != (body.price is not None):
+        word = "needs" if needs_price else "takes no"
+        raise ApiError(400, "INVALID_PRICE", f"a {kind.value} order {word} price")
+    if needs_stop != (body.stop_price is not None):
+        word = "needs" if needs_stop else "takes no"
+        raise ApiError(400, "INVALID_PRICE", f"a {kind.value} order {word} stop_price")
+    command = c.PlaceOrder(
+        request_id=ctx.request_id(body.request_id),
+        account=body.account,
+        symbol=body.symbol,
+        client_order_id=body.client_order_id or uuid.uuid4().hex[:24],
+        side=body.side,
+        quantity_lots=lots,
+        price_ticks=_ticks(units, body.price, "price"),
+        order_type=kind,
+        tif=body.tif,
+        stop_price_ticks=_ticks(units, body.stop_price, "stop_price"),
+        post_only=body.post_only,
+        stp=body.stp,
+    )
+    out = await ctx.command(command)
+    accepted = [ev for ev in out["events"] if ev.get("type") == "OrderAccepted"]
+    if accepted:
+        out["order_id"] = accepted[0]["order_id"]
+        out["client_order_id"] = accepted[0]["client_order_id"]
+    return out
+
+
+async def cancel_order(ctx: Ctx) -> Any:
+    order = await _find_order(ctx, int(ctx.request.path_params["order_id"]))
+    rid = ctx.request.query_params.get("request_id")
+    if rid is not None and not _valid_request_id(rid):
+        raise ApiError(400, "INVALID_FIELD", "request_id must match ^[A-Za-z0-9._-]{1,40}$")
+    return await ctx.command(
+        c.CancelOrder(
+            request_id=ctx.request_id(rid), account=order.account, order_id=order.order_id
+        )
+    )
+
+
+def _valid_request_id(text: str) -> bool:
+    try:
+        msgspec.json.decode(msgspec.json.encode({"request_id": text}), type=s.MassCancelBody)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+async def replace_order(ctx: Ctx) -> Any:
+    body = ctx.decode(s.ReplaceOrderBody)
+    order = await _find_order(ctx, int(ctx.request.path_params["order_id"]))
+    units = ctx.units(order.symbol)
+    return await ctx.command(
+        c.ReplaceOrder(
+            request_id=ctx.request_id(body.request_id),
+            account=order.account,
+            order_id=order.order_id,
+            price_ticks=units.price_to_ticks(body.price),
+            quantity_lots=units.qty_to_lots(body.quantity),
+        )
+    )
+
+
+async def mass_cancel(ctx: Ctx) -> Any:
+    body = ctx.decode(s.MassCancelBody)
+    key = ctx.require_key()
+    if body.account is None:
+        if key.role is not Role.OPERATOR:
+            raise ApiError(403, "FORBIDDEN", "only an operator may mass-cancel without account")
+        if body.symbol is None:
+            raise ApiError(400, "INVALID_FIELD", "account or symbol is needed")
+    else:
+        ctx.require_account(body.account)
+    if body.symbol is not None:
+        ctx.units(body.symbol)
+    return await ctx.command(
+        c.MassCancel(
+            request_id=ctx.request_id(body.request_id), account=body.account, symbol=body.symbol
+        )
+    )
+
+
+async def open_orders(ctx: Ctx) -> Any:
+    account = ctx.int_param("account")
+    ctx.require_account(account)
+    orders: list[Order] = await ctx.bridge.query(
+        lambda eng: [
+            msgspec.structs.replace(o) for o in eng.orders.values() if o.account == account
+        ]
+    )
+    venue = ctx.bridge.venue
+    return [order_json(o, venue.instruments.get(o.symbol)) for o in orders]
+
+
+async def get_order(ctx: Ctx) -> Any:
+    order = await _find_order(ctx, int(ctx.request.path_params["order_id"]))
+    return order_json(order, ctx.bridge.venue.instruments.get(order.symbol))
+
+
+async def book(ctx: Ctx) -> Any:
+    symbol = ctx.request.path_params["symbol"]
+    units = ctx.units(symbol)
+    depth = ctx.int_param("depth", 10)
+    if not 1 <= depth <= MAX_DEPTH:
+        raise ApiError(400, "INVALID_PARAMETER", f"depth must be 1..{MAX_DEPTH}")
+
+    def read(engine: Engine) -> tuple[int, dict[str, list[tuple[int, int, int]]], str]:
+        return engine.seq, engine.l2(symbol, depth), engine.instruments[symbol].phase.value
+
+    seq, levels, phase = await ctx.bridge.query(read)
+    return {
+        "symbol": symbol,
+        "seq": seq,
+        "phase": phase,
+        **{
+            side: [
+                {"price": units.price(p), "quantity": units.qty(q), "orders": n}
+                for p, q, n in levels[side]
+            ]
+            for side in ("bids", "asks")
+        },
+    }
+
+
+async def book_l3(ctx: Ctx) -> Any:
+    symbol = ctx.request.path_params["symbol"]
+    units = ctx.units(symbol)
+    key = ctx.require_key()
+
+    def read(engine: Engine) -> dict[str, list[tuple[int, int, int, int]]]:
+        book = engine.l3(symbol)
+        return {
+            side: [(o.order_id, o.account, o.price_ticks, o.leaves_lots) for o in orders]
+            for side, orders in book.items()
+        }
+
+    levels = await ctx.bridge.query(read)
+    return {
+        "symbol": symbol,
+        **{
+            side: [
+                {
+                    "order_id": oid,
+                    "account": account if key.may_access(account) else None,
+                    "price": units.price(p),
+                    "quantity": units.qty(q),
+                }
+                for oid, account, p, q in rows
+            ]
+            for side, rows in levels.items()
+        },
+    }
+
+
+async def status(ctx: Ctx) -> Any:
+    def read(engine: Engine) -> dict[str, Any]:
+        return {"seq": engine.seq, "state_hash": engine.state_hash(), "halted": engine.venue_halted}
+
+    out: dict[str, Any] = await ctx.bridge.query(read)
+    out["queue_depth"] = ctx.gateway.node.sequencer.queue_depth
+    return out
+
+
+def _money(ctx: Ctx, body: s.MoneyBody) -> int:
+    scale = ctx.bridge.venue.scales.get(body.asset)
+    if scale is None:
+        raise ApiError(404, "UNKNOWN_ASSET", f"no asset {body.asset!r}")
+    return amount_to_minor(body.amount, scale)
+
+
+async def deposit(ctx: Ctx) -> Any:
+    body = ctx.decode(s.MoneyBody)
+    minor = _money(ctx, body)
+    rid = ctx.request_id(body.request_id)
+    return await ctx.command(
+        c.Deposit(request_id=rid, account=body.account, asset=body.asset, amount_minor=minor)
+    )
+
+
+async def withdraw(ctx: Ctx) -> Any:
+    body = ctx.decode(s.MoneyBody)
+    minor = _money(ctx, body)
+    rid = ctx.request_id(body.request_id)
+    return await ctx.command(
+        c.Withdraw(request_id=rid, account=body.account, asset=body.asset, amount_minor=minor)
+    )
+
+
+async def set_phase(ctx: Ctx) -> Any:
+    body = ctx.decode(s.PhaseBody)
+    symbol = ctx.request.path_params["symbol"]
+    ctx.units(symbol)
+    return await ctx.command(
+        c.SetPhase(request_id=ctx.request_id(body.request_id), symbol=symbol, phase=body.phase)
+    )
+
+
+async def halt(ctx: Ctx) -> Any:
+    body = ctx.decode(s.HaltBody)
+    return await ctx.command(
+        c.SetVenueHalt(
+            request_id=ctx.request_id(body.request_id),
+            halted=body.halted,
+            operator=ctx.require_key().key_id,
+            reason=body.reason,
+        )
+    )
+
+
+async def kill_switch(ctx: Ctx) -> Any:
+    body = ctx.decode(s.KillSwitchBody)
+    account = int(ctx.request.path_params["account"])
+    return await ctx.command(
+        c.KillSwitch(
+            request_id=ctx.request_id(body.request_id),
+            account=account,
+            operator=ctx.require_key().key_id,
+            reason=body.reason or "kill switch",
+        )
+    )
+
+
+def endpoints() -> list[Endpoint]:
+    acct = {"account": "integer"}
+    return [
+        Endpoint("GET", "/v1/instruments", list_instruments, "List instruments", None,
+                 tag="market data"),
+        Endpoint("GET", "/v1/book/{symbol}", book, "L1/L2 book (depth=1 is L1)", None,
+                 query={"depth": "integer"}, tag="market data"),
+        Endpoint("GET", "/v1/book/{symbol}/l3", book_l3, "L3 book (every order)", ALL_ROLES,
+                 tag="market data"),
+        Endpoint("GET", "/v1/accounts/{account:int}/balances", balances, "Balances", ALL_ROLES),
+        Endpoint("POST", "/v1/orders", place_order, "Place an order", WRITERS,
+                 body=s.PlaceOrderBody),
+        Endpoint("GET", "/v1/orders", open_orders, "Open orders of an account", ALL_ROLES,
+                 query=acct),
+        Endpoint("POST", "/v1/orders/mass-cancel", mass_cancel, "Mass cancel", WRITERS,
+                 body=s.MassCancelBody),
+        Endpoint("GET", "/v1/orders/{order_id:int}", get_order, "An open order", ALL_ROLES),
+        Endpoint("DELETE", "/v1/orders/{order_id:int}", cancel_order, "Cancel an order", WRITERS,
+                 query={"request_id": "string"}),
+        Endpoint("POST", "/v1/orders/{order_id:int}/replace", replace_order, "Replace an order",
+                 WRITERS, body=s.ReplaceOrderBody),
+        Endpoint("POST", "/v1/deposits", deposit, "Deposit", OPERATOR, body=s.MoneyBody,
+                 tag="operator"),
+        Endpoint("POST", "/v1/withdrawals", withdraw, "Withdraw", OPERATOR, body=s.MoneyBody,
+                 tag="operator"),
+        Endpoint("POST", "/v1/instruments/{symbol}/phase", set_phase, "Set an instrument's phase",
+                 OPERATOR, body=s.PhaseBody, tag="operator"),
+        Endpoint("POST", "/v1/halt", halt, "Halt or resume the venue", OPERATOR, body=s.HaltBody,
+                 tag="operator"),
+        Endpoint("POST", "/v1/accounts/{account:int}/kill-switch", kill_switch,
+                 "Cancel every order of an account and suspend it", OPERATOR,
+                 body=s.KillSwitchBody, tag="operator"),
+        Endpoint("GET", "/v1/status", status, "Sequence number and state hash", ALL_ROLES,
+                 tag="operator"),
+    ]  # fmt: skip
+
+
+# =============================================================================================
+# OpenAPI, docs, metrics, app
+# =============================================================================================
+def openapi(eps: list[Endpoint]) -> dict[str, Any]:
+    bodies = [ep.body for ep in eps if ep.body is not None]
+    schemas, components = msgspec.json.schema_components(
+        [*bodies, s.ErrorBody], ref_template="#/components/schemas/{name}"
+    )
+    refs = dict(zip([*bodies, s.ErrorBody], schemas, strict=True))
+    error = {"content": {"application/json": {"schema": refs[s.ErrorBody]}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in eps:
+        path = ep.path.replace(":int}", "}")
+        params: list[dict[str, Any]] = []
+        for name in (p.split("}")[0].split(":")[0] for p in ep.path.split("{")[1:]):
+            kind = "integer" if f"{{{name}:int}}" in ep.path else "string"
+            params.append({"name": name, "in": "path", "required": True, "schema": {"type": kind}})
+        for name, kind in ep.query.items():
+            params.append(
+                {"name": name, "in": "query", "required": name == "account",
+                 "schema": {"type": kind}}
+            )  # fmt: skip
+        op: dict[str, Any] = {
+            "summary": ep.summary,
+            "tags": [ep.tag],
+            "operationId": ep.handler.__name__,
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": {}}}},
+                "4XX": {"description": "Refused", **error},
+            },
+        }
+        if ep.roles is not None:
+            op["security"] = [{"OBKey": [], "OBTimestamp": [], "OBNonce": [], "OBSignature": []}]
+            op["description"] = "Roles: " + ", ".join(sorted(r.value for r in ep.roles))
+        if ep.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[ep.body]}},
+            }
+        paths.setdefault(path, {})[ep.method.lower()] = op
+    headers = {"OBKey": "OB-KEY", "OBTimestamp": "OB-TS", "OBNonce": "OB-NONCE",
+               "OBSignature": "OB-SIGNATURE"}  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "OpenBell gateway",
+            "version": "1",
+            "description": (
+                "Prices, quantities and amounts are decimal strings. Signed requests carry "
+                "OB-KEY, OB-TS (ms), OB-NONCE and OB-SIGNATURE = hex HMAC-SHA256 keyed with "
+                "sha256(secret) over METHOD\\nPATH\\nQUERY\\nTS\\nNONCE\\nhex(sha256(BODY))."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                name: {"type": "apiKey", "in": "header", "name": header}
+                for name, header in headers.items()
+            },
+        },
+    }
+
+
+DOCS_HTML = """<!doctype html>
+<html><head><title>OpenBell gateway</title><meta charset="utf-8">
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head><body><div id="ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>"""
+
+
+def build_app(gateway: Gateway) -> Starlette:
+    eps = endpoints()
+    schema = msgspec.json.encode(openapi(eps))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(schema, media_type="application/json")
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_HTML)
+
+    async def metrics(request: Request) -> Response:
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def websocket(ws: WebSocket) -> None:
+        key = None
+        if "ob-key" in ws.headers:
+            try:
+                key = gateway.auth.verify(
+                    "GET",
+                    ws.url.path,
+                    ws.scope.get("query_string", b"").decode("latin-1"),
+                    dict(ws.headers),
+                    b"",
+                )
+            except ApiError:
+                await ws.close(code=1008)
+                return
+        await serve_ws(ws, gateway.hub, key)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        return error_response(ApiError(exc.status_code, code, str(exc.detail)))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        await gateway.startup()
+        try:
+            yield
+        finally:
+            await gateway.shutdown()
+
+    routes: list[BaseRoute] = [_route(gateway, ep) for ep in eps]
+    routes += [
+        Route("/openapi.json", openapi_json),
+        Route("/docs", docs),
+        Route("/metrics", metrics),
+        WebSocketRoute("/v1/ws", websocket),
+    ]
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
+
+
+# =============================================================================================
+# Running it
+# =============================================================================================
+class GatewayServer:
+    """uvicorn on a background thread (tests, the demo); ``port=0`` picks a free port."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        config = uvicorn.Config(
+            gateway.app,
+            host=gateway.config.host,
+            port=gateway.config.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)
+        self.port = 0
+
+    def start(self, timeout_s: float = 30.0) -> int:
+        self._thread.start()
+        if not self.gateway.started.wait(timeout_s):
+            raise RuntimeError("gateway did not start")
+        deadline = timeout_s
+        while not self.server.started and deadline > 0:
+            threading.Event().wait(0.01)
+            deadline -= 0.01
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self.port
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout_s)
+
+
+def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run a node and its gateway in this process until Ctrl-C."""
+    gateway = Gateway(GatewayConfig(data_dir=str(data_dir), host=host, port=port))
+    uvicorn.run(gateway.app, host=host, port=port, log_level="info", lifespan="on")
+
+
+__all__ = ["Gateway", "GatewayConfig", "GatewayServer", "build_app", "serve"]

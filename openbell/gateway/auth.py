@@ -1,0 +1,123 @@
+"""Request signing (HMAC-SHA256), replay protection and per-key rate limits.
+
+A signed request carries four headers:
+
+- ``OB-KEY``: the key id;
+- ``OB-TS``: the client's Unix time in milliseconds; refused outside +-30 s of the server's;
+- ``OB-NONCE``: 8..64 characters, never reused by the key within the window;
+- ``OB-SIGNATURE``: lowercase hex HMAC-SHA256, keyed with ``sha256(secret)``, of
+  ``METHOD \\n PATH \\n QUERY \\n TS \\n NONCE \\n hex(sha256(BODY))``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+import time
+from collections import OrderedDict
+
+from openbell.gateway.errors import ApiError
+from openbell.gateway.keys import ApiKey, KeyStore, hmac_key_for
+
+WINDOW_MS = 30_000
+NONCES_PER_KEY = 10_000
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def canonical(method: str, path: str, query: str, ts: str, nonce: str, body: bytes) -> bytes:
+    digest = hashlib.sha256(body).hexdigest()
+    return "\n".join((method.upper(), path, query, ts, nonce, digest)).encode()
+
+
+def sign(secret: str, method: str, path: str, query: str, ts: str, nonce: str, body: bytes) -> str:
+    message = canonical(method, path, query, ts, nonce, body)
+    return hmac.new(hmac_key_for(secret), message, hashlib.sha256).hexdigest()
+
+
+class NonceCache:
+    """Per key: the nonces seen inside the window (bounded; the oldest are forgotten first).
+    A nonce older than the window cannot be replayed anyway: its timestamp is refused."""
+
+    def __init__(self, per_key: int = NONCES_PER_KEY) -> None:
+        self._per_key = per_key
+        self._seen: dict[str, OrderedDict[str, int]] = {}
+
+    def check_and_add(self, key_id: str, nonce: str, now_ms: int) -> bool:
+        seen = self._seen.setdefault(key_id, OrderedDict())
+        while seen:
+            oldest, at = next(iter(seen.items()))
+            if now_ms - at <= 2 * WINDOW_MS and len(seen) < self._per_key:
+                break
+            del seen[oldest]
+        if nonce in seen:
+            return False
+        seen[nonce] = now_ms
+        return True
+
+
+class TokenBucket:
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0 if allowed, else the seconds until a token is available."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else 3600.0
+
+
+class Authenticator:
+    def __init__(self, keys: KeyStore) -> None:
+        self.keys = keys
+        self.nonces = NonceCache()
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def verify(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> ApiKey:
+        key_id = headers.get("ob-key", "")
+        ts = headers.get("ob-ts", "")
+        nonce = headers.get("ob-nonce", "")
+        signature = headers.get("ob-signature", "")
+        if not (key_id and ts and nonce and signature):
+            raise ApiError(401, "UNAUTHENTICATED", "OB-KEY, OB-TS, OB-NONCE, OB-SIGNATURE needed")
+        key = self.keys.get(key_id)
+        if key is None:
+            raise ApiError(401, "BAD_SIGNATURE", "unknown key or bad signature")
+        expected = hmac.new(
+            key.hmac_key, canonical(method, path, query, ts, nonce, body), hashlib.sha256
+        ).hexdigest()
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise ApiError(401, "BAD_SIGNATURE", "unknown key or bad signature")
+        now_ms = time.time_ns() // 1_000_000
+        if not ts.isdigit() or len(ts) > 16 or abs(now_ms - int(ts)) > WINDOW_MS:
+            raise ApiError(401, "EXPIRED_TIMESTAMP", "OB-TS is outside +-30 s of the server")
+        if not _NONCE_RE.match(nonce):
+            raise ApiError(401, "BAD_NONCE", "OB-NONCE must be 8..64 of [A-Za-z0-9_-]")
+        if not self.nonces.check_and_add(key_id, nonce, now_ms):
+            raise ApiError(401, "REUSED_NONCE", "this nonce was already used")
+        return key
+
+    def rate_limit(self, key: ApiKey) -> None:
+        bucket = self._buckets.get(key.key_id)
+        if bucket is None:
+            bucket = self._buckets[key.key_id] = TokenBucket(key.rate_per_s, key.burst)
+        wait = bucket.take()
+        if wait > 0:
+            raise ApiError(
+                429,
+                "RATE_LIMITED",
+                f"rate limit {key.rate_per_s}/s exceeded",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )

@@ -1,0 +1,156 @@
+"""Exact conversion between decimal strings and the core's integers (integer arithmetic only).
+
+- a price (quote asset per one whole base unit) <-> ticks: one tick is worth ``tick_value``
+  quote minor units on one lot of ``lot_size`` base minor units, so the price step is
+  ``tick_value * 10**base_scale / (lot_size * 10**quote_scale)`` (a fraction of integers);
+- a quantity (whole base units) <-> lots of ``lot_size`` base minor units;
+- an amount (whole units of an asset) <-> minor units (``10**scale`` a unit).
+
+A value that does not convert exactly is rejected, never rounded.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from openbell.core.commands import InstrumentSpec
+from openbell.core.types import MAX_AMOUNT_MINOR, MAX_PRICE_TICKS, MAX_QUANTITY_LOTS
+from openbell.gateway.errors import ApiError, bad_request
+
+_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+MAX_DECIMAL_CHARS = 40
+MAX_DISPLAY_DECIMALS = 18
+
+
+def parse_decimal(text: object, code: str, what: str) -> tuple[int, int]:
+    """A non-negative decimal string -> (digits as an integer, number of decimals)."""
+    if not isinstance(text, str):
+        raise bad_request(code, f'{what} must be a decimal string such as "101.25"')
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise bad_request("VALUE_TOO_LARGE", f"{what} has more than {MAX_DECIMAL_CHARS} characters")
+    match = _DECIMAL_RE.match(text)
+    if match is None:
+        raise bad_request(code, f"{what} {text!r} is not a plain decimal number")
+    whole, frac = match.group(1), match.group(2) or ""
+    frac = frac.rstrip("0")
+    return int(whole + frac), len(frac)
+
+
+def _decimals_of(step: Fraction) -> int | None:
+    """Digits after the point needed to write multiples of ``step`` exactly (None: never)."""
+    for d in range(MAX_DISPLAY_DECIMALS + 1):
+        if (step * 10**d).denominator == 1:
+            return d
+    return None
+
+
+def _format(value: Fraction, decimals: int) -> str:
+    scaled = value * 10**decimals
+    n = scaled.numerator // scaled.denominator  # exact when decimals came from _decimals_of
+    sign = "-" if n < 0 else ""
+    digits = str(abs(n))
+    if decimals == 0:
+        return sign + digits
+    digits = digits.rjust(decimals + 1, "0")
+    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
+
+
+def _to_units(
+    text: object, step: Fraction, *, what: str, code: str, off_code: str, limit: int
+) -> int:
+    digits, decimals = parse_decimal(text, code, what)
+    value = Fraction(digits, 10**decimals)
+    units = value / step
+    step_decimals = _decimals_of(step)
+    if units.denominator != 1:
+        if step_decimals is not None and decimals > step_decimals:
+            raise bad_request(
+                "TOO_MANY_DECIMALS", f"{what} {text} has more than {step_decimals} decimals"
+            )
+        raise bad_request(off_code, f"{what} {text} is not a multiple of {_format_step(step)}")
+    n = units.numerator
+    if n <= 0:
+        raise bad_request(code, f"{what} must be positive")
+    if n > limit:
+        raise bad_request("VALUE_TOO_LARGE", f"{what} {text} is too large")
+    return n
+
+
+def _format_step(step: Fraction) -> str:
+    d = _decimals_of(step)
+    return str(step) if d is None else _format(step, d)
+
+
+class InstrumentUnits:
+    """The decimal view of one instrument."""
+
+    __slots__ = ("price_decimals", "price_step", "qty_decimals", "qty_step", "quote_scale", "spec")
+
+    def __init__(self, spec: InstrumentSpec, base_scale: int, quote_scale: int) -> None:
+        self.spec = spec
+        self.quote_scale = quote_scale
+        self.price_step = Fraction(
+            spec.tick_value * 10**base_scale, spec.lot_size * 10**quote_scale
+        )
+        self.qty_step = Fraction(spec.lot_size, 10**base_scale)
+        # A step that is not a terminating decimal is shown rounded down to 18 decimals.
+        self.price_decimals = _decimals_of(self.price_step)
+        self.qty_decimals = _decimals_of(self.qty_step)
+
+    def price_to_ticks(self, text: object, what: str = "price") -> int:
+        return _to_units(
+            text,
+            self.price_step,
+            what=what,
+            code="INVALID_PRICE",
+            off_code="OFF_TICK",
+            limit=MAX_PRICE_TICKS,
+        )
+
+    def qty_to_lots(self, text: object, what: str = "quantity") -> int:
+        return _to_units(
+            text,
+            self.qty_step,
+            what=what,
+            code="INVALID_QUANTITY",
+            off_code="OFF_LOT",
+            limit=MAX_QUANTITY_LOTS,
+        )
+
+    def price(self, ticks: int) -> str:
+        d = MAX_DISPLAY_DECIMALS if self.price_decimals is None else self.price_decimals
+        return _format(self.price_step * ticks, d)
+
+    def qty(self, lots: int) -> str:
+        d = MAX_DISPLAY_DECIMALS if self.qty_decimals is None else self.qty_decimals
+        return _format(self.qty_step * lots, d)
+
+    def tick_size(self) -> str:
+        return _format_step(self.price_step)
+
+    def lot_quantity(self) -> str:
+        return _format_step(self.qty_step)
+
+    def notional(self, notional_ticks: int) -> str:
+        """Cumulative notional in tick-lots -> quote amount."""
+        return amount(notional_ticks * self.spec.tick_value, self.quote_scale)
+
+
+def amount(minor: int, scale: int) -> str:
+    return _format(Fraction(minor), 0) if scale == 0 else _format(Fraction(minor, 10**scale), scale)
+
+
+def amount_to_minor(text: object, scale: int, what: str = "amount") -> int:
+    digits, decimals = parse_decimal(text, "INVALID_AMOUNT", what)
+    if decimals > scale:
+        raise bad_request("TOO_MANY_DECIMALS", f"{what} {text} has more than {scale} decimals")
+    minor: int = digits * 10 ** (scale - decimals)
+    if minor <= 0:
+        raise bad_request("INVALID_AMOUNT", f"{what} must be positive")
+    if minor > MAX_AMOUNT_MINOR:
+        raise bad_request("VALUE_TOO_LARGE", f"{what} {text} is too large")
+    return minor
+
+
+__all__ = ["ApiError", "InstrumentUnits", "amount", "amount_to_minor", "parse_decimal"]

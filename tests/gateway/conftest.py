@@ -1,0 +1,57 @@
+"""A real gateway (uvicorn on 127.0.0.1, ephemeral port) over a node in a temporary data dir."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
+from openbell.gateway.client import Client
+from openbell.gateway.keys import create_key
+from openbell.sim.flow import venue_setup
+
+MAKER = 16
+TRADER = 17
+OTHER = 18
+
+
+@dataclass
+class Venue:
+    gateway: Gateway
+    url: str
+    data_dir: Path
+    operator: Client
+    auditor: Client
+    trader: Client
+    other: Client
+    public: Client
+    trader_key: tuple[str, str]
+
+    def state_hash(self) -> str:
+        return str(self.operator.status()["state_hash"])
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
+    data_dir = tmp_path_factory.mktemp("gw")
+    op = create_key(data_dir, "operator", rate_per_s=10_000, burst=10_000)
+    au = create_key(data_dir, "auditor", rate_per_s=10_000, burst=10_000)
+    tr = create_key(data_dir, "trader", [TRADER], rate_per_s=10_000, burst=10_000)
+    ot = create_key(data_dir, "trader", [OTHER], rate_per_s=10_000, burst=10_000)
+    gateway = Gateway(GatewayConfig(data_dir=str(data_dir), port=0))
+    server = GatewayServer(gateway)
+    port = server.start()
+    gateway.bridge.submit_blocking(venue_setup(6))
+    url = f"http://127.0.0.1:{port}"
+    clients = [Client(url, *k, timeout=10) for k in (op, au, tr, ot)]
+    public = Client(url, timeout=10)
+    try:
+        operator, auditor, trader, other = clients
+        yield Venue(gateway, url, data_dir, operator, auditor, trader, other, public, tr)
+    finally:
+        for client in [*clients, public]:
+            client.close()
+        server.stop()
