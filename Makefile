@@ -1,5 +1,7 @@
 # OpenBell: `make run` and `make test` do all set-up on a fresh machine.
-PYTHON ?= python3
+# Debian's CPython 3.11 is built with PGO and LTO (and a static libpython): the same code runs
+# about 25 % faster than a --enable-shared build such as pyenv's. Use it when it is there.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && /usr/bin/python3.11 -c 'import venv, ensurepip' 2>/dev/null && echo /usr/bin/python3.11 || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/openbell demo
+	$(VENV)/bin/openbell serve --demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check openbell tests bench

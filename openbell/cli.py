@@ -62,7 +62,22 @@ def demo(
 
 @app.command()
 def serve(
-    data: Annotated[Path, typer.Option(help="Data directory (journal, snapshots, lock).")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Data directory (journal, snapshots, keys). --demo: a fresh temp dir."),
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="A live demo venue: instruments, funded accounts, API keys, "
+            "a market maker and noisy traders, REST/WebSocket on --http-port.",
+        ),
+    ] = False,
+    http_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the REST/WebSocket gateway on 127.0.0.1:PORT (--demo: 8000)."),
+    ] = None,
     port: Annotated[int, typer.Option(help="Client API port on 127.0.0.1 (0: any free).")] = 0,
     snapshot_every: Annotated[int, typer.Option(min=1, help="Snapshot every N commands.")] = (
         1_000_000
@@ -73,7 +88,24 @@ def serve(
         bool, typer.Option("--matching-only", help="No funds, holds or fees (new data dir only).")
     ] = False,
 ) -> None:
-    """Run one node on a file journal until SIGTERM (finish the batch, snapshot, exit 0)."""
+    """Run one node until SIGTERM (finish the batch, snapshot, exit 0): the local client API,
+    or with --http-port the REST/WebSocket gateway, or with --demo a live demo venue."""
+    if demo:
+        import tempfile
+
+        from openbell.gateway.demo import run_demo_venue
+
+        data_dir = data or Path(tempfile.mkdtemp(prefix="openbell-demo-"))
+        run_demo_venue(data_dir, port=http_port or 8000)
+        return
+    if data is None:
+        typer.echo("error: --data is required (or use --demo)", err=True)
+        raise typer.Exit(2)
+    if http_port is not None:
+        from openbell.gateway.app import serve as serve_gateway
+
+        serve_gateway(data, port=http_port)
+        return
     from openbell.core.engine import EngineConfig
     from openbell.node.commands import run_serve
     from openbell.node.datadir import DataDirLockedError
@@ -138,6 +170,25 @@ def bench(
     env = dict(os.environ, OPENBELL_BENCH_QUICK="1" if quick else "0")
     root = Path(__file__).resolve().parent.parent
     raise typer.Exit(subprocess.call([sys.executable, "-m", "bench.run"], cwd=root, env=env))
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the REST/WebSocket gateway.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    data: Annotated[Path, typer.Option(help="Data directory of the venue.")],
+    role: Annotated[str, typer.Option(help="trader, operator or auditor.")] = "trader",
+    account: Annotated[
+        list[int] | None, typer.Option(help="Account a trader may use (repeatable).")
+    ] = None,
+) -> None:
+    """Create an API key; the secret is printed once and stored only hashed."""
+    from openbell.gateway.keys import create_key
+
+    key_id, secret = create_key(data, role, account or [])
+    typer.echo(f"key_id {key_id}\nsecret {secret}")
 
 
 @app.command()
