@@ -1359,11 +1359,14 @@ class Engine:
 
     def snapshot(self) -> bytes:
         """The whole state, canonically encoded (msgpack)."""
-        state = EngineState(
+        return _state_encoder.encode(self._state(self.seq, self.ts_ns))
+
+    def _state(self, seq: int, ts_ns: int) -> EngineState:
+        return EngineState(
             version=STATE_VERSION,
             config=self.config,
-            seq=self.seq,
-            ts_ns=self.ts_ns,
+            seq=seq,
+            ts_ns=ts_ns,
             next_order_id=self.next_order_id,
             next_trade_id=self.next_trade_id,
             venue_halted=self.venue_halted,
@@ -1388,7 +1391,6 @@ class Engine:
             holds=list(self.holds.values()),
             results=list(self._results.items()),
         )
-        return _state_encoder.encode(state)
 
     @classmethod
     def restore(cls, blob: bytes) -> Engine:
@@ -1433,8 +1435,10 @@ class Engine:
         self._open_counts[order.account] = self._open_counts.get(order.account, 0) + 1
 
     def state_hash(self) -> str:
-        """SHA-256 of the canonical snapshot: equal on leader, replicas and after replay."""
-        return hashlib.sha256(self.snapshot()).hexdigest()
+        """SHA-256 of the canonical encoding of the venue's state: equal on leader, replicas and
+        after replay. It leaves out the log position (seq, ts_ns), which every sequenced command
+        advances, so a rejected or repeated command leaves the hash unchanged."""
+        return hashlib.sha256(_state_encoder.encode(self._state(0, 0))).hexdigest()
 
 
 _IMMEDIATE = (IOC, FOK)

@@ -59,6 +59,8 @@ class Snapshotter:
 
     def write_now(self, seq: int, state: bytes) -> None:
         started = time.perf_counter()
+        # The header carries a SHA-256 of the snapshot bytes (a content digest checked on load, on
+        # top of the CRC); the engine's state_hash() leaves out seq and is recomputed after restore.
         self._store.write(seq, hashlib.sha256(state).hexdigest(), state)
         self.written.append(seq)
         self._store.prune(self._keep)
