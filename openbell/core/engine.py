@@ -81,7 +81,7 @@ STOP_LIMIT = OrderType.STOP_LIMIT
 STP_CANCEL_BOTH = SelfTradePrevention.CANCEL_BOTH
 STP_CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
 STP_DECREMENT_AND_CANCEL = SelfTradePrevention.DECREMENT_AND_CANCEL
-_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]*$")
+_CODE_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
 MAX_TRANSFER_LEGS = 64
 STATE_VERSION = 1
 
@@ -105,6 +105,8 @@ class Instrument:
         "phase",
         "quote",
         "reference_price_ticks",
+        "scan_high_ticks",
+        "scan_low_ticks",
         "spec",
         "stops",
     )
@@ -122,6 +124,18 @@ class Instrument:
         self.band_low_ticks = 1
         self.band_high_ticks = MAX_PRICE_TICKS
         self.set_reference(spec.reference_price_ticks)
+        # Highest and lowest trade price since stops were last scanned (transient: always reset
+        # before the command that set them ends, so never part of the state).
+        self.scan_high_ticks = 0
+        self.scan_low_ticks = MAX_PRICE_TICKS + 1
+
+    def note_price(self, price_ticks: int) -> None:
+        self.scan_high_ticks = max(self.scan_high_ticks, price_ticks)
+        self.scan_low_ticks = min(self.scan_low_ticks, price_ticks)
+
+    def reset_scan(self) -> None:
+        self.scan_high_ticks = 0
+        self.scan_low_ticks = MAX_PRICE_TICKS + 1
 
     def set_reference(self, price_ticks: int) -> None:
         """New reference price; the price band (if any) moves with it."""
@@ -416,15 +430,14 @@ class Engine:
         if stop:
             inst.stops.append(order)
             if phase is CONTINUOUS and inst.last_price_ticks:
-                self._trigger_stops(inst)
+                inst.note_price(inst.last_price_ticks)  # already through its stop: fires now
+                self._after_trades(inst)
             return
         if phase is PRE_OPEN:
             self._rest(inst, order)
             return
-        last = inst.last_price_ticks
         self._take(inst, order)
-        if inst.last_price_ticks != last and inst.stops:
-            self._trigger_stops(inst)
+        self._after_trades(inst)
 
     def _reject_order_fields(self, inst: Instrument, cmd: c.PlaceOrder) -> None:
         """Raise the precise reason a PlaceOrder's account, quantity or id is wrong."""
@@ -581,7 +594,8 @@ class Engine:
         if taker.tif is IOC or taker.tif is FOK:
             if taker.tif is FOK:
                 raise InvariantViolation(f"FOK order {taker.order_id} left unfilled")
-            reason = CR_MARKET_REMAINDER if taker.order_type is not LIMIT else CR_IOC_REMAINDER
+            market = taker.order_type is MARKET or taker.order_type is STOP
+            reason = CR_MARKET_REMAINDER if market else CR_IOC_REMAINDER
             self._reduce(inst, taker, taker.leaves_lots, reason, resting=False)
         else:
             self._rest(inst, taker)
@@ -622,6 +636,10 @@ class Engine:
         taker.cum_lots += lots
         taker.cum_notional_ticks += notional_ticks
         inst.last_price_ticks = price
+        if price > inst.scan_high_ticks:
+            inst.scan_high_ticks = price
+        if price < inst.scan_low_ticks:
+            inst.scan_low_ticks = price
         if taker.side is BUY:
             buyer, seller = taker, maker
         else:
@@ -769,15 +787,25 @@ class Engine:
             order.live = False
             self._finish(order)
 
+    def _after_trades(self, inst: Instrument) -> None:
+        """End of a command that may have traded: fire the stops its prices reached."""
+        if inst.scan_high_ticks:
+            if inst.stops:
+                self._trigger_stops(inst)
+            inst.reset_scan()
+
     def _trigger_stops(self, inst: Instrument) -> None:
-        """Trigger every stop the last price reached, oldest first; repeat while the trades they
-        cause reach more (cascades)."""
-        while inst.phase is CONTINUOUS:
+        """Trigger every stop that any trade since the last scan reached (a buy stop at or
+        below the highest price, a sell stop at or above the lowest), oldest first; repeat while
+        the trades they cause reach more (cascades)."""
+        while inst.phase is CONTINUOUS and inst.scan_high_ticks:
+            high, low = inst.scan_high_ticks, inst.scan_low_ticks
+            inst.reset_scan()
             last = inst.last_price_ticks
             fired = [
                 o
                 for o in inst.stops
-                if (last >= o.stop_price_ticks if o.side is BUY else last <= o.stop_price_ticks)
+                if (high >= o.stop_price_ticks if o.side is BUY else low <= o.stop_price_ticks)
             ]
             if not fired:
                 return
@@ -927,10 +955,8 @@ class Engine:
         if inst.phase is PRE_OPEN:
             self._rest(inst, fresh)
             return
-        last = inst.last_price_ticks
         self._take(inst, fresh)
-        if inst.last_price_ticks != last and inst.stops:
-            self._trigger_stops(inst)
+        self._after_trades(inst)
 
     def _mass_cancel(self, cmd: c.MassCancel) -> None:
         if cmd.account is None and cmd.symbol is None:
@@ -964,6 +990,8 @@ class Engine:
             raise Reject(R.WRONG_PHASE, f"already {old.value}")
         if new is HALTED and old is CLOSED:
             raise Reject(R.WRONG_PHASE, "a closed instrument cannot be halted")
+        if new is CONTINUOUS and self.venue_halted:
+            raise Reject(R.VENUE_HALTED, "no trading while the venue is halted")
         inst.phase = new
         if new is CLOSED:
             if inst.last_price_ticks:
@@ -974,8 +1002,9 @@ class Engine:
         )
         if new is CONTINUOUS:
             self._uncross(inst)
-            if inst.stops and inst.last_price_ticks:
-                self._trigger_stops(inst)
+            if inst.last_price_ticks:
+                inst.note_price(inst.last_price_ticks)
+            self._after_trades(inst)
 
     def _expire_day_orders(self, inst: Instrument) -> None:
         day = [o for o in self.orders.values() if o.symbol == inst.spec.symbol and o.tif is DAY]
@@ -997,11 +1026,22 @@ class Engine:
             self._finish(order)
 
     def _uncross(self, inst: Instrument) -> None:
-        """Run the call auction: every crossing order trades at one price, in time priority."""
+        """Run the call auction: every crossing order trades at one price, in time priority.
+
+        Self-trade prevention in an auction cancels the newer order of a same-account pair
+        (whatever the orders' STP modes). Pairs are found by a dry run of the matching walk
+        before anything trades; after each cancellation the price is chosen again, so the
+        auction always trades at one price and leaves the book uncrossed.
+        """
         book = inst.book
-        uncross = find_uncross(book, inst.reference_price_ticks)
-        if uncross is None:
-            return
+        while True:
+            uncross = find_uncross(book, inst.reference_price_ticks)
+            if uncross is None:
+                return
+            conflict = self._auction_self_trade(book, uncross.price_ticks)
+            if conflict is None:
+                break
+            self._reduce(inst, conflict, conflict.leaves_lots, CR_SELF_TRADE, resting=True)
         price = uncross.price_ticks
         touched: dict[tuple[Side, int], None] = {}
         while book.bid_prices and book.ask_keys:
@@ -1013,9 +1053,7 @@ class Engine:
             touched[(BUY, bid_price)] = None
             touched[(SELL, ask_price)] = None
             if buy.account == sell.account:
-                newer = buy if buy.order_id > sell.order_id else sell
-                self._reduce(inst, newer, newer.leaves_lots, CR_SELF_TRADE, resting=True)
-                continue
+                raise InvariantViolation(f"auction paired orders {buy.order_id}/{sell.order_id}")
             maker, taker = (buy, sell) if buy.order_id < sell.order_id else (sell, buy)
             lots = min(buy.leaves_lots, sell.leaves_lots)
             bid_level.lots -= lots
@@ -1041,6 +1079,32 @@ class Engine:
                 self.seq, inst.spec.symbol, price, uncross.volume_lots, uncross.imbalance_lots
             )
         )
+
+    @staticmethod
+    def _auction_self_trade(book: Book, price: int) -> Order | None:
+        """Walk the auction's pairing at ``price`` without changing anything; return the newer
+        order of the first pair that would trade with itself, or None."""
+        bids = [o for p in reversed(book.bid_prices) if p >= price for o in book.bids[p].queue]
+        asks = [o for k in reversed(book.ask_keys) if -k <= price for o in book.asks[-k].queue]
+        bids = [o for o in bids if o.live]
+        asks = [o for o in asks if o.live]
+        i = j = 0
+        bid_left = bids[0].leaves_lots if bids else 0
+        ask_left = asks[0].leaves_lots if asks else 0
+        while i < len(bids) and j < len(asks):
+            buy, sell = bids[i], asks[j]
+            if buy.account == sell.account:
+                return buy if buy.order_id > sell.order_id else sell
+            lots = min(bid_left, ask_left)
+            bid_left -= lots
+            ask_left -= lots
+            if not bid_left:
+                i += 1
+                bid_left = bids[i].leaves_lots if i < len(bids) else 0
+            if not ask_left:
+                j += 1
+                ask_left = asks[j].leaves_lots if j < len(asks) else 0
+        return None
 
     def _set_venue_halt(self, cmd: c.SetVenueHalt) -> None:
         if cmd.halted == self.venue_halted:
@@ -1410,6 +1474,7 @@ class Engine:
             bal = engine.ledger.assets[a.asset]
             bal.available = array("q", a.available)
             bal.frozen = array("q", a.frozen)
+        restored: list[Order] = []
         for s in state.instruments:
             spec = s.spec
             inst = Instrument(
@@ -1422,8 +1487,11 @@ class Engine:
                 inst.book.add(order)
             inst.stops = s.stops
             engine.instruments[spec.symbol] = inst
-            for order in s.bids + s.asks + s.stops:
-                engine._register(order)
+            restored.extend(s.bids + s.asks + s.stops)
+        # The live engine indexes open orders in order-id order (mass cancels, the kill switch
+        # and DAY expiry walk that index): restore the same order.
+        for order in sorted(restored, key=lambda o: o.order_id):
+            engine._register(order)
         engine.holds = {h.hold_id: h for h in state.holds}
         engine._results = dict(state.results)
         engine._results_order = deque(engine._results)
@@ -1445,4 +1513,4 @@ _IMMEDIATE = (IOC, FOK)
 
 
 def _valid_code(code: str) -> bool:
-    return 0 < len(code) <= MAX_SYMBOL_LENGTH and _CODE_RE.match(code) is not None
+    return 0 < len(code) <= MAX_SYMBOL_LENGTH and _CODE_RE.fullmatch(code) is not None

@@ -12,8 +12,9 @@ AccountId = NewType("AccountId", int)
 OrderId = NewType("OrderId", int)
 
 # Hard limits (TigerBeetle style: everything has a bound, checked before any mutation).
-MAX_PRICE_TICKS: Final = 1 << 40
-MAX_QUANTITY_LOTS: Final = 1 << 40
+# Price x quantity must fit a signed 64-bit integer (cumulative notional in events, msgpack).
+MAX_PRICE_TICKS: Final = (1 << 31) - 1
+MAX_QUANTITY_LOTS: Final = (1 << 31) - 1
 MAX_AMOUNT_MINOR: Final = (1 << 62) - 1  # balances are stored as signed 64-bit integers
 MAX_FEE_BPS: Final = 1_000
 MAX_ID_LENGTH: Final = 64
