@@ -660,7 +660,8 @@ class Engine:
             base = inst.base
             b = buyer.account
             s = seller.account
-            new_hold = self._buy_hold(inst, buyer.price_ticks, buyer.leaves_lots)
+            need = buyer.price_ticks * buyer.leaves_lots * spec.tick_value
+            new_hold = need + need * inst.max_fee_bps // BPS_DENOMINATOR
             paid = buyer.hold_minor - new_hold
             refund = paid - notional - buy_fee
             if refund < 0:
@@ -669,15 +670,20 @@ class Engine:
             qf = quote.frozen
             qa = quote.available
             qf[b] -= paid
-            qa[b] += refund
-            quote.ensure(s)
+            if refund:
+                qa[b] += refund
+            if s >= len(qa):
+                quote.ensure(s)
             qa[s] += notional - sell_fee
             qa[FEE_ACCOUNT] += buy_fee + sell_fee
             shares = lots * spec.lot_size
             seller.hold_minor -= shares
             base.frozen[s] -= shares
-            base.ensure(b)
-            base.available[b] += shares
+            ba = base.available
+            if b >= len(ba):
+                base.ensure(b)
+                ba = base.available
+            ba[b] += shares
             touched = self._touched
             qasset = quote.asset
             basset = base.asset
