@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.engine_bench import bench_engine
+from bench.gateway_bench import bench_gateway
 from bench.node_bench import bench_recovery, bench_sequencer
 from bench.workload_cache import load
 from openbell.journal.bench import bench_append
@@ -96,6 +97,9 @@ def main() -> None:
     key = "recovery.tail_1m" if len(tail) == 1_000_000 else f"recovery.tail_{len(tail)}"
     results[f"{key}.seconds"] = recovery["seconds"]
     results[f"{key}.cmd_per_s"] = recovery["cmd_per_s"]
+
+    console.print("gateway: signed HTTP orders, WebSocket fan-out (server in its own process) ...")
+    results.update(bench_gateway(quick))
 
     table = Table(title="OpenBell benchmarks")
     table.add_column("metric")

@@ -299,8 +299,19 @@ async def list_instruments(ctx: Ctx) -> Any:
     return out
 
 
+MAX_PATH_ID = (1 << 63) - 1  # ids beyond a signed 64-bit integer cannot exist (nor be journaled)
+
+
+def _path_id(ctx: Ctx, name: str, code: str) -> int:
+    """An integer id from the path; one that cannot exist is a 404, never a command."""
+    value = int(ctx.request.path_params[name])
+    if not 0 <= value <= MAX_PATH_ID:
+        raise ApiError(404, code, f"no {name.replace('_', ' ')} {value}")
+    return value
+
+
 async def balances(ctx: Ctx) -> Any:
-    account = int(ctx.request.path_params["account"])
+    account = _path_id(ctx, "account", "UNKNOWN_ACCOUNT")
     ctx.require_account(account)
 
     def read(engine: Engine) -> list[tuple[str, int, int, int]] | None:
@@ -361,7 +372,7 @@ async def place_order(ctx: Ctx) -> Any:
 
 
 async def cancel_order(ctx: Ctx) -> Any:
-    order = await _find_order(ctx, int(ctx.request.path_params["order_id"]))
+    order = await _find_order(ctx, _path_id(ctx, "order_id", "UNKNOWN_ORDER"))
     rid = ctx.request.query_params.get("request_id")
     if rid is not None and not _valid_request_id(rid):
         raise ApiError(400, "INVALID_FIELD", "request_id must match ^[A-Za-z0-9._-]{1,40}$")
@@ -382,7 +393,7 @@ def _valid_request_id(text: str) -> bool:
 
 async def replace_order(ctx: Ctx) -> Any:
     body = ctx.decode(s.ReplaceOrderBody)
-    order = await _find_order(ctx, int(ctx.request.path_params["order_id"]))
+    order = await _find_order(ctx, _path_id(ctx, "order_id", "UNKNOWN_ORDER"))
     units = ctx.units(order.symbol)
     return await ctx.command(
         c.ReplaceOrder(
@@ -427,7 +438,7 @@ async def open_orders(ctx: Ctx) -> Any:
 
 
 async def get_order(ctx: Ctx) -> Any:
-    order = await _find_order(ctx, int(ctx.request.path_params["order_id"]))
+    order = await _find_order(ctx, _path_id(ctx, "order_id", "UNKNOWN_ORDER"))
     return order_json(order, ctx.bridge.venue.instruments.get(order.symbol))
 
 
@@ -543,7 +554,7 @@ async def halt(ctx: Ctx) -> Any:
 
 async def kill_switch(ctx: Ctx) -> Any:
     body = ctx.decode(s.KillSwitchBody)
-    account = int(ctx.request.path_params["account"])
+    account = _path_id(ctx, "account", "UNKNOWN_ACCOUNT")
     return await ctx.command(
         c.KillSwitch(
             request_id=ctx.request_id(body.request_id),

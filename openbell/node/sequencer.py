@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from openbell.core.commands import Command
 from openbell.core.engine import Engine
 from openbell.core.events import Event
@@ -200,9 +202,10 @@ class Sequencer:
                         break
                 if batch:
                     ts_ns = self._clock_ns()
+                    batch, payload = self._encode(batch, ts_ns)
+                if batch:
                     first_seq = engine.seq + 1
                     commands = [p.command for p in batch]
-                    payload = encode_batch(ts_ns, commands)
                     results = [apply(first_seq + i, ts_ns, c) for i, c in enumerate(commands)]
                     to_journal.put(_Sequenced(first_seq, payload, batch, results))
                     self._maybe_snapshot()
@@ -217,6 +220,25 @@ class Sequencer:
             to_journal.put(None)
             # whatever is still queued will never be sequenced
             self._drain_refused()
+
+    @staticmethod
+    def _encode(batch: list[Pending], ts_ns: int) -> tuple[list[Pending], bytes]:
+        """The batch's journal payload. Commands the journal cannot encode (e.g. an integer
+        beyond 64 bits from an in-process caller) are refused one by one with BAD_COMMAND
+        instead of letting one of them halt the node."""
+        try:
+            return batch, encode_batch(ts_ns, [p.command for p in batch])
+        except (OverflowError, TypeError, ValueError, msgspec.EncodeError):
+            pass
+        kept: list[Pending] = []
+        for pending in batch:
+            try:
+                encode_batch(ts_ns, [pending.command])
+            except (OverflowError, TypeError, ValueError, msgspec.EncodeError) as error:
+                pending.reply(0, None, f"BAD_COMMAND: {error}")
+                continue
+            kept.append(pending)
+        return kept, encode_batch(ts_ns, [p.command for p in kept]) if kept else b""
 
     def _maybe_snapshot(self) -> None:
         policy = self._snapshot_policy

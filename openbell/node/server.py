@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from collections import deque
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -97,6 +98,19 @@ class NodeServer:
             if len(order) > RECENT_RESULTS:
                 del recent[order.popleft()]
 
+    @staticmethod
+    def _refused(
+        loop: asyncio.AbstractEventLoop,
+        connection: _Connection,
+        request_id: int,
+        seq: int,
+        events: list[Event] | None,
+        error: str,
+    ) -> None:
+        """Results go through on_durable (one loop hop per batch); this carries only commands
+        the sequencer refused (BAD_COMMAND, NODE_STOPPING, NODE_HALTED)."""
+        loop.call_soon_threadsafe(connection.send, Response(request_id, error=error))
+
     async def start(self) -> int:
         self._loop = asyncio.get_running_loop()
         config = self.node.config
@@ -129,7 +143,8 @@ class NodeServer:
                     continue
                 try:
                     if isinstance(request, SubmitRequest):
-                        sequencer.submit(request.command, _unused_reply, (connection, request.id))
+                        refused = partial(self._refused, loop, connection, request.id)
+                        sequencer.submit(request.command, refused, (connection, request.id))
                     else:
                         self._query(request, connection, loop)
                 except Busy:
@@ -155,13 +170,6 @@ class NodeServer:
             loop.call_soon_threadsafe(connection.send, response)
 
         self.node.sequencer.query(run, reply)
-
-
-def _unused_reply(seq: int, events: list[Event] | None, error: str) -> None:
-    """Replies go through NodeServer.on_durable (one loop hop per batch); this one only carries
-    refusals when the node stops with commands still queued."""
-    if error:
-        log.warning("command not sequenced: %s", error)
 
 
 async def serve(node: Node) -> int:
