@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from openbell.core.ipo.messages import IpoCommand
 from openbell.core.types import (
     AccountState,
     OrderType,
@@ -201,4 +202,5 @@ Command = (
     | CancelOrder
     | ReplaceOrder
     | MassCancel
+    | IpoCommand
 )

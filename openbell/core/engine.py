@@ -24,6 +24,8 @@ from openbell.core.auction import find_uncross
 from openbell.core.book import Book, Level, Order
 from openbell.core.commands import InstrumentSpec
 from openbell.core.errors import InvariantViolation, Reject
+from openbell.core.ipo import IpoBook, IpoState
+from openbell.core.ipo.messages import IPO_COMMANDS, IpoCommand
 from openbell.core.ledger import AssetBalances, Ledger
 from openbell.core.types import (
     BPS_DENOMINATOR,
@@ -189,6 +191,7 @@ class EngineState(msgspec.Struct, gc=False):
     instruments: list[InstrumentState]
     holds: list[Hold]
     results: list[tuple[str, int]]  # idempotency window: request id -> seq, oldest first
+    ipo: IpoState = msgspec.field(default_factory=IpoState)
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -202,6 +205,7 @@ class Engine:
         self.instruments: dict[str, Instrument] = {}
         self.orders: dict[int, Order] = {}  # open orders (resting or pending trigger)
         self.holds: dict[str, Hold] = {}
+        self.ipo = IpoBook()
         self.account_states: dict[int, AccountState] = {}  # only accounts not ACTIVE
         self.venue_halted = False
         self.seq = 0
@@ -242,6 +246,8 @@ class Engine:
             c.SetPhase: self._set_phase,
             c.SetVenueHalt: self._set_venue_halt,
         }
+        for ipo_command in IPO_COMMANDS:
+            self._handlers[ipo_command] = self._ipo
 
     # ======================================================================================
     # Entry point
@@ -1355,6 +1361,12 @@ class Engine:
         self._touch(hold.account, bal)
         self._events.append(e.HoldResolved(self.seq, hold.hold_id, 0, hold.amount_minor, -1))
 
+    def _ipo(self, cmd: IpoCommand) -> None:
+        events, touched = self.ipo.apply(self.ledger, self.seq, cmd)
+        for account, asset in touched:
+            self._touch(account, self.ledger.assets[asset])
+        self._events.extend(events)
+
     def _touch(self, account: int, bal: AssetBalances) -> None:
         self._touched[(account, bal.asset)] = bal
 
@@ -1418,6 +1430,8 @@ class Engine:
             if not hold.resolved:
                 key = (hold.account, hold.asset)
                 held[key] = held.get(key, 0) + hold.amount_minor
+        for account, asset, amount in self.ipo.holds():
+            held[(account, asset)] = held.get((account, asset), 0) + amount
         self.ledger.check_invariants()
         for asset, bal in self.ledger.assets.items():
             for account in range(len(bal.frozen)):
@@ -1460,6 +1474,7 @@ class Engine:
             ],
             holds=list(self.holds.values()),
             results=list(self._results.items()),
+            ipo=self.ipo.state(),
         )
 
     @classmethod
@@ -1499,6 +1514,7 @@ class Engine:
         for order in sorted(restored, key=lambda o: o.order_id):
             engine._register(order)
         engine.holds = {h.hold_id: h for h in state.holds}
+        engine.ipo = IpoBook.from_state(state.ipo)
         engine._results = dict(state.results)
         engine._results_order = deque(engine._results)
         return engine

@@ -12,6 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from openbell.core.commands import InstrumentSpec
+from openbell.core.ipo.messages import IpoEvent
 from openbell.core.types import (
     AccountState,
     CancelReason,
@@ -233,4 +234,5 @@ Event = (
     | AccountStateChanged
     | KillSwitchActivated
     | VenueHaltChanged
+    | IpoEvent
 )

@@ -68,7 +68,7 @@ class Venue:
         elif kind is e.AssetCreated:
             self.scales[event.asset] = event.scale  # type: ignore[union-attr]
         elif kind is e.InstrumentCreated:
-            self._add_instrument(event.spec)  # type: ignore[union-attr]
+            self._add_instrument(event.spec)  # type: ignore[union-attr, arg-type]
 
     def after(self, event: e.Event) -> None:
         kind = type(event)

@@ -1,0 +1,828 @@
+"""The IPO back office: offerings, columnar subscriptions, numbering, draw, settlement.
+
+``IpoBook.apply(ledger, seq, cmd)`` validates the whole command first (raising ``Reject``,
+nothing changed) and only then mutates the ledger columns and its own state; it returns the
+events and the (account, asset) pairs whose balances changed one by one (batch phases report
+none: their events carry counts and totals instead).
+
+Storage per offering is columnar (numpy, one row per subscription, no Python object per row):
+account (int32), units (int32), frozen amount (int64), status (int8), client id hash (int64),
+first allotment number (int64, set at numbering) and won units (int32, set at the draw), plus a
+dense account -> latest row index (int32). Ledger updates go through ``np.frombuffer`` views of
+the ledger's ``array('q')`` columns; every view is dropped before returning (a live view would
+stop the array from growing).
+
+Money: a row's hold is notional + fee(notional), notional = units x unit_shares x price and
+fee(x) = floor(x x fee_bps / 10000). At settlement a row with w winning units pays
+cost = w x unit_shares x price to the IPO escrow and fee(cost) to the fee account out of its
+hold (fee(cost) <= fee(notional)), receives w x unit_shares shares from the escrow, and the
+rest of the hold is released. Shares are issued external -> escrow at creation, so every asset
+stays zero-sum throughout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from openbell.core.errors import InvariantViolation, Reject
+from openbell.core.ipo import lottery
+from openbell.core.ipo import messages as m
+from openbell.core.ipo.messages import IpoPhase, LotteryMethod, OfferingSpec
+from openbell.core.ledger import Ledger
+from openbell.core.types import (
+    BPS_DENOMINATOR,
+    CLEARING_ACCOUNT,
+    EXTERNAL_ACCOUNT,
+    FEE_ACCOUNT,
+    FIRST_USER_ACCOUNT,
+    IPO_ESCROW_ACCOUNT,
+    MAX_AMOUNT_MINOR,
+    MAX_BATCH_ACCOUNTS,
+    MAX_FEE_BPS,
+    MAX_ID_LENGTH,
+    MAX_PRICE_TICKS,
+    MAX_QUANTITY_LOTS,
+    MAX_SYMBOL_LENGTH,
+    RejectReason,
+)
+
+R = RejectReason
+ACTIVE, CANCELLED, SETTLED = 0, 1, 2
+MAX_ROWS = (1 << 31) - 1
+MAX_SEED_BYTES = 1024
+_CODE_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
+_HEX64_RE = re.compile(r"[0-9a-f]{64}")
+
+I64 = npt.NDArray[np.int64]
+Touched = list[tuple[int, str]]
+
+_COLUMNS: tuple[tuple[str, type[np.generic]], ...] = (
+    ("account", np.int32),
+    ("units", np.int32),
+    ("frozen", np.int64),
+    ("status", np.int8),
+    ("client", np.int64),
+    ("first", np.int64),
+    ("won", np.int32),
+)
+
+
+def fee_of(notional: int, fee_bps: int) -> int:
+    return notional // BPS_DENOMINATOR * fee_bps + notional % BPS_DENOMINATOR * fee_bps // (
+        BPS_DENOMINATOR
+    )
+
+
+def fee_of_many(notional: I64, fee_bps: int) -> I64:
+    """floor(notional x fee_bps / 10000) without int64 overflow."""
+    q, r = np.divmod(notional, BPS_DENOMINATOR)
+    out: I64 = q * fee_bps + r * fee_bps // BPS_DENOMINATOR
+    return out
+
+
+def exact_sum(values: npt.NDArray[Any]) -> int:
+    """Exact sum of int64 values (split into 32-bit halves: no int64 overflow)."""
+    v = values.astype(np.int64, copy=False)
+    return (int((v >> 32).sum()) << 32) + int((v & 0xFFFFFFFF).sum())
+
+
+def client_hash(client_id: str) -> int:
+    """Non-zero signed 64-bit hash of a client subscription id (0 means none)."""
+    h = int.from_bytes(
+        hashlib.blake2b(client_id.encode(), digest_size=8).digest(), "big", signed=True
+    )
+    return h or 1
+
+
+def _int64s(raw: bytes, what: str) -> I64:
+    if len(raw) % 8:
+        raise Reject(R.INVALID_FIELD, f"{what}: length not a multiple of 8")
+    out: I64 = np.frombuffer(raw, dtype="<i8").astype(np.int64)
+    return out
+
+
+class Allotment(msgspec.Struct, frozen=True, gc=False):
+    """The outcome of the draw (or of the imported results) and its control totals."""
+
+    method: LotteryMethod
+    units_subscribed: int
+    units_offered: int
+    rate_digits: str
+    tails: list[str]
+    winners: int
+    won_units: int
+    won_shares: int
+    amount_minor: int
+    fee_minor: int
+    source: str
+
+
+class Settlement(msgspec.Struct, gc=False):
+    rows: int = 0
+    winners: int = 0
+    won_shares: int = 0
+    paid_minor: int = 0
+    fee_minor: int = 0
+    released_minor: int = 0
+
+
+class OfferingState(msgspec.Struct, gc=False):
+    spec: OfferingSpec
+    phase: IpoPhase
+    rows: int
+    columns: list[bytes]  # _COLUMNS order, little-endian, ``rows`` long
+    allotment: Allotment | None
+    chunk_done: bytes
+    settlement: Settlement
+
+
+class IpoState(msgspec.Struct, gc=False):
+    offerings: list[OfferingState] = msgspec.field(default_factory=list)
+
+
+class Offering:
+    """One offering's state. Columns are over-allocated; rows [0, n) are live."""
+
+    def __init__(self, spec: OfferingSpec) -> None:
+        self.spec = spec
+        self.phase = IpoPhase.OPEN
+        self.n = 0
+        self.cols: dict[str, npt.NDArray[Any]] = {
+            name: np.zeros(0, dtype=dtype) for name, dtype in _COLUMNS
+        }
+        self.row_of: npt.NDArray[np.int32] = np.full(0, -1, dtype=np.int32)
+        self.active_rows = 0
+        self.active_units = 0
+        self.active_frozen = 0
+        self.allotment: Allotment | None = None
+        self.chunk_done: npt.NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)
+        self.settlement = Settlement()
+
+    @property
+    def units_offered(self) -> int:
+        return self.spec.shares_offered // self.spec.unit_shares
+
+    def col(self, name: str) -> npt.NDArray[Any]:
+        return self.cols[name][: self.n]
+
+    def chunks(self) -> int:
+        return max(1, -(-self.n // self.spec.chunk_rows))
+
+    def hold_of(self, units: int) -> int:
+        notional = units * self.spec.unit_shares * self.spec.price_minor
+        return notional + fee_of(notional, self.spec.fee_bps)
+
+    def row_for(self, account: int) -> int:
+        return int(self.row_of[account]) if account < len(self.row_of) else -1
+
+    # -- storage ---------------------------------------------------------------------------
+    def append(self, accounts: I64, units: I64, frozen: I64, clients: I64) -> None:
+        count = len(accounts)
+        need = self.n + count
+        if need > len(self.cols["account"]):
+            capacity = max(need, 2 * len(self.cols["account"]), 1024)
+            for name, col in self.cols.items():
+                grown = np.zeros(capacity, dtype=col.dtype)
+                grown[: self.n] = col[: self.n]
+                self.cols[name] = grown
+        lo, hi = self.n, need
+        self.cols["account"][lo:hi] = accounts
+        self.cols["units"][lo:hi] = units
+        self.cols["frozen"][lo:hi] = frozen
+        self.cols["status"][lo:hi] = ACTIVE
+        self.cols["client"][lo:hi] = clients
+        top = int(accounts.max()) + 1
+        if top > len(self.row_of):
+            grown_rows = np.full(max(top, 2 * len(self.row_of)), -1, dtype=np.int32)
+            grown_rows[: len(self.row_of)] = self.row_of
+            self.row_of = grown_rows
+        self.row_of[accounts] = np.arange(lo, hi, dtype=np.int32)
+        self.n = need
+        self.active_rows += count
+        self.active_units += exact_sum(units)
+        self.active_frozen += exact_sum(frozen)
+
+    def rebuild_row_index(self) -> None:
+        accounts = self.col("account")
+        self.row_of = np.full(0, -1, dtype=np.int32)
+        if not self.n:
+            return
+        self.row_of = np.full(int(accounts.max()) + 1, -1, dtype=np.int32)
+        # The latest row of each account (a cancelled subscription may be followed by a new one).
+        rev = accounts[::-1]
+        uniq, first_in_rev = np.unique(rev, return_index=True)
+        self.row_of[uniq] = (self.n - 1 - first_in_rev).astype(np.int32)
+
+    # -- snapshot --------------------------------------------------------------------------
+    def state(self) -> OfferingState:
+        return OfferingState(
+            spec=self.spec,
+            phase=self.phase,
+            rows=self.n,
+            columns=[
+                self.col(name).astype(np.dtype(dtype).newbyteorder("<")).tobytes()
+                for name, dtype in _COLUMNS
+            ],
+            allotment=self.allotment,
+            chunk_done=self.chunk_done.tobytes(),
+            settlement=msgspec.structs.replace(self.settlement),
+        )
+
+    @classmethod
+    def from_state(cls, s: OfferingState) -> Offering:
+        off = cls(s.spec)
+        off.phase = s.phase
+        off.n = s.rows
+        for (name, dtype), raw in zip(_COLUMNS, s.columns, strict=True):
+            off.cols[name] = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(
+                dtype
+            )
+        off.rebuild_row_index()
+        active = off.col("status") == ACTIVE
+        off.active_rows = int(active.sum())
+        off.active_units = exact_sum(off.col("units")[active])
+        off.active_frozen = exact_sum(off.col("frozen")[active])
+        off.allotment = s.allotment
+        off.chunk_done = np.frombuffer(s.chunk_done, dtype=np.uint8).copy()
+        off.settlement = msgspec.structs.replace(s.settlement)
+        return off
+
+
+def _valid_code(code: str) -> bool:
+    return 0 < len(code) <= MAX_SYMBOL_LENGTH and _CODE_RE.fullmatch(code) is not None
+
+
+class IpoBook:
+    """All offerings. Owns its state; reads and writes balances through the ledger."""
+
+    def __init__(self) -> None:
+        self.offerings: dict[str, Offering] = {}
+
+    # -- dispatch --------------------------------------------------------------------------
+    def apply(self, ledger: Ledger, seq: int, cmd: m.IpoCommand) -> tuple[list[Any], Touched]:
+        if isinstance(cmd, m.IpoCreateOffering):
+            return self.create(ledger, seq, cmd)
+        off = self.offerings.get(cmd.symbol)
+        if off is None:
+            raise Reject(m.UNKNOWN_OFFERING, cmd.symbol)
+        if isinstance(cmd, m.IpoSubscribe):
+            return self.subscribe(ledger, seq, off, cmd)
+        if isinstance(cmd, m.IpoSubscribeBatch):
+            return self.subscribe_batch(ledger, seq, off, cmd)
+        if isinstance(cmd, m.IpoCancelSubscription):
+            return self.cancel(ledger, seq, off, cmd)
+        if isinstance(cmd, m.IpoClose):
+            return self.close(seq, off)
+        if isinstance(cmd, m.IpoNumber):
+            return self.number(seq, off)
+        if isinstance(cmd, m.IpoDraw):
+            return self.draw(seq, off, cmd)
+        if isinstance(cmd, m.IpoImportResults):
+            return self.import_results(seq, off, cmd)
+        if isinstance(cmd, m.IpoSettleChunk):
+            return self.settle_chunk(ledger, seq, off, cmd)
+        return self.list_offering(ledger, seq, off)
+
+    @staticmethod
+    def _phase(off: Offering, phase: IpoPhase) -> None:
+        if off.phase is not phase:
+            raise Reject(R.WRONG_PHASE, f"{off.spec.symbol} is {off.phase}, needs {phase}")
+
+    # -- T-1: the offering -----------------------------------------------------------------
+    def create(
+        self, ledger: Ledger, seq: int, cmd: m.IpoCreateOffering
+    ) -> tuple[list[Any], Touched]:
+        spec = cmd.spec
+        if cmd.symbol != spec.symbol:
+            raise Reject(R.INVALID_FIELD, "command symbol differs from spec symbol")
+        if not _valid_code(spec.symbol):
+            raise Reject(R.INVALID_FIELD, f"symbol {spec.symbol!r}")
+        if spec.symbol in self.offerings or spec.symbol in ledger.assets:
+            raise Reject(m.DUPLICATE_OFFERING, spec.symbol)
+        if spec.cash_asset not in ledger.assets:
+            raise Reject(R.UNKNOWN_ASSET, spec.cash_asset)
+        units_offered = spec.shares_offered // max(spec.unit_shares, 1)
+        checks = (
+            (1 <= spec.price_minor <= MAX_PRICE_TICKS, "price_minor"),
+            (1 <= spec.unit_shares <= MAX_QUANTITY_LOTS, "unit_shares"),
+            (1 <= spec.max_units <= MAX_QUANTITY_LOTS, "max_units"),
+            (1 <= spec.shares_offered <= MAX_AMOUNT_MINOR, "shares_offered"),
+            (spec.shares_offered % max(spec.unit_shares, 1) == 0, "shares_offered % unit"),
+            (units_offered <= lottery.MAX_NUMBERS, "units offered"),
+            (0 <= spec.fee_bps <= MAX_FEE_BPS, "fee_bps"),
+            (1 <= spec.chunk_rows <= MAX_BATCH_ACCOUNTS, "chunk_rows"),
+            (0 <= spec.share_scale <= 18, "share_scale"),
+            (
+                spec.method is LotteryMethod.EXTERNAL
+                or _HEX64_RE.fullmatch(spec.seed_commitment) is not None,
+                "seed_commitment (64 lowercase hex)",
+            ),
+            (
+                ledger.account_exists(spec.issuer_account)
+                and spec.issuer_account not in (FEE_ACCOUNT, CLEARING_ACCOUNT, IPO_ESCROW_ACCOUNT),
+                "issuer_account",
+            ),
+        )
+        for ok, name in checks:
+            if not ok:
+                raise Reject(R.INVALID_FIELD, name)
+        worst_hold = spec.max_units * spec.unit_shares * spec.price_minor
+        proceeds = spec.shares_offered * spec.price_minor
+        if worst_hold + fee_of(worst_hold, spec.fee_bps) > MAX_AMOUNT_MINOR or (
+            proceeds + fee_of(proceeds, spec.fee_bps) > MAX_AMOUNT_MINOR
+        ):
+            raise Reject(R.BALANCE_OVERFLOW, "offering amounts exceed the balance limit")
+        # ---- validated: mutations start here ----
+        ledger.add_asset(spec.symbol, spec.share_scale)
+        shares = ledger.assets[spec.symbol]
+        shares.ensure(FIRST_USER_ACCOUNT - 1)
+        shares.available[EXTERNAL_ACCOUNT] -= spec.shares_offered
+        shares.available[IPO_ESCROW_ACCOUNT] += spec.shares_offered
+        self.offerings[spec.symbol] = Offering(spec)
+        return (
+            [m.IpoOfferingCreated(seq, spec.symbol, spec)],
+            [(EXTERNAL_ACCOUNT, spec.symbol), (IPO_ESCROW_ACCOUNT, spec.symbol)],
+        )
+
+    # -- T: subscriptions ------------------------------------------------------------------
+    def subscribe(
+        self, ledger: Ledger, seq: int, off: Offering, cmd: m.IpoSubscribe
+    ) -> tuple[list[Any], Touched]:
+        self._phase(off, IpoPhase.OPEN)
+        spec = off.spec
+        account, units = cmd.account, cmd.units
+        if not FIRST_USER_ACCOUNT <= account < ledger.accounts_count:
+            raise Reject(R.UNKNOWN_ACCOUNT, str(account))
+        if not 0 < len(cmd.client_subscription_id) <= MAX_ID_LENGTH:
+            raise Reject(R.INVALID_FIELD, "client_subscription_id must be 1..64 characters")
+        client = client_hash(cmd.client_subscription_id)
+        row = off.row_for(account)
+        if row >= 0 and int(off.cols["client"][row]) == client:
+            # Idempotent repeat: same account, same client subscription id. Nothing changes.
+            return (
+                [
+                    m.IpoSubscribed(
+                        seq,
+                        spec.symbol,
+                        account,
+                        int(off.cols["units"][row]),
+                        int(off.cols["frozen"][row]),
+                        cmd.client_subscription_id,
+                        True,
+                    )
+                ],
+                [],
+            )
+        if row >= 0 and int(off.cols["status"][row]) == ACTIVE:
+            raise Reject(m.DUPLICATE_SUBSCRIPTION, f"account {account} already subscribed")
+        if not 1 <= units <= spec.max_units:
+            raise Reject(R.INVALID_QUANTITY, f"units must be 1..{spec.max_units}")
+        if off.active_units + units > lottery.MAX_NUMBERS or off.n + 1 > MAX_ROWS:
+            raise Reject(R.INVALID_QUANTITY, "offering is full (12-digit numbering)")
+        hold = off.hold_of(units)
+        cash = ledger.assets[spec.cash_asset]
+        if cash.get(account)[0] < hold:
+            raise Reject(R.INSUFFICIENT_FUNDS, f"needs {hold} {spec.cash_asset}")
+        # ---- validated: mutations start here ----
+        ledger.freeze(cash, account, hold)
+        one = np.ones(1, dtype=np.int64)
+        off.append(one * account, one * units, one * hold, one * client)
+        return (
+            [
+                m.IpoSubscribed(
+                    seq, spec.symbol, account, units, hold, cmd.client_subscription_id, False
+                )
+            ],
+            [(account, spec.cash_asset)],
+        )
+
+    def subscribe_batch(
+        self, ledger: Ledger, seq: int, off: Offering, cmd: m.IpoSubscribeBatch
+    ) -> tuple[list[Any], Touched]:
+        self._phase(off, IpoPhase.OPEN)
+        spec = off.spec
+        accounts = _int64s(cmd.accounts, "accounts")
+        units = _int64s(cmd.units, "units")
+        count = len(accounts)
+        if count != len(units) or not 1 <= count <= MAX_BATCH_ACCOUNTS:
+            raise Reject(R.INVALID_FIELD, f"1..{MAX_BATCH_ACCOUNTS} rows, as many units")
+        bad = (accounts < FIRST_USER_ACCOUNT) | (accounts >= ledger.accounts_count)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise Reject(R.UNKNOWN_ACCOUNT, f"row {i}: account {int(accounts[i])}")
+        bad = (units < 1) | (units > spec.max_units)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise Reject(R.INVALID_QUANTITY, f"row {i}: units must be 1..{spec.max_units}")
+        ordered = np.sort(accounts)
+        same = ordered[1:] == ordered[:-1]
+        if same.any():
+            dup = int(ordered[1:][same][0])
+            raise Reject(m.DUPLICATE_SUBSCRIPTION, f"account {dup} appears twice in the batch")
+        known = accounts < len(off.row_of)
+        if known.any():
+            rows = off.row_of[accounts[known]]
+            has = rows >= 0
+            active = np.zeros(len(rows), dtype=bool)
+            active[has] = off.cols["status"][rows[has]] == ACTIVE
+            if active.any():
+                dup = int(accounts[known][active][0])
+                raise Reject(m.DUPLICATE_SUBSCRIPTION, f"account {dup} already subscribed")
+        batch_units = exact_sum(units)
+        if off.active_units + batch_units > lottery.MAX_NUMBERS or off.n + count > MAX_ROWS:
+            raise Reject(R.INVALID_QUANTITY, "offering is full (12-digit numbering)")
+        notional = units * (spec.unit_shares * spec.price_minor)
+        holds = notional + fee_of_many(notional, spec.fee_bps)
+        cash = ledger.assets[spec.cash_asset]
+        available = np.frombuffer(cash.available, dtype=np.int64)
+        funded = accounts < len(available)
+        short = ~funded
+        short[funded] = available[accounts[funded]] < holds[funded]
+        if short.any():
+            i = int(np.argmax(short))
+            del available
+            raise Reject(R.INSUFFICIENT_FUNDS, f"row {i}: account {int(accounts[i])}")
+        # ---- validated: mutations start here ----
+        frozen = np.frombuffer(cash.frozen, dtype=np.int64)
+        available[accounts] -= holds
+        frozen[accounts] += holds
+        del available, frozen
+        first_row = off.n
+        total = exact_sum(holds)
+        off.append(accounts, units, holds, np.zeros(count, dtype=np.int64))
+        return [m.IpoBatchSubscribed(seq, spec.symbol, first_row, count, batch_units, total)], []
+
+    def cancel(
+        self, ledger: Ledger, seq: int, off: Offering, cmd: m.IpoCancelSubscription
+    ) -> tuple[list[Any], Touched]:
+        self._phase(off, IpoPhase.OPEN)
+        row = off.row_for(cmd.account) if cmd.account >= 0 else -1
+        if row < 0 or int(off.cols["status"][row]) != ACTIVE:
+            raise Reject(m.UNKNOWN_SUBSCRIPTION, f"account {cmd.account}")
+        # ---- validated: mutations start here ----
+        hold = int(off.cols["frozen"][row])
+        units = int(off.cols["units"][row])
+        cash = ledger.assets[off.spec.cash_asset]
+        ledger.release(cash, cmd.account, hold)
+        off.cols["status"][row] = CANCELLED
+        off.active_rows -= 1
+        off.active_units -= units
+        off.active_frozen -= hold
+        return (
+            [m.IpoSubscriptionCancelled(seq, off.spec.symbol, cmd.account, units, hold)],
+            [(cmd.account, off.spec.cash_asset)],
+        )
+
+    # -- close and numbering ---------------------------------------------------------------
+    def close(self, seq: int, off: Offering) -> tuple[list[Any], Touched]:
+        self._phase(off, IpoPhase.OPEN)
+        off.phase = IpoPhase.CLOSED
+        return [
+            m.IpoClosed(seq, off.spec.symbol, off.active_rows, off.active_units, off.active_frozen)
+        ], []
+
+    def number(self, seq: int, off: Offering) -> tuple[list[Any], Touched]:
+        """Consecutive numbers, one per unit, in subscription order: first number of an active
+        row = 1 + units of the active rows before it (cancelled rows get 0)."""
+        self._phase(off, IpoPhase.CLOSED)
+        active = off.col("status") == ACTIVE
+        units = np.where(active, off.col("units").astype(np.int64), 0)
+        cum = np.cumsum(units)
+        total = int(cum[-1]) if off.n else 0
+        if total != off.active_units:
+            raise InvariantViolation(f"{off.spec.symbol}: numbered {total} != {off.active_units}")
+        off.cols["first"][: off.n] = np.where(active, cum - units + 1, 0)
+        off.phase = IpoPhase.NUMBERED
+        return [m.IpoNumbered(seq, off.spec.symbol, off.active_rows, 1, total)], []
+
+    # -- T+1: the draw ---------------------------------------------------------------------
+    def draw(self, seq: int, off: Offering, cmd: m.IpoDraw) -> tuple[list[Any], Touched]:
+        self._phase(off, IpoPhase.NUMBERED)
+        spec = off.spec
+        if spec.method is not LotteryMethod.TAIL_LOTTERY:
+            raise Reject(m.WRONG_METHOD, f"{spec.symbol} takes external results")
+        if not 0 < len(cmd.seed) <= MAX_SEED_BYTES:
+            raise Reject(R.INVALID_FIELD, f"seed must be 1..{MAX_SEED_BYTES} bytes")
+        if hashlib.sha256(cmd.seed).hexdigest() != spec.seed_commitment:
+            raise Reject(m.SEED_MISMATCH, "sha256(seed) differs from the committed hash")
+        n_units, u_units = off.active_units, off.units_offered
+        tails = lottery.draw_tails(cmd.seed, spec.symbol, n_units, u_units)
+        active = off.col("status") == ACTIVE
+        all_active = bool(active.all())
+        units = off.col("units").astype(np.int64)
+        won = np.zeros(off.n, dtype=np.int64)
+        if all_active:
+            won[:] = lottery.won_units(units, tails)
+        else:
+            won[active] = lottery.won_units(units[active], tails)
+        expected = lottery.count_winners(n_units, tails)
+        if exact_sum(won) != expected or expected != tails.winning_units or expected > u_units:
+            raise InvariantViolation(f"{spec.symbol}: draw counts disagree")
+        allotment = self._allotment(
+            off, won, LotteryMethod.TAIL_LOTTERY, tails.rate_digits, tails.labels(), cmd.seed.hex()
+        )
+        # ---- validated: mutations start here ----
+        off.cols["won"][: off.n] = won
+        return self._drawn(seq, off, allotment)
+
+    def _allotment(
+        self,
+        off: Offering,
+        won: I64,
+        method: LotteryMethod,
+        digits: str,
+        tails: list[str],
+        source: str,
+    ) -> Allotment:
+        spec = off.spec
+        won_units = exact_sum(won)
+        cost = won * (spec.unit_shares * spec.price_minor)
+        return Allotment(
+            method=method,
+            units_subscribed=off.active_units,
+            units_offered=off.units_offered,
+            rate_digits=digits,
+            tails=tails,
+            winners=int(np.count_nonzero(won)),
+            won_units=won_units,
+            won_shares=won_units * spec.unit_shares,
+            amount_minor=won_units * spec.unit_shares * spec.price_minor,
+            fee_minor=exact_sum(fee_of_many(cost, spec.fee_bps)),
+            source=source,
+        )
+
+    def _drawn(self, seq: int, off: Offering, a: Allotment) -> tuple[list[Any], Touched]:
+        off.allotment = a
+        off.chunk_done = np.zeros(off.chunks(), dtype=np.uint8)
+        off.phase = IpoPhase.DRAWN
+        event = m.IpoDrawn(
+            seq,
+            off.spec.symbol,
+            a.method,
+            a.units_subscribed,
+            a.units_offered,
+            a.rate_digits,
+            a.tails,
+            a.winners,
+            a.won_units,
+            a.won_shares,
+            a.amount_minor,
+            a.fee_minor,
+            a.source,
+        )
+        return [event], []
+
+    def import_results(
+        self, seq: int, off: Offering, cmd: m.IpoImportResults
+    ) -> tuple[list[Any], Touched]:
+        """External results (winners only). Duplicated accounts, unknown subscriptions, bad
+        counts or control totals that differ from the rows refuse the whole file."""
+        self._phase(off, IpoPhase.NUMBERED)
+        spec = off.spec
+        if spec.method is not LotteryMethod.EXTERNAL:
+            raise Reject(m.WRONG_METHOD, f"{spec.symbol} is drawn by tail lottery")
+        accounts = _int64s(cmd.accounts, "accounts")
+        won_in = _int64s(cmd.won_units, "won_units")
+        if len(accounts) != len(won_in) or len(accounts) > MAX_BATCH_ACCOUNTS:
+            raise Reject(R.INVALID_FIELD, "as many won_units as accounts")
+        ordered = np.sort(accounts)
+        same = ordered[1:] == ordered[:-1]
+        if same.any():
+            dups = np.unique(ordered[1:][same])
+            shown = ", ".join(str(int(a)) for a in dups[:10])
+            raise Reject(m.DUPLICATE_ROWS, f"{len(dups)} accounts repeated: {shown}")
+        inside = (accounts >= 0) & (accounts < len(off.row_of))
+        rows = np.full(len(accounts), -1, dtype=np.int64)
+        rows[inside] = off.row_of[accounts[inside]]
+        found = rows >= 0
+        found[found] = off.cols["status"][rows[found]] == ACTIVE
+        if not found.all():
+            i = int(np.argmin(found))
+            raise Reject(m.UNKNOWN_SUBSCRIPTION, f"row {i}: account {int(accounts[i])}")
+        bad = (won_in < 1) | (won_in > off.cols["units"][rows])
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise Reject(R.INVALID_QUANTITY, f"row {i}: won units outside 1..subscribed")
+        won = np.zeros(off.n, dtype=np.int64)
+        won[rows] = won_in
+        a = self._allotment(off, won, LotteryMethod.EXTERNAL, "", [], cmd.source_sha256)
+        report = [
+            f"{name}: rows {got}, control {declared}"
+            for name, got, declared in (
+                ("won units", a.won_units, cmd.total_won_units),
+                ("shares", a.won_shares, cmd.total_shares),
+                ("amount", a.amount_minor, cmd.total_amount_minor),
+            )
+            if got != declared
+        ]
+        if report:
+            raise Reject(m.CONTROL_TOTALS_MISMATCH, "; ".join(report))
+        if a.won_shares > spec.shares_offered:
+            raise Reject(
+                m.CONTROL_TOTALS_MISMATCH, f"won shares {a.won_shares} > {spec.shares_offered}"
+            )
+        # ---- validated: mutations start here ----
+        off.cols["won"][: off.n] = won
+        return self._drawn(seq, off, a)
+
+    # -- T+2: settlement -------------------------------------------------------------------
+    def settle_chunk(
+        self, ledger: Ledger, seq: int, off: Offering, cmd: m.IpoSettleChunk
+    ) -> tuple[list[Any], Touched]:
+        spec = off.spec
+        chunks = len(off.chunk_done)
+        if off.phase in (IpoPhase.DRAWN, IpoPhase.SETTLED, IpoPhase.LISTED):
+            if not 0 <= cmd.chunk < chunks:
+                raise Reject(R.INVALID_FIELD, f"chunk must be 0..{chunks - 1}")
+            if off.chunk_done[cmd.chunk]:
+                raise Reject(m.CHUNK_ALREADY_SETTLED, f"chunk {cmd.chunk}")
+        self._phase(off, IpoPhase.DRAWN)
+        a = off.allotment
+        if a is None:
+            raise InvariantViolation(f"{spec.symbol}: drawn without an allotment")
+        if not off.chunk_done.any():
+            # Before the first chunk: the won column must still equal the draw's control totals.
+            won_all = off.col("won")
+            if exact_sum(won_all) != a.won_units or int(np.count_nonzero(won_all)) != a.winners:
+                raise InvariantViolation(f"{spec.symbol}: won column differs from the draw")
+        lo = cmd.chunk * spec.chunk_rows
+        hi = min(off.n, lo + spec.chunk_rows)
+        live = off.cols["status"][lo:hi] == ACTIVE
+        idx = np.flatnonzero(live) + lo
+        accounts = off.cols["account"][idx].astype(np.int64)
+        holds = off.cols["frozen"][idx]
+        won = off.cols["won"][idx].astype(np.int64)
+        won_shares = won * spec.unit_shares
+        cost = won_shares * spec.price_minor
+        fees = fee_of_many(cost, spec.fee_bps)
+        release = holds - cost - fees
+        if len(idx) and int(release.min()) < 0:
+            raise InvariantViolation(f"{spec.symbol}: a hold does not cover its cost")
+        paid, fee_total, released = exact_sum(cost), exact_sum(fees), exact_sum(release)
+        shares_total = exact_sum(won_shares)
+        cash = ledger.assets[spec.cash_asset]
+        shares = ledger.assets[spec.symbol]
+        if (
+            cash.available[IPO_ESCROW_ACCOUNT] + paid > MAX_AMOUNT_MINOR
+            or cash.available[FEE_ACCOUNT] + fee_total > MAX_AMOUNT_MINOR
+        ):
+            raise Reject(R.BALANCE_OVERFLOW, "escrow or fee account")
+        frozen_now = np.frombuffer(cash.frozen, dtype=np.int64)
+        short = bool(len(idx)) and bool((frozen_now[accounts] < holds).any())
+        del frozen_now
+        if short:
+            raise InvariantViolation(f"{spec.symbol}: ledger frozen below the IPO holds")
+        if shares.available[IPO_ESCROW_ACCOUNT] < shares_total:
+            raise InvariantViolation(f"{spec.symbol}: escrow short of shares")
+        # ---- validated: mutations start here ----
+        if len(idx):
+            shares.ensure(int(accounts.max()))
+            cav = np.frombuffer(cash.available, dtype=np.int64)
+            cfr = np.frombuffer(cash.frozen, dtype=np.int64)
+            sav = np.frombuffer(shares.available, dtype=np.int64)
+            cfr[accounts] -= holds
+            cav[accounts] += release
+            cav[IPO_ESCROW_ACCOUNT] += paid
+            cav[FEE_ACCOUNT] += fee_total
+            sav[accounts] += won_shares
+            sav[IPO_ESCROW_ACCOUNT] -= shares_total
+            del cav, cfr, sav
+            off.cols["status"][idx] = SETTLED
+        off.chunk_done[cmd.chunk] = 1
+        off.active_rows -= len(idx)
+        off.active_units -= exact_sum(off.cols["units"][idx])
+        off.active_frozen -= exact_sum(holds)
+        st = off.settlement
+        winners = int(np.count_nonzero(won))
+        st.rows += len(idx)
+        st.winners += winners
+        st.won_shares += shares_total
+        st.paid_minor += paid
+        st.fee_minor += fee_total
+        st.released_minor += released
+        done = int(off.chunk_done.sum())
+        if done == chunks:
+            self._check_settled(off, a)
+            off.phase = IpoPhase.SETTLED
+        event = m.IpoChunkSettled(
+            seq,
+            spec.symbol,
+            cmd.chunk,
+            lo,
+            len(idx),
+            winners,
+            shares_total,
+            paid,
+            fee_total,
+            released,
+            done,
+            chunks,
+        )
+        touched: Touched = [
+            (IPO_ESCROW_ACCOUNT, spec.cash_asset),
+            (FEE_ACCOUNT, spec.cash_asset),
+            (IPO_ESCROW_ACCOUNT, spec.symbol),
+        ]
+        return [event], touched
+
+    @staticmethod
+    def _check_settled(off: Offering, a: Allotment) -> None:
+        st = off.settlement
+        if (
+            off.active_rows
+            or off.active_frozen
+            or st.won_shares != a.won_shares
+            or st.paid_minor != a.amount_minor
+            or st.fee_minor != a.fee_minor
+            or st.winners != a.winners
+        ):
+            raise InvariantViolation(f"{off.spec.symbol}: settlement totals differ from the draw")
+
+    # -- listing ---------------------------------------------------------------------------
+    def list_offering(self, ledger: Ledger, seq: int, off: Offering) -> tuple[list[Any], Touched]:
+        """Proceeds (won shares x price) and unsold shares leave the escrow for the issuer."""
+        self._phase(off, IpoPhase.SETTLED)
+        spec = off.spec
+        proceeds = off.settlement.paid_minor
+        unsold = spec.shares_offered - off.settlement.won_shares
+        issuer = spec.issuer_account
+        cash = ledger.assets[spec.cash_asset]
+        shares = ledger.assets[spec.symbol]
+        if cash.available[IPO_ESCROW_ACCOUNT] < proceeds or (
+            shares.available[IPO_ESCROW_ACCOUNT] < unsold
+        ):
+            raise InvariantViolation(f"{spec.symbol}: escrow short at listing")
+        if issuer != EXTERNAL_ACCOUNT and (
+            sum(cash.get(issuer)) + proceeds > MAX_AMOUNT_MINOR
+            or sum(shares.get(issuer)) + unsold > MAX_AMOUNT_MINOR
+        ):
+            raise Reject(R.BALANCE_OVERFLOW, f"issuer account {issuer}")
+        # ---- validated: mutations start here ----
+        ledger.move_available(cash, IPO_ESCROW_ACCOUNT, issuer, proceeds)
+        ledger.move_available(shares, IPO_ESCROW_ACCOUNT, issuer, unsold)
+        off.phase = IpoPhase.LISTED
+        return (
+            [m.IpoListed(seq, spec.symbol, issuer, proceeds, unsold)],
+            [
+                (IPO_ESCROW_ACCOUNT, spec.cash_asset),
+                (IPO_ESCROW_ACCOUNT, spec.symbol),
+                (issuer, spec.cash_asset),
+                (issuer, spec.symbol),
+            ],
+        )
+
+    # -- queries, invariants, snapshot -----------------------------------------------------
+    def holds(self) -> list[tuple[int, str, int]]:
+        """(account, asset, amount) of every unresolved IPO hold (for Engine.check_invariants)."""
+        out: list[tuple[int, str, int]] = []
+        for off in self.offerings.values():
+            live = off.col("status") == ACTIVE
+            accounts = off.col("account")[live].tolist()
+            amounts = off.col("frozen")[live].tolist()
+            out.extend((a, off.spec.cash_asset, x) for a, x in zip(accounts, amounts, strict=True))
+        return out
+
+    def frozen_by_account(self, asset: str, size: int) -> I64:
+        """Dense per-account total of unresolved IPO holds in ``asset`` (vectorised check)."""
+        out = np.zeros(size, dtype=np.int64)
+        for off in self.offerings.values():
+            if off.spec.cash_asset != asset:
+                continue
+            live = off.col("status") == ACTIVE
+            np.add.at(out, off.col("account")[live], off.col("frozen")[live])
+        return out
+
+    def numbering(self, symbol: str) -> tuple[I64, I64, I64]:
+        """(account, first number, count) of the active subscriptions, in number order."""
+        off = self.offerings[symbol]
+        if off.phase in (IpoPhase.OPEN, IpoPhase.CLOSED):
+            raise ValueError(f"{symbol} is not numbered yet")
+        live = off.col("first") > 0
+        return (
+            off.col("account")[live].astype(np.int64),
+            off.col("first")[live].astype(np.int64),
+            off.col("units")[live].astype(np.int64),
+        )
+
+    def results(self, symbol: str) -> tuple[I64, I64]:
+        """(account, won units) of the winning subscriptions."""
+        off = self.offerings[symbol]
+        won = off.col("won")
+        live = won > 0
+        return off.col("account")[live].astype(np.int64), won[live].astype(np.int64)
+
+    def state(self) -> IpoState:
+        return IpoState([off.state() for off in self.offerings.values()])
+
+    @classmethod
+    def from_state(cls, state: IpoState) -> IpoBook:
+        book = cls()
+        for s in state.offerings:
+            book.offerings[s.spec.symbol] = Offering.from_state(s)
+        return book

@@ -1,0 +1,245 @@
+"""IPO commands, events, enums and reason codes.
+
+The command and event structs are tagged msgspec structs with the same shape as
+``openbell.core.commands._Command`` (keyword-only, ``request_id`` first) and
+``openbell.core.events._Event`` (``seq`` first), so ``commands.Command`` and ``events.Event``
+take them into their unions unchanged. This module imports nothing from commands/events.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+from openbell.core.types import EXTERNAL_ACCOUNT, RejectReason
+
+
+class IpoPhase(StrEnum):
+    OPEN = "OPEN"  # subscriptions and cancellations
+    CLOSED = "CLOSED"
+    NUMBERED = "NUMBERED"  # allotment numbers assigned
+    DRAWN = "DRAWN"  # winners known (tail lottery or external results); settling
+    SETTLED = "SETTLED"  # every chunk settled
+    LISTED = "LISTED"  # proceeds and unsold shares paid out to the issuer
+
+
+class LotteryMethod(StrEnum):
+    TAIL_LOTTERY = "tail_lottery"
+    EXTERNAL = "external"
+
+
+def _code(name: str, fallback: RejectReason) -> RejectReason:
+    """The IPO reason code ``name`` once the engine wiring adds it to ``RejectReason``; until
+    then the nearest existing code (the detail text says which)."""
+    return RejectReason.__members__.get(name, fallback)
+
+
+UNKNOWN_OFFERING = _code("IPO_UNKNOWN_OFFERING", RejectReason.UNKNOWN_INSTRUMENT)
+DUPLICATE_OFFERING = _code("IPO_DUPLICATE_OFFERING", RejectReason.DUPLICATE_ASSET)
+DUPLICATE_SUBSCRIPTION = _code("IPO_DUPLICATE_SUBSCRIPTION", RejectReason.INVALID_FIELD)
+UNKNOWN_SUBSCRIPTION = _code("IPO_UNKNOWN_SUBSCRIPTION", RejectReason.UNKNOWN_HOLD)
+SEED_MISMATCH = _code("IPO_SEED_MISMATCH", RejectReason.INVALID_FIELD)
+CONTROL_TOTALS_MISMATCH = _code("IPO_CONTROL_TOTALS_MISMATCH", RejectReason.INVALID_AMOUNT)
+DUPLICATE_ROWS = _code("IPO_DUPLICATE_ROWS", RejectReason.INVALID_FIELD)
+CHUNK_ALREADY_SETTLED = _code("IPO_CHUNK_ALREADY_SETTLED", RejectReason.HOLD_ALREADY_RESOLVED)
+WRONG_METHOD = _code("IPO_WRONG_METHOD", RejectReason.INVALID_FIELD)
+
+
+class OfferingSpec(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """An offering. ``symbol`` becomes a new asset (the shares, scale ``share_scale``);
+    ``price_minor`` is in ``cash_asset`` minor units per share. ``shares_offered`` (a multiple
+    of ``unit_shares``) is issued at creation from the external account (the issuer) to the IPO
+    escrow account. A subscription of n units freezes
+    ``n * unit_shares * price_minor`` + fee, fee = floor(notional * fee_bps / 10000).
+    ``seed_commitment`` is the lowercase hex SHA-256 of the lottery seed (tail_lottery).
+    Settlement runs in chunks of ``chunk_rows`` consecutive subscriptions. At listing the
+    proceeds and unsold shares go to ``issuer_account``."""
+
+    symbol: str
+    cash_asset: str
+    price_minor: int
+    unit_shares: int
+    max_units: int
+    shares_offered: int
+    fee_bps: int = 0
+    method: LotteryMethod = LotteryMethod.TAIL_LOTTERY
+    seed_commitment: str = ""
+    chunk_rows: int = 1_000_000
+    issuer_account: int = EXTERNAL_ACCOUNT
+    share_scale: int = 0
+
+
+class _IpoCommand(
+    msgspec.Struct, tag=True, frozen=True, gc=False, kw_only=True, omit_defaults=True
+):
+    request_id: str = ""
+    symbol: str
+
+
+class IpoCreateOffering(_IpoCommand, frozen=True):
+    spec: OfferingSpec
+
+
+class IpoSubscribe(_IpoCommand, frozen=True):
+    account: int
+    units: int
+    client_subscription_id: str
+
+
+class IpoSubscribeBatch(_IpoCommand, frozen=True):
+    """Many accounts at once: ``accounts`` and ``units`` are little-endian int64 arrays of the
+    same length. All rows are validated first; any bad row rejects the whole batch."""
+
+    accounts: bytes
+    units: bytes
+
+
+class IpoCancelSubscription(_IpoCommand, frozen=True):
+    account: int
+
+
+class IpoClose(_IpoCommand, frozen=True):
+    pass
+
+
+class IpoNumber(_IpoCommand, frozen=True):
+    pass
+
+
+class IpoDraw(_IpoCommand, frozen=True):
+    seed: bytes
+
+
+class IpoImportResults(_IpoCommand, frozen=True):
+    """External lottery results: winners only, ``accounts``/``won_units`` little-endian int64,
+    with the file's control totals and content hash."""
+
+    accounts: bytes
+    won_units: bytes
+    total_won_units: int
+    total_shares: int
+    total_amount_minor: int
+    source_sha256: str = ""
+
+
+class IpoSettleChunk(_IpoCommand, frozen=True):
+    chunk: int
+
+
+class IpoList(_IpoCommand, frozen=True):
+    pass
+
+
+IpoCommand = (
+    IpoCreateOffering
+    | IpoSubscribe
+    | IpoSubscribeBatch
+    | IpoCancelSubscription
+    | IpoClose
+    | IpoNumber
+    | IpoDraw
+    | IpoImportResults
+    | IpoSettleChunk
+    | IpoList
+)
+IPO_COMMANDS: tuple[type, ...] = (
+    IpoCreateOffering,
+    IpoSubscribe,
+    IpoSubscribeBatch,
+    IpoCancelSubscription,
+    IpoClose,
+    IpoNumber,
+    IpoDraw,
+    IpoImportResults,
+    IpoSettleChunk,
+    IpoList,
+)
+
+
+class _IpoEvent(msgspec.Struct, tag=True, frozen=True, gc=False):
+    seq: int
+    symbol: str
+
+
+class IpoOfferingCreated(_IpoEvent, frozen=True):
+    spec: OfferingSpec  # shares_offered issued external -> escrow
+
+
+class IpoSubscribed(_IpoEvent, frozen=True):
+    account: int
+    units: int
+    frozen_minor: int
+    client_subscription_id: str
+    repeated: bool  # an idempotent repeat: nothing changed
+
+
+class IpoBatchSubscribed(_IpoEvent, frozen=True):
+    first_row: int
+    rows: int
+    units: int
+    frozen_minor: int
+
+
+class IpoSubscriptionCancelled(_IpoEvent, frozen=True):
+    account: int
+    units: int
+    released_minor: int
+
+
+class IpoClosed(_IpoEvent, frozen=True):
+    subscriptions: int
+    units: int
+    frozen_minor: int
+
+
+class IpoNumbered(_IpoEvent, frozen=True):
+    subscriptions: int
+    first_number: int
+    last_number: int  # first_number - 1 when nothing was subscribed
+
+
+class IpoDrawn(_IpoEvent, frozen=True):
+    method: LotteryMethod
+    units_subscribed: int
+    units_offered: int
+    rate_digits: str  # tail_lottery: digits of the rate used ("1": everyone wins)
+    tails: list[str]  # tail_lottery: winning tails, zero-padded to their length
+    winners: int  # subscriptions with at least one winning unit
+    won_units: int
+    won_shares: int
+    amount_minor: int  # won shares x price (fees excluded)
+    fee_minor: int
+    source: str  # tail_lottery: the revealed seed (hex); external: the file's SHA-256
+
+
+class IpoChunkSettled(_IpoEvent, frozen=True):
+    chunk: int
+    first_row: int
+    rows: int
+    winners: int
+    won_shares: int
+    paid_minor: int  # to the escrow account
+    fee_minor: int  # to the fee account
+    released_minor: int
+    chunks_done: int
+    chunks: int
+
+
+class IpoListed(_IpoEvent, frozen=True):
+    issuer_account: int
+    proceeds_minor: int
+    unsold_shares: int
+
+
+IpoEvent = (
+    IpoOfferingCreated
+    | IpoSubscribed
+    | IpoBatchSubscribed
+    | IpoSubscriptionCancelled
+    | IpoClosed
+    | IpoNumbered
+    | IpoDrawn
+    | IpoChunkSettled
+    | IpoListed
+)
