@@ -25,7 +25,7 @@ from openbell.core.book import Book, Level, Order
 from openbell.core.commands import InstrumentSpec
 from openbell.core.errors import InvariantViolation, Reject
 from openbell.core.ipo import IpoBook, IpoState
-from openbell.core.ipo.messages import IPO_COMMANDS, IpoCommand
+from openbell.core.ipo.messages import IPO_COMMANDS, IpoCommand, IpoSubscribe, IpoSubscribeBatch
 from openbell.core.ledger import AssetBalances, Ledger
 from openbell.core.types import (
     BPS_DENOMINATOR,
@@ -1362,10 +1362,31 @@ class Engine:
         self._events.append(e.HoldResolved(self.seq, hold.hold_id, 0, hold.amount_minor, -1))
 
     def _ipo(self, cmd: IpoCommand) -> None:
+        if isinstance(cmd, IpoSubscribe | IpoSubscribeBatch):
+            self._check_ipo_subscribers(cmd)
         events, touched = self.ipo.apply(self.ledger, self.seq, cmd)
         for account, asset in touched:
             self._touch(account, self.ledger.assets[asset])
         self._events.extend(events)
+
+    def _check_ipo_subscribers(self, cmd: IpoSubscribe | IpoSubscribeBatch) -> None:
+        """Subscribing is trading: the venue halt and account states apply (a reduce-only
+        account may not add exposure either)."""
+        if self.venue_halted:
+            raise Reject(R.VENUE_HALTED)
+        states = self.account_states
+        if not states:
+            return
+        if isinstance(cmd, IpoSubscribe):
+            blocked = [cmd.account] if cmd.account in states else []
+        else:
+            accounts = np.frombuffer(cmd.accounts, dtype="<i8")
+            flagged = np.fromiter(states, dtype=np.int64, count=len(states))
+            blocked = [int(a) for a in accounts[np.isin(accounts, flagged)][:1]]
+        if blocked:
+            state = states[blocked[0]]
+            reason = R.ACCOUNT_SUSPENDED if state is ACCT_SUSPENDED else R.REDUCE_ONLY
+            raise Reject(reason, f"account {blocked[0]} is {state.value}")
 
     def _touch(self, account: int, bal: AssetBalances) -> None:
         self._touched[(account, bal.asset)] = bal

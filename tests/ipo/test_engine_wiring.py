@@ -69,3 +69,53 @@ def test_pipeline_through_the_engine() -> None:
     assert eng.balance(IPO_ESCROW_ACCOUNT, "CNY") == (4_500_000, 0)
     run(m.IpoList(symbol="NEWCO"))
     eng.check_invariants()
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (c.AccountState.SUSPENDED, RejectReason.ACCOUNT_SUSPENDED),
+        (c.AccountState.REDUCE_ONLY, RejectReason.REDUCE_ONLY),
+    ],
+)
+def test_subscription_respects_account_states_and_halts(
+    state: c.AccountState, reason: RejectReason
+) -> None:
+    eng = Engine()
+    seq = 0
+
+    def run(cmd: Any) -> list[Any]:
+        nonlocal seq
+        seq += 1
+        return eng.apply(seq, seq, cmd)
+
+    run(c.CreateAsset(asset="CNY", scale=2))
+    run(c.OpenAccounts(count=4))
+    run(c.DepositMany(first_account=16, count=4, asset="CNY", amount_minor=10**9))
+    run(m.IpoCreateOffering(symbol="NEWCO", spec=spec()))
+    run(c.SetAccountState(account=18, state=state))
+    before = eng.state_hash()
+    (rej,) = run(m.IpoSubscribe(symbol="NEWCO", account=18, units=1, client_subscription_id="a"))
+    assert isinstance(rej, e.Rejected) and rej.reason is reason
+    batch = np.array([16, 17, 18, 19])
+    (rej,) = run(
+        m.IpoSubscribeBatch(
+            symbol="NEWCO",
+            accounts=batch.astype("<i8").tobytes(),
+            units=np.ones(4).astype("<i8").tobytes(),
+        )
+    )
+    assert isinstance(rej, e.Rejected) and rej.reason is reason and "18" in rej.detail
+    assert eng.state_hash() == before
+    run(c.SetVenueHalt(halted=True))
+    (rej,) = run(m.IpoSubscribe(symbol="NEWCO", account=16, units=1, client_subscription_id="b"))
+    assert isinstance(rej, e.Rejected) and rej.reason is RejectReason.VENUE_HALTED
+    run(c.SetVenueHalt(halted=False))
+    (ok,) = [
+        ev
+        for ev in run(
+            m.IpoSubscribe(symbol="NEWCO", account=16, units=1, client_subscription_id="c")
+        )
+        if isinstance(ev, m.IpoSubscribed)
+    ]
+    assert ok.account == 16
