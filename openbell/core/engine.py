@@ -85,7 +85,7 @@ STP_CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
 STP_DECREMENT_AND_CANCEL = SelfTradePrevention.DECREMENT_AND_CANCEL
 _CODE_RE = re.compile(r"[A-Z0-9][A-Z0-9._-]*")
 MAX_TRANSFER_LEGS = 64
-STATE_VERSION = 1
+STATE_VERSION = 2  # bump on any change to EngineState's encoding
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -31,6 +31,7 @@ class NodeClient:
         self._writer = writer
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Response]] = {}
+        self._closed_by: BaseException | None = None  # why the connection ended, once it has
         self._reader_task = asyncio.create_task(self._read_loop())
 
     @classmethod
@@ -54,12 +55,15 @@ class NodeClient:
                     future.set_result(response)
         except (asyncio.IncompleteReadError, ConnectionError, msgspec.DecodeError) as exc:
             error = exc
+        self._closed_by = error
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(ConnectionError(f"node connection lost: {error}"))
         self._waiting.clear()
 
     async def _request(self, request: SubmitRequest | QueryRequest) -> Response:
+        if self._closed_by is not None:
+            raise ConnectionError(f"node connection lost: {self._closed_by}")
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiting[request.id] = future
         self._writer.write(frame(request_encoder.encode(request)))

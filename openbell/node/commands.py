@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from openbell.core.engine import Engine, EngineConfig
+from openbell.journal.errors import JournalError
 from openbell.journal.file import FileJournal, verify
 from openbell.journal.snapshot import SnapshotStore
-from openbell.node.datadir import DataDir
+from openbell.node.datadir import DataDir, DataDirLockedError
 from openbell.node.recovery import load_snapshot, replay
 from openbell.node.server import serve
 from openbell.node.service import Node, NodeConfig
@@ -34,8 +36,13 @@ def _progress() -> Progress:
 
 
 def run_serve(config: NodeConfig, engine_config: EngineConfig | None = None) -> int:
+    """Run a node; a node that cannot start says why in one line and exits 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return asyncio.run(serve(Node(config, engine_config)))
+    try:
+        return asyncio.run(serve(Node(config, engine_config)))
+    except (DataDirLockedError, JournalError, RuntimeError) as error:
+        print(f"openbell node cannot start: {error}", file=sys.stderr, flush=True)
+        return 2
 
 
 class ReplayResult(msgspec.Struct, frozen=True):

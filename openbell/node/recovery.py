@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from openbell.core.engine import Engine, EngineConfig
+from openbell.core.events import Event
 from openbell.journal.base import JournalRecord
-from openbell.journal.snapshot import SnapshotStore
+from openbell.journal.errors import JournalError
+from openbell.journal.snapshot import SnapshotStore, snapshot_file_name
 from openbell.node.codec import decode_batch
 
 log = logging.getLogger("openbell.node")
@@ -25,8 +27,14 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     state_hash: str
 
 
+ResultCallback = Callable[[int, list[Event]], None]  # (seq, events) of each replayed command
+
+
 def replay(
-    engine: Engine, records: Iterable[JournalRecord], progress: ProgressCallback | None = None
+    engine: Engine,
+    records: Iterable[JournalRecord],
+    progress: ProgressCallback | None = None,
+    on_result: ResultCallback | None = None,
 ) -> int:
     """Apply every command after ``engine.seq``; returns how many were applied."""
     applied = 0
@@ -45,7 +53,9 @@ def replay(
         seq = record.first_seq
         for command in batch.commands:
             if seq > engine.seq:
-                apply(seq, ts_ns, command)
+                events = apply(seq, ts_ns, command)
+                if on_result is not None:
+                    on_result(seq, events)
                 applied += 1
             seq += 1
         if progress is not None:
@@ -54,14 +64,20 @@ def replay(
 
 
 def load_snapshot(store: SnapshotStore, config: EngineConfig) -> Engine:
-    """The engine from the newest valid snapshot (its hash re-checked), or a fresh one."""
-    snapshot = store.latest_valid()
-    if snapshot is None:
-        return Engine(config)
-    if hashlib.sha256(snapshot.state).hexdigest() != snapshot.state_hash:
-        raise RuntimeError(f"snapshot {snapshot.path}: state hash does not match its content")
-    engine = Engine.restore(snapshot.state)
-    if engine.seq != snapshot.seq:
-        raise RuntimeError(f"snapshot {snapshot.path}: seq {engine.seq} != {snapshot.seq}")
-    log.info("loaded snapshot at seq %d", snapshot.seq)
-    return engine
+    """The engine from the newest snapshot that verifies (CRC, content digest) and decodes,
+    falling back to older ones, then to a fresh engine (the journal then replays it all)."""
+    for seq in store.seqs():
+        path = store.directory / snapshot_file_name(seq)
+        try:
+            snapshot = store.load(path)
+            if hashlib.sha256(snapshot.state).hexdigest() != snapshot.state_hash:
+                raise ValueError("content digest does not match")
+            engine = Engine.restore(snapshot.state)
+            if engine.seq != snapshot.seq:
+                raise ValueError(f"holds seq {engine.seq}, named {snapshot.seq}")
+        except (JournalError, ValueError, msgspec.DecodeError) as error:
+            log.warning("snapshot %s is invalid (%s); trying an older one", path, error)
+            continue
+        log.info("loaded snapshot at seq %d", snapshot.seq)
+        return engine
+    return Engine(config)

@@ -181,10 +181,11 @@ class Sequencer:
         max_batch = self.max_batch
         to_journal = self._to_journal
         stopping = False
+        batch: list[Pending] = []  # the batch being made, until handed to the journal thread
         try:
             while not stopping:
                 item = inbound.get()
-                batch: list[Pending] = []
+                batch = []
                 query: PendingQuery | None = None
                 while True:
                     if item is None:
@@ -208,14 +209,18 @@ class Sequencer:
                     commands = [p.command for p in batch]
                     results = [apply(first_seq + i, ts_ns, c) for i, c in enumerate(commands)]
                     to_journal.put(_Sequenced(first_seq, payload, batch, results))
+                    batch = []
                     self._maybe_snapshot()
                 if query is not None:
                     try:
                         to_journal.put(_Answered(query, query.query(engine), ""))
                     except Exception as error:  # a bad query harms nobody else
                         to_journal.put(_Answered(query, None, f"{type(error).__name__}: {error}"))
-        except BaseException as error:  # engine invariant or bug: halt, answer nobody
+        except BaseException as error:  # engine invariant or bug: halt
             self._halt(error)
+            # This batch was neither journaled nor answered: its commands did not happen.
+            for pending in batch:
+                pending.reply(0, None, "NODE_HALTED")
         finally:
             to_journal.put(None)
             # whatever is still queued will never be sequenced
@@ -282,25 +287,31 @@ class Sequencer:
     # -- the journal thread ----------------------------------------------------------------------
     def _journal_loop(self) -> None:
         journal = self.journal
+        journal_failed = False
         while True:
             item = self._to_journal.get()
             if item is None:
                 return
+            # Everything queued here was applied before any engine failure, so it is appended
+            # and answered even if the engine halted since; only a journal failure stops that
+            # (the node's memory is then ahead of its journal and nothing may leave it).
             if type(item) is _Answered:
-                item.query.reply(
-                    *((None, "NODE_HALTED") if self.failure else (item.answer, item.error))
-                )
+                if journal_failed:
+                    item.query.reply(None, "NODE_HALTED")
+                else:
+                    item.query.reply(item.answer, item.error)
                 continue
             assert type(item) is _Sequenced
             count = len(item.batch)
-            if self.failure is None:
+            if not journal_failed:
                 try:
                     started = time.perf_counter_ns()
                     journal.append(item.first_seq - 1, item.first_seq, count, item.payload)
                     self.fsync_ns_total += time.perf_counter_ns() - started
                 except BaseException as error:
+                    journal_failed = True
                     self._halt(error)
-            if self.failure is not None:
+            if journal_failed:
                 for pending in item.batch:
                     pending.reply(0, None, "NODE_HALTED")
                 continue

@@ -31,6 +31,7 @@ from openbell.node.service import Node
 
 log = logging.getLogger("openbell.node")
 _encoder = msgspec.msgpack.Encoder()
+QUIET_S = 0.5
 
 
 def _answer_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
@@ -54,11 +55,12 @@ def _answer_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
 
 
 class _Connection:
-    __slots__ = ("closed", "writer")
+    __slots__ = ("closed", "last_read_s", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.closed = False
+        self.last_read_s = 0.0  # loop time of the last frame read from the client
 
     def send(self, response: Response) -> None:
         if not self.closed:
@@ -73,6 +75,7 @@ class NodeServer:
         self.port = 0
         # Answers for retried requests: the events of the most recent commands, by seq.
         self._recent: dict[int, list[Event]] = {}
+        self._connections: dict[_Connection, asyncio.Event] = {}  # open ones, and when they end
         self._recent_order: deque[int] = deque()
 
     # -- called on the journal thread once per durable batch --------------------------------------
@@ -82,7 +85,6 @@ class NodeServer:
 
     def _deliver(self, first_seq: int, batch: list[Pending], results: list[list[Event]]) -> None:
         recent = self._recent
-        order = self._recent_order
         for i, pending in enumerate(batch):
             seq = first_seq + i
             events = results[i]
@@ -93,10 +95,18 @@ class NodeServer:
                 connection.send(Response(request_id, seq, events, original=original))
                 continue
             connection.send(Response(request_id, seq, events))
-            recent[seq] = events
-            order.append(seq)
-            if len(order) > RECENT_RESULTS:
-                del recent[order.popleft()]
+            self.remember(seq, events)
+
+    def remember(self, seq: int, events: list[Event]) -> None:
+        """Keep a command's events for answering retries of its request id. Recovery feeds the
+        commands it replays from the journal too, so a retry after a crash still gets them
+        (results older than the newest snapshot are not replayed: the retry then learns the
+        original seq only)."""
+        self._recent[seq] = events
+        order = self._recent_order
+        order.append(seq)
+        if len(order) > RECENT_RESULTS:
+            del self._recent[order.popleft()]
 
     @staticmethod
     def _refused(
@@ -119,15 +129,16 @@ class NodeServer:
         write_atomic(self.node.dirs.port_path, f"{self.port}\n".encode())
         return self.port
 
-    async def close(self) -> None:
+    def stop_accepting(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = _Connection(writer)
         sequencer = self.node.sequencer
         loop = asyncio.get_running_loop()
+        ended = asyncio.Event()
+        self._connections[connection] = ended
         try:
             while True:
                 header = await reader.readexactly(LENGTH.size)
@@ -136,11 +147,15 @@ class NodeServer:
                     connection.send(Response(0, error="BAD_REQUEST: frame too large"))
                     break
                 payload = await reader.readexactly(length)
+                connection.last_read_s = loop.time()
                 try:
                     request = request_decoder.decode(payload)
                 except msgspec.DecodeError as error:
+                    # Its id is unknown, so no reply can be matched to it: say why and close,
+                    # which fails the client's pending requests at once instead of leaving one
+                    # waiting forever.
                     connection.send(Response(0, error=f"BAD_REQUEST: {error}"))
-                    continue
+                    break
                 try:
                     if isinstance(request, SubmitRequest):
                         refused = partial(self._refused, loop, connection, request.id)
@@ -158,6 +173,37 @@ class NodeServer:
         finally:
             connection.closed = True
             writer.close()
+            ended.set()
+            self._connections.pop(connection, None)
+
+    async def finish(self, timeout_s: float = 20.0) -> None:
+        """After the node stopped: every durable command's reply is already queued on this loop
+        (the journal thread hands them over before the node's stop returns). Send nothing more,
+        half-close (the end-of-stream goes out after the buffered replies), and give clients
+        until the deadline to read them all and hang up; then close what is left."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)  # run the deliveries the journal thread queued on this loop
+        deadline = loop.time() + timeout_s
+        for connection in self._connections:
+            connection.closed = True  # late requests get no answer: the client sees the end
+            writer = connection.writer
+            if writer.can_write_eof():
+                with contextlib.suppress(OSError, RuntimeError):
+                    writer.write_eof()
+        # A connection is done when the client hangs up, or when everything was handed to the
+        # kernel and the client has been quiet for QUIET_S (closing with unread requests on
+        # our side would reset the connection and lose replies still in flight).
+        while self._connections and loop.time() < deadline:
+            now = loop.time()
+            for connection, ended in list(self._connections.items()):
+                transport = connection.writer.transport
+                flushed = transport.get_write_buffer_size() == 0
+                if ended.is_set() or (flushed and now - connection.last_read_s > QUIET_S):
+                    connection.writer.close()
+                    self._connections.pop(connection, None)
+            await asyncio.sleep(0.05)
+        for connection in list(self._connections):
+            connection.writer.close()
 
     def _query(
         self, request: QueryRequest, connection: _Connection, loop: asyncio.AbstractEventLoop
@@ -175,8 +221,12 @@ class NodeServer:
 async def serve(node: Node) -> int:
     """Run until SIGTERM/SIGINT: finish the batch in flight, snapshot, exit 0 (1 if halted)."""
     server = NodeServer(node)
-    report = node.open(on_durable=server.on_durable)
+    report = node.open(on_durable=server.on_durable, on_replayed=server.remember)
     node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     port = await server.start()
     print(
         f"openbell node: seq {report.last_seq} (snapshot {report.snapshot_seq} + "
@@ -184,15 +234,13 @@ async def serve(node: Node) -> int:
         f"pid {os.getpid()}",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     while not stop.is_set() and node.sequencer.failure is None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.5)
-    await server.close()
+    server.stop_accepting()
     await loop.run_in_executor(None, node.stop)
+    await server.finish()
+    node.dirs.port_path.unlink(missing_ok=True)
     failed = node.sequencer.failure is not None
     print(f"openbell node stopped at seq {node.sequencer.engine.seq}", flush=True)
     return 1 if failed else 0

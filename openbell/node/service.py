@@ -16,7 +16,7 @@ from openbell.core.engine import EngineConfig
 from openbell.journal.file import DEFAULT_SEGMENT_BYTES, FileJournal
 from openbell.journal.snapshot import SnapshotStore
 from openbell.node.datadir import DataDir
-from openbell.node.recovery import RecoveryReport, load_snapshot, replay
+from openbell.node.recovery import RecoveryReport, ResultCallback, load_snapshot, replay
 from openbell.node.sequencer import DurableCallback, Sequencer, SnapshotPolicy, reply_each
 
 log = logging.getLogger("openbell.node")
@@ -95,7 +95,9 @@ class Node:
         self.sequencer: Sequencer
         self.snapshotter: Snapshotter
 
-    def open(self, on_durable: DurableCallback = reply_each) -> RecoveryReport:
+    def open(
+        self, on_durable: DurableCallback = reply_each, on_replayed: ResultCallback | None = None
+    ) -> RecoveryReport:
         """Lock the data directory, recover the state, and make the sequencer (not started)."""
         dirs = self.dirs
         dirs.create(self._engine_config or EngineConfig())
@@ -106,7 +108,7 @@ class Node:
         store = SnapshotStore(dirs.snapshots)
         engine = load_snapshot(store, dirs.load_config())
         snapshot_seq = engine.seq
-        replayed = replay(engine, self.journal.read(engine.seq + 1))
+        replayed = replay(engine, self.journal.read(engine.seq + 1), on_result=on_replayed)
         if engine.seq != self.journal.last_seq:
             raise RuntimeError(
                 f"recovered to {engine.seq}, journal ends at {self.journal.last_seq}"
