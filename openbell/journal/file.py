@@ -48,6 +48,7 @@ from openbell.journal.errors import (
     JournalLockedError,
     SeqUnavailableError,
 )
+from openbell.journal.fsutil import fsync_directory as _fsync_directory
 
 log = logging.getLogger("openbell.journal")
 
@@ -84,14 +85,6 @@ def encode_record(first_seq: int, count: int, payload: bytes) -> bytes:
     head = _CRC_COVERED.pack(RECORD_MAGIC, len(payload), first_seq, count)
     crc = crc32c.crc32c(payload, crc32c.crc32c(head))
     return b"".join((head, _CRC.pack(crc), payload))
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _list_segments(directory: Path) -> list[tuple[int, Path]]:

@@ -28,6 +28,7 @@ import crc32c
 import msgspec
 
 from openbell.journal.errors import CorruptRecordError
+from openbell.journal.fsutil import fsync_directory as _fsync_directory
 
 log = logging.getLogger("openbell.journal")
 
@@ -49,14 +50,6 @@ class Snapshot(msgspec.Struct, frozen=True):
 
 def snapshot_file_name(seq: int) -> str:
     return f"snapshot-{seq:020d}.snap"
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 
 from openbell.core.engine import EngineConfig
+from openbell.journal.fsutil import write_atomic
 
 
 class DataDirLockedError(RuntimeError):
@@ -61,18 +62,4 @@ class DataDir:
             self._lock_fd = None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+__all__ = ["DataDir", "DataDirLockedError", "write_atomic"]
