@@ -2,7 +2,7 @@
 
 Environment: OPENBELL_BENCH_OPS (standard workload size, default 1,000,000),
 OPENBELL_BENCH_ACCOUNTS (ledger scale, default 50,000,000), OPENBELL_BENCH_QUICK=1 (small
-sizes, for a smoke run).
+sizes, for a smoke run), OPENBELL_BENCH_IPO_50M=1 (also IPO close -> settled at 50 M).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rich.table import Table
 
 from bench.engine_bench import bench_engine
 from bench.gateway_bench import bench_gateway
+from bench.ipo_bench import run_all as bench_ipo
 from bench.node_bench import bench_recovery, bench_sequencer
 from bench.workload_cache import load
 from openbell.journal.bench import bench_append
@@ -98,17 +99,20 @@ def main() -> None:
     results[f"{key}.seconds"] = recovery["seconds"]
     results[f"{key}.cmd_per_s"] = recovery["cmd_per_s"]
 
+    console.print("ipo: journaled batch subscribe; close -> settled (own process) ...")
+    results.update(bench_ipo(quick))
+
     console.print("gateway: signed HTTP orders, WebSocket fan-out (server in its own process) ...")
     results.update(bench_gateway(quick))
 
     table = Table(title="OpenBell benchmarks")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in results.items():
+    for name, metric in results.items():
         shown = (
-            f"{value:,.3f}"
-            if isinstance(value, float) and value < 1000
-            else (f"{value:,.0f}" if isinstance(value, float) else str(value))
+            f"{metric:,.3f}"
+            if isinstance(metric, float) and metric < 1000
+            else (f"{metric:,.0f}" if isinstance(metric, float) else str(metric))
         )
         table.add_row(name, shown)
     console.print(table)
