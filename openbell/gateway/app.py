@@ -744,6 +744,8 @@ class GatewayServer:
             port=gateway.config.port,
             log_level="warning",
             lifespan="on",
+            loop="asyncio",  # never a process-wide loop policy change (tests share the process)
+            http="auto",  # httptools when installed (a C parser), else h11
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)
@@ -768,7 +770,7 @@ class GatewayServer:
 def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run a node and its gateway in this process until Ctrl-C."""
     gateway = Gateway(GatewayConfig(data_dir=str(data_dir), host=host, port=port))
-    uvicorn.run(gateway.app, host=host, port=port, log_level="info", lifespan="on")
+    uvicorn.run(gateway.app, host=host, port=port, log_level="info", lifespan="on", loop="asyncio")
 
 
 __all__ = ["Gateway", "GatewayConfig", "GatewayServer", "build_app", "serve"]

@@ -16,12 +16,15 @@ import hmac
 import os
 import secrets
 import threading
+import time
 from enum import StrEnum
 from pathlib import Path
 
 import msgspec
 
 from openbell.node.datadir import write_atomic
+
+RELOAD_CHECK_S = 1.0
 
 
 class Role(StrEnum):
@@ -105,18 +108,27 @@ class KeyStore:
     def __init__(self, data_dir: Path | str) -> None:
         self._data_dir = data_dir
         self._mtime_ns = -1
+        self._checked_s = 0.0
         self._keys: dict[str, ApiKey] = {}
 
     def get(self, key_id: str) -> ApiKey | None:
-        path = keys_path(self._data_dir)
-        try:
-            mtime = path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime = 0
-        if mtime != self._mtime_ns:
-            self._keys = load_keys(self._data_dir)
-            self._mtime_ns = mtime
-        return self._keys.get(key_id)
+        """The key, re-reading the keys file when it changed: checked on an unknown key id at
+        once, otherwise at most every RELOAD_CHECK_S (a revoked key stops working within
+        that), so a busy gateway does not stat the file on every request."""
+        key = self._keys.get(key_id)
+        now_s = time.monotonic()
+        if key is None or now_s - self._checked_s >= RELOAD_CHECK_S:
+            self._checked_s = now_s
+            path = keys_path(self._data_dir)
+            try:
+                mtime = path.stat().st_mtime_ns
+            except FileNotFoundError:
+                mtime = 0
+            if mtime != self._mtime_ns:
+                self._keys = load_keys(self._data_dir)
+                self._mtime_ns = mtime
+            key = self._keys.get(key_id)
+        return key
 
 
 def secrets_equal(a: str, b: str) -> bool:
