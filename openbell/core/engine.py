@@ -507,15 +507,7 @@ class Engine:
                 # it waits; once triggered it executes as a market order (see _trigger_stops).
                 price = self._protection_price(inst, side, stop)
         if cmd.post_only and phase is CONTINUOUS:
-            book = inst.book
-            if side is BUY:
-                best = book.best_ask()
-                if best and price >= best:
-                    raise Reject(R.POST_ONLY_WOULD_TAKE, f"best ask {best}")
-            else:
-                best = book.best_bid()
-                if best and price <= best:
-                    raise Reject(R.POST_ONLY_WOULD_TAKE, f"best bid {best}")
+            _check_post_only(inst.book, side, price)
         if tif is FOK and not self._fok_fillable(inst, cmd, price):
             raise Reject(R.FOK_NOT_FILLABLE)
         return price, tif, stop
@@ -841,12 +833,7 @@ class Engine:
         return order
 
     def _cancel(self, cmd: c.CancelOrder) -> None:
-        order = self.orders.get(cmd.order_id)
-        if order is None:
-            raise Reject(R.UNKNOWN_ORDER, str(cmd.order_id))
-        if order.account != cmd.account:
-            raise Reject(R.NOT_ORDER_OWNER, str(cmd.order_id))
-        self._cancel_order(order, CR_USER)
+        self._cancel_order(self._owned_order(cmd.account, cmd.order_id), CR_USER)
 
     def _cancel_order(self, order: Order, reason: CancelReason) -> None:
         """Cancel all that remains of an open order; its whole hold returns to available."""
@@ -901,9 +888,7 @@ class Engine:
             raise Reject(R.REDUCE_ONLY)
         book = inst.book
         if order.post_only and inst.phase is CONTINUOUS:
-            best = book.best_ask() if order.side is BUY else book.best_bid()
-            if best and (price >= best if order.side is BUY else price <= best):
-                raise Reject(R.POST_ONLY_WOULD_TAKE)
+            _check_post_only(book, order.side, price)
         settle = self.config.settle
         if order.side is BUY:
             need = self._buy_hold(inst, price, new_leaves) if settle else 0
@@ -1553,6 +1538,18 @@ class Engine:
 
 
 _IMMEDIATE = (IOC, FOK)
+
+
+def _check_post_only(book: Book, side: Side, price: int) -> None:
+    """A post-only order must not take: refuse a price that reaches the opposite best."""
+    if side is BUY:
+        best = book.best_ask()
+        if best and price >= best:
+            raise Reject(R.POST_ONLY_WOULD_TAKE, f"best ask {best}")
+    else:
+        best = book.best_bid()
+        if best and price <= best:
+            raise Reject(R.POST_ONLY_WOULD_TAKE, f"best bid {best}")
 
 
 def _valid_code(code: str) -> bool:

@@ -12,7 +12,6 @@ secret reused elsewhere does not leak; encrypting the file at rest is out of sco
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import secrets
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from openbell.node.datadir import write_atomic
+from openbell.journal.fsutil import write_atomic
 
 RELOAD_CHECK_S = 1.0
 
@@ -129,7 +128,3 @@ class KeyStore:
                 self._mtime_ns = mtime
             key = self._keys.get(key_id)
         return key
-
-
-def secrets_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -60,6 +60,3 @@ class DataDir:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
-
-__all__ = ["DataDir", "DataDirLockedError", "write_atomic"]

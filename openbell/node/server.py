@@ -15,7 +15,7 @@ import msgspec
 
 from openbell.core.engine import Engine
 from openbell.core.events import DuplicateRequest, Event
-from openbell.node.datadir import write_atomic
+from openbell.journal.fsutil import write_atomic
 from openbell.node.protocol import (
     LENGTH,
     MAX_FRAME_BYTES,
