@@ -25,8 +25,21 @@ class IpoPhase(StrEnum):
 
 
 class LotteryMethod(StrEnum):
-    TAIL_LOTTERY = "tail_lottery"
-    EXTERNAL = "external"
+    TAIL_LOTTERY = "tail_lottery"  # A-share style: winning tails of allotment numbers
+    BALLOT = "ballot"  # Hong Kong style: a basis of allotment per size tier, seeded ballot
+    EXTERNAL = "external"  # the exchange's results file
+
+
+class SubscriptionStatus(StrEnum):
+    """A stored subscription's status. SUBMITTED (in flight) and REJECTED (a refused command)
+    live at the edges: the core stores only accepted subscriptions."""
+
+    FROZEN = "FROZEN"  # accepted, funds held; before the draw
+    WIN = "WIN"  # drawn, at least one unit won; not yet settled
+    LOSE = "LOSE"  # drawn, nothing won; not yet refunded
+    SETTLED = "SETTLED"  # won units paid for and shares delivered, the rest released
+    REFUNDED = "REFUNDED"  # nothing won, the whole hold released
+    CANCELLED = "CANCELLED"  # cancelled before close, the hold released
 
 
 def _code(name: str, fallback: RejectReason) -> RejectReason:
@@ -52,9 +65,15 @@ class OfferingSpec(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_def
     of ``unit_shares``) is issued at creation from the external account (the issuer) to the IPO
     escrow account. A subscription of n units freezes
     ``n * unit_shares * price_minor`` + fee, fee = floor(notional * fee_bps / 10000).
-    ``seed_commitment`` is the lowercase hex SHA-256 of the lottery seed (tail_lottery).
-    Settlement runs in chunks of ``chunk_rows`` consecutive subscriptions. At listing the
-    proceeds and unsold shares go to ``issuer_account``."""
+    ``seed_commitment`` is the lowercase hex SHA-256 of the lottery seed (tail_lottery and
+    ballot). Settlement runs in chunks of ``chunk_rows`` consecutive subscriptions. At listing
+    the proceeds and unsold shares go to ``issuer_account``.
+
+    ``price_is_maximum``: ``price_minor`` is the maximum price; holds are taken at it, and
+    ``IpoSetPrice`` fixes the final price (<= maximum) after close and before the draw.
+    Settlement charges the final price and releases the rest of each hold.
+    ``cancellable``: a subscription may be cancelled (hold released) while the offering is open;
+    otherwise cancellation is refused (A-share and HK subscriptions are not revocable)."""
 
     symbol: str
     cash_asset: str
@@ -68,6 +87,34 @@ class OfferingSpec(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_def
     chunk_rows: int = 1_000_000
     issuer_account: int = EXTERNAL_ACCOUNT
     share_scale: int = 0
+    price_is_maximum: bool = False
+    cancellable: bool = False
+
+
+class BallotTier(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """One row of a Hong Kong-style basis of allotment: applications of ``min_units`` to
+    ``max_units`` units (inclusive) each receive ``base_units``, and ``winners`` of them,
+    picked by the seeded ballot, receive ``extra_units`` more. Nobody receives more than they
+    applied for: ``base_units + extra_units <= min_units``."""
+
+    min_units: int
+    max_units: int
+    base_units: int = 0
+    extra_units: int = 0
+    winners: int = 0
+
+
+class BallotTierResult(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A published basis row: the tier, how many applied in it, and what was allotted."""
+
+    min_units: int
+    max_units: int
+    applicants: int
+    units_applied: int
+    base_units: int
+    extra_units: int
+    winners: int
+    allotted_units: int
 
 
 class _IpoCommand(
@@ -107,8 +154,18 @@ class IpoNumber(_IpoCommand, frozen=True):
     pass
 
 
+class IpoSetPrice(_IpoCommand, frozen=True):
+    """The final offer price of a ``price_is_maximum`` offering (phase CLOSED or NUMBERED)."""
+
+    final_price_minor: int
+
+
 class IpoDraw(_IpoCommand, frozen=True):
+    """Reveal the seed and draw. ``basis`` is the ballot's basis of allotment (method
+    ``ballot`` only: one tier for every application size, tiers disjoint)."""
+
     seed: bytes
+    basis: list[BallotTier] = msgspec.field(default_factory=list)
 
 
 class IpoImportResults(_IpoCommand, frozen=True):
@@ -128,7 +185,15 @@ class IpoSettleChunk(_IpoCommand, frozen=True):
 
 
 class IpoList(_IpoCommand, frozen=True):
-    pass
+    """Pay out proceeds and unsold shares, and list the shares for trading: a new instrument
+    ``symbol`` (base: the shares, quote: the cash asset) in its opening call auction (PRE_OPEN),
+    reference price = the final offer price, no price band until the first close; from then on
+    ``band_bps``. ``lot_shares``: shares (minor units) per lot; ``tick_minor``: cash minor
+    units per share per tick (the final price must be a whole number of ticks)."""
+
+    lot_shares: int = 1
+    tick_minor: int = 1
+    band_bps: int = 0
 
 
 IpoCommand = (
@@ -138,6 +203,7 @@ IpoCommand = (
     | IpoCancelSubscription
     | IpoClose
     | IpoNumber
+    | IpoSetPrice
     | IpoDraw
     | IpoImportResults
     | IpoSettleChunk
@@ -150,6 +216,7 @@ IPO_COMMANDS: tuple[type, ...] = (
     IpoCancelSubscription,
     IpoClose,
     IpoNumber,
+    IpoSetPrice,
     IpoDraw,
     IpoImportResults,
     IpoSettleChunk,
@@ -199,6 +266,11 @@ class IpoNumbered(_IpoEvent, frozen=True):
     last_number: int  # first_number - 1 when nothing was subscribed
 
 
+class IpoPriceSet(_IpoEvent, frozen=True):
+    final_price_minor: int
+    max_price_minor: int
+
+
 class IpoDrawn(_IpoEvent, frozen=True):
     method: LotteryMethod
     units_subscribed: int
@@ -210,7 +282,9 @@ class IpoDrawn(_IpoEvent, frozen=True):
     won_shares: int
     amount_minor: int  # won shares x price (fees excluded)
     fee_minor: int
-    source: str  # tail_lottery: the revealed seed (hex); external: the file's SHA-256
+    source: str  # seeded methods: the revealed seed (hex); external: the file's SHA-256
+    price_minor: int = 0  # the price charged per share (the final price)
+    basis: list[BallotTierResult] = msgspec.field(default_factory=list)  # ballot: published
 
 
 class IpoChunkSettled(_IpoEvent, frozen=True):
@@ -230,6 +304,7 @@ class IpoListed(_IpoEvent, frozen=True):
     issuer_account: int
     proceeds_minor: int
     unsold_shares: int
+    reference_price_ticks: int = 0  # of the new instrument ``symbol``, now in PRE_OPEN
 
 
 IpoEvent = (
@@ -239,7 +314,47 @@ IpoEvent = (
     | IpoSubscriptionCancelled
     | IpoClosed
     | IpoNumbered
+    | IpoPriceSet
     | IpoDrawn
     | IpoChunkSettled
     | IpoListed
 )
+
+
+# -- read-only views (queries; not journaled) ----------------------------------------------
+
+
+class OfferingView(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """An offering at a glance. ``chunk_done`` has one byte per settlement chunk (1: settled;
+    empty before the draw). ``drawn`` is the draw's (or the imported results') event."""
+
+    spec: OfferingSpec
+    phase: IpoPhase
+    final_price_minor: int  # the price settlement charges (spec.price_minor until set)
+    price_set: bool  # False while a price_is_maximum offering still awaits IpoSetPrice
+    subscriptions: int  # rows ever accepted (cancelled ones included)
+    active_subscriptions: int  # not cancelled and not yet settled
+    active_units: int
+    active_frozen_minor: int
+    chunks: int
+    chunk_done: bytes
+    drawn: IpoDrawn | None
+    settled_rows: int
+    settled_winners: int
+    settled_won_shares: int
+    paid_minor: int
+    fee_minor: int
+    released_minor: int
+
+
+class SubscriptionView(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """One account's latest subscription to an offering."""
+
+    symbol: str
+    account: int
+    row: int
+    units: int
+    frozen_minor: int  # the hold taken at subscription
+    first_number: int  # 0 before numbering (or when cancelled)
+    won_units: int  # 0 before the draw
+    status: SubscriptionStatus
