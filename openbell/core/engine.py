@@ -25,7 +25,14 @@ from openbell.core.book import Book, Level, Order
 from openbell.core.commands import InstrumentSpec
 from openbell.core.errors import InvariantViolation, Reject
 from openbell.core.ipo import IpoBook, IpoState
-from openbell.core.ipo.messages import IPO_COMMANDS, IpoCommand, IpoSubscribe, IpoSubscribeBatch
+from openbell.core.ipo.messages import (
+    IPO_COMMANDS,
+    IpoCommand,
+    IpoCreateOffering,
+    IpoList,
+    IpoSubscribe,
+    IpoSubscribeBatch,
+)
 from openbell.core.ledger import AssetBalances, Ledger
 from openbell.core.types import (
     BPS_DENOMINATOR,
@@ -98,6 +105,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 class Instrument:
     __slots__ = (
+        "band_free",
         "band_high_ticks",
         "band_low_ticks",
         "base",
@@ -125,6 +133,8 @@ class Instrument:
         self.max_fee_bps = max(spec.maker_fee_bps, spec.taker_fee_bps)
         self.band_low_ticks = 1
         self.band_high_ticks = MAX_PRICE_TICKS
+        # A newly listed IPO trades without a price band until its first close.
+        self.band_free = False
         self.set_reference(spec.reference_price_ticks)
         # Highest and lowest trade price since stops were last scanned (transient: always reset
         # before the command that set them ends, so never part of the state).
@@ -143,7 +153,7 @@ class Instrument:
         """New reference price; the price band (if any) moves with it."""
         self.reference_price_ticks = price_ticks
         band = self.spec.band_bps
-        if band and price_ticks:
+        if band and price_ticks and not self.band_free:
             width = price_ticks * band // BPS_DENOMINATOR
             self.band_low_ticks = max(1, price_ticks - width)
             self.band_high_ticks = min(MAX_PRICE_TICKS, price_ticks + width)
@@ -160,7 +170,7 @@ class Hold(msgspec.Struct, gc=False):
     resolved: bool = False
 
 
-class InstrumentState(msgspec.Struct, gc=False):
+class InstrumentState(msgspec.Struct, gc=False, omit_defaults=True):
     spec: InstrumentSpec
     phase: Phase
     reference_price_ticks: int
@@ -168,6 +178,7 @@ class InstrumentState(msgspec.Struct, gc=False):
     bids: list[Order]
     asks: list[Order]
     stops: list[Order]
+    band_free: bool = False  # a listed IPO before its first close (omitted when False)
 
 
 class AssetState(msgspec.Struct, gc=False):
@@ -321,7 +332,7 @@ class Engine:
             raise Reject(R.INVALID_PRICE, str(price))
         band = inst.spec.band_bps
         ref = inst.reference_price_ticks
-        if band and ref:
+        if band and ref and not inst.band_free:
             width = ref * band // BPS_DENOMINATOR
             if price > ref + width or price < ref - width:
                 raise Reject(R.PRICE_OUT_OF_BAND, f"{price} outside {ref}±{width}")
@@ -991,6 +1002,9 @@ class Engine:
             raise Reject(R.VENUE_HALTED, "no trading while the venue is halted")
         inst.phase = new
         if new is CLOSED:
+            if inst.band_free:  # a listed IPO's first close: the price band applies from now on
+                inst.band_free = False
+                inst.set_reference(inst.reference_price_ticks)
             if inst.last_price_ticks:
                 inst.set_reference(inst.last_price_ticks)
             self._expire_day_orders(inst)
@@ -1146,6 +1160,16 @@ class Engine:
 
     def _create_instrument(self, cmd: c.CreateInstrument) -> None:
         spec = cmd.spec
+        self._check_instrument_spec(spec)
+        if spec.symbol in self.ipo.offerings:
+            raise Reject(R.DUPLICATE_INSTRUMENT, f"{spec.symbol} is reserved for its IPO listing")
+        self.instruments[spec.symbol] = Instrument(
+            spec, self.ledger.assets[spec.base_asset], self.ledger.assets[spec.quote_asset]
+        )
+        self._events.append(e.InstrumentCreated(self.seq, spec, CLOSED))
+
+    def _check_instrument_spec(self, spec: InstrumentSpec) -> None:
+        """Everything a new instrument must satisfy (raises Reject; changes nothing)."""
         if not _valid_code(spec.symbol):
             raise Reject(R.INVALID_FIELD, f"symbol {spec.symbol!r}")
         if spec.symbol in self.instruments:
@@ -1169,10 +1193,6 @@ class Engine:
         for ok, name in checks:
             if not ok:
                 raise Reject(R.INVALID_FIELD, name)
-        self.instruments[spec.symbol] = Instrument(
-            spec, assets[spec.base_asset], assets[spec.quote_asset]
-        )
-        self._events.append(e.InstrumentCreated(self.seq, spec, CLOSED))
 
     def _open_accounts(self, cmd: c.OpenAccounts) -> None:
         if not 1 <= cmd.count <= MAX_BATCH_ACCOUNTS:
@@ -1349,10 +1369,47 @@ class Engine:
     def _ipo(self, cmd: IpoCommand) -> None:
         if isinstance(cmd, IpoSubscribe | IpoSubscribeBatch):
             self._check_ipo_subscribers(cmd)
+        elif isinstance(cmd, IpoCreateOffering) and cmd.symbol in self.instruments:
+            raise Reject(R.DUPLICATE_INSTRUMENT, f"{cmd.symbol} is already an instrument")
+        listing = self._ipo_listing_spec(cmd) if isinstance(cmd, IpoList) else None
         events, touched = self.ipo.apply(self.ledger, self.seq, cmd)
         for account, asset in touched:
             self._touch(account, self.ledger.assets[asset])
         self._events.extend(events)
+        if listing is not None:
+            self._list_ipo(listing)
+
+    def _ipo_listing_spec(self, cmd: IpoList) -> InstrumentSpec:
+        """The instrument an IpoList opens, fully validated before anything changes: the
+        offering's own checks (IpoBook.check_listing) and every instrument check."""
+        reference = self.ipo.check_listing(self.ledger, cmd)
+        offering = self.ipo.offerings[cmd.symbol].spec
+        spec = InstrumentSpec(
+            symbol=cmd.symbol,
+            base_asset=cmd.symbol,
+            quote_asset=offering.cash_asset,
+            lot_size=cmd.lot_shares,
+            tick_value=cmd.tick_minor * cmd.lot_shares,
+            reference_price_ticks=reference,
+            band_bps=cmd.band_bps,
+        )
+        self._check_instrument_spec(spec)
+        return spec
+
+    def _list_ipo(self, spec: InstrumentSpec) -> None:
+        """Open a listed IPO's instrument straight into its opening call auction (PRE_OPEN),
+        with no price band until its first close."""
+        inst = Instrument(
+            spec, self.ledger.assets[spec.base_asset], self.ledger.assets[spec.quote_asset]
+        )
+        inst.band_free = True
+        inst.set_reference(spec.reference_price_ticks)
+        inst.phase = PRE_OPEN
+        self.instruments[spec.symbol] = inst
+        self._events.append(e.InstrumentCreated(self.seq, spec, CLOSED))
+        self._events.append(
+            e.PhaseChanged(self.seq, spec.symbol, PRE_OPEN, inst.reference_price_ticks)
+        )
 
     def _check_ipo_subscribers(self, cmd: IpoSubscribe | IpoSubscribeBatch) -> None:
         """Subscribing is trading: the venue halt and account states apply (a reduce-only
@@ -1475,6 +1532,7 @@ class Engine:
                     i.book.orders(BUY),
                     i.book.orders(SELL),
                     list(i.stops),
+                    i.band_free,
                 )
                 for i in self.instruments.values()
             ],
@@ -1508,6 +1566,7 @@ class Engine:
                 spec, engine.ledger.assets[spec.base_asset], engine.ledger.assets[spec.quote_asset]
             )
             inst.phase = s.phase
+            inst.band_free = s.band_free
             inst.set_reference(s.reference_price_ticks)
             inst.last_price_ticks = s.last_price_ticks
             for order in s.bids + s.asks:

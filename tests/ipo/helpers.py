@@ -99,3 +99,47 @@ def settle_all(v: Venue, symbol: str) -> list[Any]:
     for i in range(chunks):
         out += v.run(m.IpoSettleChunk(symbol=symbol, chunk=i))
     return out
+
+
+def zero_sum(ledger: Ledger) -> None:
+    """Every asset sums to zero over all accounts (available + frozen)."""
+    for name, bal in ledger.assets.items():
+        total = sum(bal.available) + sum(bal.frozen)
+        assert total == 0, f"{name} sums to {total}"
+
+
+def check_settled(v: Venue, symbol: str) -> None:
+    """The issue's required properties once every chunk is settled (before listing): nothing
+    over-allotted, money conserved, every hold posted or released exactly once, nothing
+    frozen for the offering, escrow = won shares x final price and the unsold shares."""
+    from openbell.core.ipo.book import CANCELLED
+    from openbell.core.ipo.messages import IpoPhase
+    from openbell.core.types import IPO_ESCROW_ACCOUNT
+
+    off = v.book.offerings[symbol]
+    spec_ = off.spec
+    a = off.allotment
+    st = off.settlement
+    assert off.phase is IpoPhase.SETTLED and a is not None
+    assert st.won_shares == a.won_shares <= spec_.shares_offered
+    assert a.won_units <= off.units_offered
+    assert int(off.col("won").astype(np.int64).max(initial=0)) <= spec_.max_units
+    assert (off.col("won") <= off.col("units")).all()
+    zero_sum(v.ledger)
+    v.check()
+    holds = int(off.col("frozen")[off.col("status") != CANCELLED].astype(np.int64).sum())
+    assert st.paid_minor + st.fee_minor + st.released_minor == holds
+    assert st.rows == int((off.col("status") != CANCELLED).sum())
+    assert off.active_rows == 0 and off.active_frozen == 0
+    size = len(v.ledger.assets[spec_.cash_asset].frozen)
+    assert not v.book.frozen_by_account(spec_.cash_asset, size).any()
+    assert not any(v.ledger.assets[spec_.cash_asset].frozen)
+    price = off.price_minor
+    assert a.price_minor == price
+    assert st.paid_minor == a.won_shares * price == a.amount_minor
+    assert v.balance(IPO_ESCROW_ACCOUNT, spec_.cash_asset) == (a.won_shares * price, 0)
+    assert v.balance(IPO_ESCROW_ACCOUNT, symbol) == (spec_.shares_offered - a.won_shares, 0)
+    won = off.col("won").astype(np.int64)
+    accounts = off.col("account")
+    for i in np.flatnonzero(won):
+        assert v.balance(int(accounts[i]), symbol)[0] == int(won[i]) * spec_.unit_shares

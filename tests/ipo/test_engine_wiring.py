@@ -119,3 +119,50 @@ def test_subscription_respects_account_states_and_halts(
         if isinstance(ev, m.IpoSubscribed)
     ]
     assert ok.account == 16
+
+
+def test_ballot_and_final_price_events_round_trip_through_the_engine() -> None:
+    from openbell.core.ipo import lottery
+    from openbell.core.ipo.messages import LotteryMethod
+
+    eng = Engine()
+    seq = 0
+
+    def run(cmd: Any) -> list[Any]:
+        nonlocal seq
+        seq += 1
+        decoded: Any = msgspec.msgpack.decode(msgspec.msgpack.encode(cmd), type=c.Command)
+        out = eng.apply(seq, seq, decoded)
+        for ev in out:
+            assert not isinstance(ev, e.Rejected), ev
+            assert msgspec.msgpack.decode(msgspec.msgpack.encode(ev), type=e.Event) == ev
+        return out
+
+    run(c.CreateAsset(asset="CNY", scale=2))
+    run(c.OpenAccounts(count=6))
+    run(c.DepositMany(first_account=16, count=6, asset="CNY", amount_minor=10**9))
+    sp = spec(method=LotteryMethod.BALLOT, price_is_maximum=True, shares_offered=3_000)
+    run(m.IpoCreateOffering(symbol="NEWCO", spec=sp))
+    units = np.array([1, 2, 3, 1, 2, 5])
+    run(
+        m.IpoSubscribeBatch(
+            symbol="NEWCO",
+            accounts=np.arange(16, 22).astype("<i8").tobytes(),
+            units=units.astype("<i8").tobytes(),
+        )
+    )
+    run(m.IpoClose(symbol="NEWCO"))
+    (priced,) = run(m.IpoSetPrice(symbol="NEWCO", final_price_minor=900))
+    assert isinstance(priced, m.IpoPriceSet) and priced.max_price_minor == 1_000
+    run(m.IpoNumber(symbol="NEWCO"))
+    basis = lottery.propose_basis(units.astype(np.int64), 6)
+    (drawn,) = run(m.IpoDraw(symbol="NEWCO", seed=SEED, basis=basis))
+    assert isinstance(drawn, m.IpoDrawn) and drawn.won_units == 6 and drawn.price_minor == 900
+    assert [t.applicants for t in drawn.basis] == [2, 2, 1, 1]
+    for chunk in range(2):
+        run(m.IpoSettleChunk(symbol="NEWCO", chunk=chunk))
+    eng.check_invariants()
+    assert eng.balance(IPO_ESCROW_ACCOUNT, "CNY") == (6 * 500 * 900, 0)
+    twin = Engine.restore(eng.snapshot())
+    assert twin.state_hash() == eng.state_hash()
+    assert twin.ipo.offering_view("NEWCO") == eng.ipo.offering_view("NEWCO")

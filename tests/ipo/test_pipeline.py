@@ -23,9 +23,9 @@ S = "NEWCO"
 CASH_EACH = 1_000_000_000
 
 
-def _ten_subscribed() -> Venue:
+def _ten_subscribed(cancellable: bool = False) -> Venue:
     v = Venue(10, CASH_EACH)
-    v.run(m.IpoCreateOffering(symbol=S, spec=spec()))
+    v.run(m.IpoCreateOffering(symbol=S, spec=spec(cancellable=cancellable)))
     for i in range(10):
         v.run(
             m.IpoSubscribe(symbol=S, account=v.first + i, units=i + 1, client_subscription_id="c")
@@ -83,7 +83,7 @@ def test_end_to_end_ten_accounts_hand_checked() -> None:
 
 def test_subscription_rules() -> None:
     v = Venue(3, CASH_EACH)
-    v.run(m.IpoCreateOffering(symbol=S, spec=spec()))
+    v.run(m.IpoCreateOffering(symbol=S, spec=spec(cancellable=True)))
     a = v.first
     sub = m.IpoSubscribe(symbol=S, account=a, units=2, client_subscription_id="x")
     v.run(sub)
@@ -196,7 +196,7 @@ def test_numbering_file(tmp_path: Path) -> None:
 
 
 def test_snapshot_round_trip() -> None:
-    v = _ten_subscribed()
+    v = _ten_subscribed(cancellable=True)
     v.run(m.IpoCancelSubscription(symbol=S, account=v.first + 3))
     v.run(m.IpoSubscribe(symbol=S, account=v.first + 3, units=2, client_subscription_id="n"))
     for cmd in (m.IpoClose(symbol=S), m.IpoNumber(symbol=S), m.IpoDraw(symbol=S, seed=SEED)):
@@ -238,6 +238,7 @@ def test_properties(
         fee_bps=fee_bps,
         chunk_rows=chunk_rows,
         seed_commitment=commit,
+        cancellable=True,
     )
     v.run(m.IpoCreateOffering(symbol=S, spec=sp))
     v.run(batch(S, np.arange(v.first, v.first + n), units))

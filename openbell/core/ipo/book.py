@@ -13,11 +13,21 @@ the ledger's ``array('q')`` columns; every view is dropped before returning (a l
 stop the array from growing).
 
 Money: a row's hold is notional + fee(notional), notional = units x unit_shares x price and
-fee(x) = floor(x x fee_bps / 10000). At settlement a row with w winning units pays
-cost = w x unit_shares x price to the IPO escrow and fee(cost) to the fee account out of its
-hold (fee(cost) <= fee(notional)), receives w x unit_shares shares from the escrow, and the
-rest of the hold is released. Shares are issued external -> escrow at creation, so every asset
-stays zero-sum throughout.
+fee(x) = floor(x x fee_bps / 10000), price = ``spec.price_minor`` (for a ``price_is_maximum``
+offering: the maximum). At settlement a row with w winning units pays
+cost = w x unit_shares x final price to the IPO escrow and fee(cost) to the fee account out of
+its hold (final price <= price, so fee(cost) <= fee(notional)), receives w x unit_shares shares
+from the escrow, and the rest of the hold is released. The final price is the spec's price, or
+for a maximum-price offering the one ``IpoSetPrice`` fixes (once, in CLOSED or NUMBERED; the
+draw and the results import wait for it). Shares are issued external -> escrow at creation, so
+every asset stays zero-sum throughout.
+
+Cancellation (OPEN only) needs ``spec.cancellable``. Methods: ``tail_lottery`` and ``ballot``
+(``IpoDraw`` with the revealed seed; the ballot also takes the basis of allotment, see
+``lottery``) or ``external`` (``IpoImportResults``). ``IpoList`` pays out the proceeds and the
+unsold shares; the engine validates the new instrument first (``check_listing``) and opens it.
+The read views (``offering_view``, ``subscription_view``, ``numbering_page``,
+``results_page``) change no state.
 """
 
 from __future__ import annotations
@@ -121,6 +131,28 @@ class Allotment(msgspec.Struct, frozen=True, gc=False):
     amount_minor: int
     fee_minor: int
     source: str
+    price_minor: int = 0  # the price charged per share (0 in snapshots from before it existed)
+    basis: list[m.BallotTierResult] = msgspec.field(default_factory=list)  # ballot only
+    seq: int = 0  # the draw's (or import's) seq, to rebuild its IpoDrawn event
+
+    def event(self, symbol: str) -> m.IpoDrawn:
+        return m.IpoDrawn(
+            self.seq,
+            symbol,
+            self.method,
+            self.units_subscribed,
+            self.units_offered,
+            self.rate_digits,
+            self.tails,
+            self.winners,
+            self.won_units,
+            self.won_shares,
+            self.amount_minor,
+            self.fee_minor,
+            self.source,
+            self.price_minor,
+            self.basis,
+        )
 
 
 class Settlement(msgspec.Struct, gc=False):
@@ -140,6 +172,7 @@ class OfferingState(msgspec.Struct, gc=False):
     allotment: Allotment | None
     chunk_done: bytes
     settlement: Settlement
+    final_price_minor: int = 0  # set by IpoSetPrice (price_is_maximum offerings); 0: not set
 
 
 class IpoState(msgspec.Struct, gc=False):
@@ -163,10 +196,28 @@ class Offering:
         self.allotment: Allotment | None = None
         self.chunk_done: npt.NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)
         self.settlement = Settlement()
+        self.final_price_minor = 0  # IpoSetPrice (price_is_maximum offerings only)
+        # Derived, not state: row indices of the numbered rows ("numbered") and of the winning
+        # rows ("won"), each tagged with the ``views_version`` it was computed at. Numbering
+        # and the draw write those columns once and then bump the version, so an index
+        # computed before (or while) they wrote is never used afterwards.
+        self.index_cache: dict[str, tuple[int, I64]] = {}
+        self.views_version = 0
 
     @property
     def units_offered(self) -> int:
         return self.spec.shares_offered // self.spec.unit_shares
+
+    @property
+    def price_set(self) -> bool:
+        """Is the price settlement charges known? (A maximum-price offering awaits IpoSetPrice.)"""
+        return not self.spec.price_is_maximum or self.final_price_minor > 0
+
+    @property
+    def price_minor(self) -> int:
+        """The price per share settlement charges: the final price once set, else the spec's
+        (the maximum, for a maximum-price offering)."""
+        return self.final_price_minor or self.spec.price_minor
 
     def col(self, name: str) -> npt.NDArray[Any]:
         return self.cols[name][: self.n]
@@ -232,6 +283,7 @@ class Offering:
             allotment=self.allotment,
             chunk_done=self.chunk_done.tobytes(),
             settlement=msgspec.structs.replace(self.settlement),
+            final_price_minor=self.final_price_minor,
         )
 
     @classmethod
@@ -251,6 +303,7 @@ class Offering:
         off.allotment = s.allotment
         off.chunk_done = np.frombuffer(s.chunk_done, dtype=np.uint8).copy()
         off.settlement = msgspec.structs.replace(s.settlement)
+        off.final_price_minor = s.final_price_minor
         return off
 
 
@@ -281,13 +334,15 @@ class IpoBook:
             return self.close(seq, off)
         if isinstance(cmd, m.IpoNumber):
             return self.number(seq, off)
+        if isinstance(cmd, m.IpoSetPrice):
+            return self.set_price(seq, off, cmd)
         if isinstance(cmd, m.IpoDraw):
             return self.draw(seq, off, cmd)
         if isinstance(cmd, m.IpoImportResults):
             return self.import_results(seq, off, cmd)
         if isinstance(cmd, m.IpoSettleChunk):
             return self.settle_chunk(ledger, seq, off, cmd)
-        return self.list_offering(ledger, seq, off)
+        return self.list_offering(ledger, seq, off, cmd)
 
     @staticmethod
     def _phase(off: Offering, phase: IpoPhase) -> None:
@@ -461,6 +516,8 @@ class IpoBook:
     def cancel(
         self, ledger: Ledger, seq: int, off: Offering, cmd: m.IpoCancelSubscription
     ) -> tuple[list[Any], Touched]:
+        if not off.spec.cancellable:
+            raise Reject(m.CANCEL_NOT_ALLOWED, f"{off.spec.symbol} subscriptions are irrevocable")
         self._phase(off, IpoPhase.OPEN)
         row = off.row_for(cmd.account) if cmd.account >= 0 else -1
         if row < 0 or int(off.cols["status"][row]) != ACTIVE:
@@ -499,18 +556,44 @@ class IpoBook:
             raise InvariantViolation(f"{off.spec.symbol}: numbered {total} != {off.active_units}")
         off.cols["first"][: off.n] = np.where(active, cum - units + 1, 0)
         off.phase = IpoPhase.NUMBERED
+        off.views_version += 1
         return [m.IpoNumbered(seq, off.spec.symbol, off.active_rows, 1, total)], []
 
     # -- T+1: the draw ---------------------------------------------------------------------
+    @staticmethod
+    def _check_price_set(off: Offering) -> None:
+        if not off.price_set:
+            raise Reject(m.PRICE_NOT_SET, f"{off.spec.symbol} awaits IpoSetPrice")
+
+    def set_price(self, seq: int, off: Offering, cmd: m.IpoSetPrice) -> tuple[list[Any], Touched]:
+        """The final price of a maximum-price offering: once, after close, before the draw."""
+        spec = off.spec
+        if not spec.price_is_maximum:
+            raise Reject(R.INVALID_FIELD, f"{spec.symbol} has a fixed price")
+        if off.final_price_minor:
+            raise Reject(m.PRICE_ALREADY_SET, f"final price {off.final_price_minor}")
+        if off.phase not in (IpoPhase.CLOSED, IpoPhase.NUMBERED):
+            raise Reject(R.WRONG_PHASE, f"{spec.symbol} is {off.phase}, needs CLOSED or NUMBERED")
+        if not 1 <= cmd.final_price_minor <= spec.price_minor:
+            raise Reject(R.INVALID_PRICE, f"final price must be 1..{spec.price_minor}")
+        # ---- validated: mutations start here ----
+        off.final_price_minor = cmd.final_price_minor
+        return [m.IpoPriceSet(seq, spec.symbol, cmd.final_price_minor, spec.price_minor)], []
+
     def draw(self, seq: int, off: Offering, cmd: m.IpoDraw) -> tuple[list[Any], Touched]:
         self._phase(off, IpoPhase.NUMBERED)
         spec = off.spec
-        if spec.method is not LotteryMethod.TAIL_LOTTERY:
+        if spec.method is LotteryMethod.EXTERNAL:
             raise Reject(m.WRONG_METHOD, f"{spec.symbol} takes external results")
+        if cmd.basis and spec.method is not LotteryMethod.BALLOT:
+            raise Reject(m.INVALID_BASIS, f"{spec.symbol} is drawn by {spec.method}: no basis")
+        self._check_price_set(off)
         if not 0 < len(cmd.seed) <= MAX_SEED_BYTES:
             raise Reject(R.INVALID_FIELD, f"seed must be 1..{MAX_SEED_BYTES} bytes")
         if hashlib.sha256(cmd.seed).hexdigest() != spec.seed_commitment:
             raise Reject(m.SEED_MISMATCH, "sha256(seed) differs from the committed hash")
+        if spec.method is LotteryMethod.BALLOT:
+            return self._ballot(seq, off, cmd)
         n_units, u_units = off.active_units, off.units_offered
         tails = lottery.draw_tails(cmd.seed, spec.symbol, n_units, u_units)
         active = off.col("status") == ACTIVE
@@ -531,6 +614,30 @@ class IpoBook:
         off.cols["won"][: off.n] = won
         return self._drawn(seq, off, allotment)
 
+    def _ballot(self, seq: int, off: Offering, cmd: m.IpoDraw) -> tuple[list[Any], Touched]:
+        """The Hong Kong-style ballot over the numbered (active) subscriptions."""
+        spec = off.spec
+        active = off.col("status") == ACTIVE
+        rows = np.flatnonzero(active)
+        units = off.col("units")[rows].astype(np.int64)
+        problems = lottery.basis_problems(cmd.basis, units, off.units_offered)
+        if problems:
+            raise Reject(m.INVALID_BASIS, "; ".join(problems))
+        first = off.col("first")[rows].astype(np.int64)
+        won_rows, basis = lottery.ballot(cmd.seed, spec.symbol, cmd.basis, first, units)
+        won = np.zeros(off.n, dtype=np.int64)
+        won[rows] = won_rows
+        if (won_rows > units).any() or exact_sum(won_rows) != sum(t.allotted_units for t in basis):
+            raise InvariantViolation(f"{spec.symbol}: ballot counts disagree with the basis")
+        allotment = self._allotment(
+            off, won, LotteryMethod.BALLOT, "", [], cmd.seed.hex(), basis=basis
+        )
+        if allotment.won_units > off.units_offered:
+            raise InvariantViolation(f"{spec.symbol}: ballot over-allotted")
+        # ---- validated: mutations start here ----
+        off.cols["won"][: off.n] = won
+        return self._drawn(seq, off, allotment)
+
     def _allotment(
         self,
         off: Offering,
@@ -539,10 +646,12 @@ class IpoBook:
         digits: str,
         tails: list[str],
         source: str,
+        basis: list[m.BallotTierResult] | None = None,
     ) -> Allotment:
         spec = off.spec
+        price = off.price_minor
         won_units = exact_sum(won)
-        cost = won * (spec.unit_shares * spec.price_minor)
+        cost = won * (spec.unit_shares * price)
         return Allotment(
             method=method,
             units_subscribed=off.active_units,
@@ -552,31 +661,20 @@ class IpoBook:
             winners=int(np.count_nonzero(won)),
             won_units=won_units,
             won_shares=won_units * spec.unit_shares,
-            amount_minor=won_units * spec.unit_shares * spec.price_minor,
+            amount_minor=won_units * spec.unit_shares * price,
             fee_minor=exact_sum(fee_of_many(cost, spec.fee_bps)),
             source=source,
+            price_minor=price,
+            basis=basis or [],
         )
 
     def _drawn(self, seq: int, off: Offering, a: Allotment) -> tuple[list[Any], Touched]:
+        a = msgspec.structs.replace(a, seq=seq)
         off.allotment = a
         off.chunk_done = np.zeros(off.chunks(), dtype=np.uint8)
         off.phase = IpoPhase.DRAWN
-        event = m.IpoDrawn(
-            seq,
-            off.spec.symbol,
-            a.method,
-            a.units_subscribed,
-            a.units_offered,
-            a.rate_digits,
-            a.tails,
-            a.winners,
-            a.won_units,
-            a.won_shares,
-            a.amount_minor,
-            a.fee_minor,
-            a.source,
-        )
-        return [event], []
+        off.views_version += 1
+        return [a.event(off.spec.symbol)], []
 
     def import_results(
         self, seq: int, off: Offering, cmd: m.IpoImportResults
@@ -586,7 +684,8 @@ class IpoBook:
         self._phase(off, IpoPhase.NUMBERED)
         spec = off.spec
         if spec.method is not LotteryMethod.EXTERNAL:
-            raise Reject(m.WRONG_METHOD, f"{spec.symbol} is drawn by tail lottery")
+            raise Reject(m.WRONG_METHOD, f"{spec.symbol} is drawn by {spec.method}")
+        self._check_price_set(off)
         accounts = _int64s(cmd.accounts, "accounts")
         won_in = _int64s(cmd.won_units, "won_units")
         if len(accounts) != len(won_in) or len(accounts) > MAX_BATCH_ACCOUNTS:
@@ -659,7 +758,7 @@ class IpoBook:
         holds = off.cols["frozen"][idx]
         won = off.cols["won"][idx].astype(np.int64)
         won_shares = won * spec.unit_shares
-        cost = won_shares * spec.price_minor
+        cost = won_shares * off.price_minor
         fees = fee_of_many(cost, spec.fee_bps)
         release = holds - cost - fees
         if len(idx) and int(release.min()) < 0:
@@ -745,10 +844,23 @@ class IpoBook:
             raise InvariantViolation(f"{off.spec.symbol}: settlement totals differ from the draw")
 
     # -- listing ---------------------------------------------------------------------------
-    def list_offering(self, ledger: Ledger, seq: int, off: Offering) -> tuple[list[Any], Touched]:
-        """Proceeds (won shares x price) and unsold shares leave the escrow for the issuer."""
+    def check_listing(self, ledger: Ledger, cmd: m.IpoList) -> int:
+        """Validate ``cmd`` (raises ``Reject``, changes nothing); returns the new instrument's
+        reference price in ticks (final price / tick_minor). ``lot_shares`` must divide
+        ``unit_shares``, so every allotment (and the unsold remainder) is a whole number of
+        lots; ``tick_minor`` must divide the final price, so the reference is a whole tick."""
+        off = self.offerings.get(cmd.symbol)
+        if off is None:
+            raise Reject(m.UNKNOWN_OFFERING, cmd.symbol)
         self._phase(off, IpoPhase.SETTLED)
         spec = off.spec
+        price = off.price_minor
+        if not 1 <= cmd.lot_shares <= spec.unit_shares or spec.unit_shares % cmd.lot_shares:
+            raise Reject(R.INVALID_FIELD, f"lot_shares must divide unit_shares {spec.unit_shares}")
+        if not 1 <= cmd.tick_minor <= price or price % cmd.tick_minor:
+            raise Reject(R.INVALID_PRICE, f"tick_minor must divide the final price {price}")
+        if not 0 <= cmd.band_bps <= BPS_DENOMINATOR:
+            raise Reject(R.INVALID_FIELD, f"band_bps must be 0..{BPS_DENOMINATOR}")
         proceeds = off.settlement.paid_minor
         unsold = spec.shares_offered - off.settlement.won_shares
         issuer = spec.issuer_account
@@ -763,12 +875,24 @@ class IpoBook:
             or sum(shares.get(issuer)) + unsold > MAX_AMOUNT_MINOR
         ):
             raise Reject(R.BALANCE_OVERFLOW, f"issuer account {issuer}")
+        return price // cmd.tick_minor
+
+    def list_offering(
+        self, ledger: Ledger, seq: int, off: Offering, cmd: m.IpoList
+    ) -> tuple[list[Any], Touched]:
+        """Proceeds (won shares x final price) and unsold shares leave the escrow for the
+        issuer. (The engine then opens the instrument ``symbol``; see ``check_listing``.)"""
+        reference = self.check_listing(ledger, cmd)
         # ---- validated: mutations start here ----
-        ledger.move_available(cash, IPO_ESCROW_ACCOUNT, issuer, proceeds)
-        ledger.move_available(shares, IPO_ESCROW_ACCOUNT, issuer, unsold)
+        spec = off.spec
+        proceeds = off.settlement.paid_minor
+        unsold = spec.shares_offered - off.settlement.won_shares
+        issuer = spec.issuer_account
+        ledger.move_available(ledger.assets[spec.cash_asset], IPO_ESCROW_ACCOUNT, issuer, proceeds)
+        ledger.move_available(ledger.assets[spec.symbol], IPO_ESCROW_ACCOUNT, issuer, unsold)
         off.phase = IpoPhase.LISTED
         return (
-            [m.IpoListed(seq, spec.symbol, issuer, proceeds, unsold)],
+            [m.IpoListed(seq, spec.symbol, issuer, proceeds, unsold, reference)],
             [
                 (IPO_ESCROW_ACCOUNT, spec.cash_asset),
                 (IPO_ESCROW_ACCOUNT, spec.symbol),
@@ -803,19 +927,99 @@ class IpoBook:
         off = self.offerings[symbol]
         if off.phase in (IpoPhase.OPEN, IpoPhase.CLOSED):
             raise ValueError(f"{symbol} is not numbered yet")
-        live = off.col("first") > 0
-        return (
-            off.col("account")[live].astype(np.int64),
-            off.col("first")[live].astype(np.int64),
-            off.col("units")[live].astype(np.int64),
-        )
+        return self.numbering_page(symbol, 0, off.n)
 
     def results(self, symbol: str) -> tuple[I64, I64]:
         """(account, won units) of the winning subscriptions."""
+        return self.results_page(symbol, 0, self.offerings[symbol].n)
+
+    # -- read views (pure queries: they change no state) -----------------------------------
+    def offering_view(self, symbol: str) -> m.OfferingView:
+        """The offering at a glance; KeyError for an unknown symbol."""
         off = self.offerings[symbol]
-        won = off.col("won")
-        live = won > 0
-        return off.col("account")[live].astype(np.int64), won[live].astype(np.int64)
+        st = off.settlement
+        a = off.allotment
+        return m.OfferingView(
+            spec=off.spec,
+            phase=off.phase,
+            final_price_minor=off.price_minor,
+            price_set=off.price_set,
+            subscriptions=off.n,
+            active_subscriptions=off.active_rows,
+            active_units=off.active_units,
+            active_frozen_minor=off.active_frozen,
+            chunks=len(off.chunk_done) if a is not None else off.chunks(),
+            chunk_done=off.chunk_done.tobytes(),
+            drawn=a.event(symbol) if a is not None else None,
+            settled_rows=st.rows,
+            settled_winners=st.winners,
+            settled_won_shares=st.won_shares,
+            paid_minor=st.paid_minor,
+            fee_minor=st.fee_minor,
+            released_minor=st.released_minor,
+        )
+
+    def subscription_view(self, symbol: str, account: int) -> m.SubscriptionView | None:
+        """``account``'s latest subscription (None if it never subscribed); KeyError for an
+        unknown symbol. Status: a cancelled row is CANCELLED; an active row is FROZEN before the
+        draw and WIN/LOSE after it; a settled row is SETTLED (won > 0) or REFUNDED."""
+        off = self.offerings[symbol]
+        row = off.row_for(account) if account >= 0 else -1
+        if row < 0:
+            return None
+        status = int(off.cols["status"][row])
+        won = int(off.cols["won"][row])
+        if status == CANCELLED:
+            label = m.SubscriptionStatus.CANCELLED
+        elif status == SETTLED:
+            label = m.SubscriptionStatus.SETTLED if won else m.SubscriptionStatus.REFUNDED
+        elif off.allotment is None:
+            label = m.SubscriptionStatus.FROZEN
+        else:
+            label = m.SubscriptionStatus.WIN if won else m.SubscriptionStatus.LOSE
+        return m.SubscriptionView(
+            symbol=symbol,
+            account=account,
+            row=row,
+            units=int(off.cols["units"][row]),
+            frozen_minor=int(off.cols["frozen"][row]),
+            first_number=int(off.cols["first"][row]),
+            won_units=won,
+            status=label,
+        )
+
+    @staticmethod
+    def _page(off: Offering, which: str, offset: int, limit: int) -> I64:
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must be >= 0")
+        version = off.views_version
+        cached = off.index_cache.get(which)
+        if cached is not None and cached[0] == version:
+            rows = cached[1]
+        else:
+            column = off.col("first" if which == "numbered" else "won")
+            rows = np.flatnonzero(column > 0).astype(np.int64)
+            off.index_cache[which] = (version, rows)
+        return rows[offset : offset + limit]
+
+    def numbering_page(self, symbol: str, offset: int, limit: int) -> tuple[I64, I64, I64]:
+        """(account, first number, count) of the numbered subscriptions (active at numbering)
+        in number order, entries [offset, offset + limit) of that list; empty before
+        numbering. KeyError for an unknown symbol, ValueError for a negative offset/limit."""
+        off = self.offerings[symbol]
+        rows = self._page(off, "numbered", offset, limit)
+        return (
+            off.cols["account"][rows].astype(np.int64),
+            off.cols["first"][rows].astype(np.int64),
+            off.cols["units"][rows].astype(np.int64),
+        )
+
+    def results_page(self, symbol: str, offset: int, limit: int) -> tuple[I64, I64]:
+        """(account, won units) of the winning subscriptions in row order, entries
+        [offset, offset + limit) of that list; empty before the draw."""
+        off = self.offerings[symbol]
+        rows = self._page(off, "won", offset, limit)
+        return off.cols["account"][rows].astype(np.int64), off.cols["won"][rows].astype(np.int64)
 
     def state(self) -> IpoState:
         return IpoState([off.state() for off in self.offerings.values()])
