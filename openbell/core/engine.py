@@ -69,6 +69,7 @@ ACCT_SUSPENDED = AccountState.SUSPENDED
 CLOSED = Phase.CLOSED
 CONTINUOUS = Phase.CONTINUOUS
 CR_IOC_REMAINDER = CancelReason.IOC_REMAINDER
+CR_ACCOUNT_SUSPENDED = CancelReason.ACCOUNT_SUSPENDED
 CR_KILL_SWITCH = CancelReason.KILL_SWITCH
 CR_MARKET_REMAINDER = CancelReason.MARKET_REMAINDER
 CR_MASS_CANCEL = CancelReason.MASS_CANCEL
@@ -167,7 +168,7 @@ class Hold(msgspec.Struct, gc=False):
     account: int
     asset: str
     amount_minor: int
-    resolved: bool = False
+    resolved: bool = False  # only in snapshots from before resolved holds were windowed
 
 
 class InstrumentState(msgspec.Struct, gc=False, omit_defaults=True):
@@ -200,9 +201,10 @@ class EngineState(msgspec.Struct, gc=False):
     account_states: list[tuple[int, AccountState]]
     assets: list[AssetState]
     instruments: list[InstrumentState]
-    holds: list[Hold]
+    holds: list[Hold]  # unresolved two-phase holds
     results: list[tuple[str, int]]  # idempotency window: request id -> seq, oldest first
     ipo: IpoState = msgspec.field(default_factory=IpoState)
+    resolved_holds: list[str] = msgspec.field(default_factory=list)  # window, oldest first
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -232,6 +234,10 @@ class Engine:
         # corrected retry with the same id is possible.
         self._results: dict[str, int] = {}
         self._results_order: deque[str] = deque()
+        # Resolved two-phase holds are forgotten like request ids: the newest
+        # ``idempotency_window`` ids are kept (so a second post/release, or a new hold reusing
+        # the id, is refused); an older id is unknown. Hold ids must be unique in that window.
+        self._resolved_holds: dict[str, None] = {}
         self._idempotency_window = self.config.idempotency_window
         self._max_open_orders = self.config.max_open_orders_per_account
         self._settle = self.config.settle
@@ -824,6 +830,13 @@ class Engine:
             ]
             if not fired:
                 return
+            states = self.account_states
+            if states:
+                # A suspended account trades no more: its triggered stops are cancelled.
+                for order in fired:
+                    if states.get(order.account) is ACCT_SUSPENDED:
+                        self._cancel_order(order, CR_ACCOUNT_SUSPENDED)
+                fired = [o for o in fired if o.live]
             fired_ids = {o.order_id for o in fired}
             inst.stops = [o for o in inst.stops if o.order_id not in fired_ids]
             for order in fired:
@@ -1261,6 +1274,7 @@ class Engine:
 
     def _withdraw(self, cmd: c.Withdraw) -> None:
         self._check_user_account(cmd.account)
+        self._check_not_suspended(cmd.account)
         bal = self._asset(cmd.asset)
         self._check_amount(cmd.amount_minor)
         if bal.get(cmd.account)[0] < cmd.amount_minor:
@@ -1283,6 +1297,7 @@ class Engine:
                     raise Reject(R.UNKNOWN_ACCOUNT, str(account))
             if leg.from_account == leg.to_account:
                 raise Reject(R.INVALID_FIELD, "a leg must move between two accounts")
+            self._check_not_suspended(leg.from_account)
             bal = self._asset(leg.asset)
             self._check_amount(leg.amount_minor)
             src = (leg.from_account, leg.asset)
@@ -1317,9 +1332,10 @@ class Engine:
     def _freeze(self, cmd: c.Freeze) -> None:
         if not cmd.hold_id or len(cmd.hold_id) > MAX_ID_LENGTH:
             raise Reject(R.INVALID_FIELD, "hold_id must be 1..64 characters")
-        if cmd.hold_id in self.holds:
+        if cmd.hold_id in self.holds or cmd.hold_id in self._resolved_holds:
             raise Reject(R.DUPLICATE_HOLD, cmd.hold_id)
         self._check_user_account(cmd.account)
+        self._check_not_suspended(cmd.account)
         bal = self._asset(cmd.asset)
         self._check_amount(cmd.amount_minor)
         if bal.get(cmd.account)[0] < cmd.amount_minor:
@@ -1334,10 +1350,25 @@ class Engine:
     def _pending_hold(self, hold_id: str) -> Hold:
         hold = self.holds.get(hold_id)
         if hold is None:
+            if hold_id in self._resolved_holds:
+                raise Reject(R.HOLD_ALREADY_RESOLVED, hold_id)
             raise Reject(R.UNKNOWN_HOLD, hold_id)
-        if hold.resolved:
-            raise Reject(R.HOLD_ALREADY_RESOLVED, hold_id)
         return hold
+
+    def _resolved(self, hold: Hold) -> None:
+        """A hold is resolved: it leaves the pending set; its id is remembered (bounded)."""
+        del self.holds[hold.hold_id]
+        resolved = self._resolved_holds
+        resolved[hold.hold_id] = None
+        if len(resolved) > self._idempotency_window:
+            del resolved[next(iter(resolved))]
+
+    def _check_not_suspended(self, account: int) -> None:
+        """A suspended account moves no money out (withdrawals, transfers, new holds) until an
+        operator reactivates it; money in (deposits, settlement of what it already owes) is
+        allowed."""
+        if self.account_states.get(account) is ACCT_SUSPENDED:
+            raise Reject(R.ACCOUNT_SUSPENDED, f"account {account}")
 
     def _post_hold(self, cmd: c.PostHold) -> None:
         hold = self._pending_hold(cmd.hold_id)
@@ -1351,7 +1382,7 @@ class Engine:
         self.ledger.post(bal, hold.account, cmd.to_account, cmd.amount_minor)
         if rest:
             self.ledger.release(bal, hold.account, rest)
-        hold.resolved = True
+        self._resolved(hold)
         self._touch(hold.account, bal)
         self._touch(cmd.to_account, bal)
         self._events.append(
@@ -1362,7 +1393,7 @@ class Engine:
         hold = self._pending_hold(cmd.hold_id)
         bal = self.ledger.assets[hold.asset]
         self.ledger.release(bal, hold.account, hold.amount_minor)
-        hold.resolved = True
+        self._resolved(hold)
         self._touch(hold.account, bal)
         self._events.append(e.HoldResolved(self.seq, hold.hold_id, 0, hold.amount_minor, -1))
 
@@ -1490,9 +1521,10 @@ class Engine:
         if sum(self._open_counts.values()) != len(self.orders):
             raise InvariantViolation("open order counts out of step")
         for hold in self.holds.values():
-            if not hold.resolved:
-                key = (hold.account, hold.asset)
-                held[key] = held.get(key, 0) + hold.amount_minor
+            if hold.resolved or hold.hold_id in self._resolved_holds:
+                raise InvariantViolation(f"hold {hold.hold_id} is both pending and resolved")
+            key = (hold.account, hold.asset)
+            held[key] = held.get(key, 0) + hold.amount_minor
         for account, asset, amount in self.ipo.holds():
             held[(account, asset)] = held.get((account, asset), 0) + amount
         self.ledger.check_invariants()
@@ -1538,6 +1570,7 @@ class Engine:
             ],
             holds=list(self.holds.values()),
             results=list(self._results.items()),
+            resolved_holds=list(self._resolved_holds),
             ipo=self.ipo.state(),
         )
 
@@ -1578,7 +1611,11 @@ class Engine:
         # and DAY expiry walk that index): restore the same order.
         for order in sorted(restored, key=lambda o: o.order_id):
             engine._register(order)
-        engine.holds = {h.hold_id: h for h in state.holds}
+        # Snapshots from before resolved holds were windowed still list them as resolved.
+        engine.holds = {h.hold_id: h for h in state.holds if not h.resolved}
+        engine._resolved_holds = dict.fromkeys(
+            [h.hold_id for h in state.holds if h.resolved] + state.resolved_holds
+        )
         engine.ipo = IpoBook.from_state(state.ipo)
         engine._results = dict(state.results)
         engine._results_order = deque(engine._results)

@@ -90,6 +90,7 @@ class CancelReason(StrEnum):
     SELF_TRADE = "SELF_TRADE"
     DAY_EXPIRY = "DAY_EXPIRY"
     REPLACE = "REPLACE"
+    ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"  # a pending stop of a suspended account triggered
 
 
 class RejectReason(StrEnum):

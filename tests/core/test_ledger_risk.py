@@ -599,3 +599,63 @@ def test_per_asset_sums_are_zero_by_an_independent_count() -> None:
     for asset in (USD, SHARES):
         total = sum(sum(d.eng.balance(acct, asset)) for acct in range(0, A + 4))
         assert total == 0
+
+
+# ==============================================================================================
+# Suspended accounts move no money out; resolved holds are remembered in a bounded window
+# ==============================================================================================
+def test_suspended_account_moves_no_money_out(venue: Driver) -> None:
+    venue(c.Freeze(hold_id="before", account=A, asset=USD, amount_minor=100))
+    venue(c.SetAccountState(account=A, state=AccountState.SUSPENDED))
+    for cmd in (
+        c.Withdraw(account=A, asset=USD, amount_minor=1),
+        c.Transfer(legs=(c.TransferLeg(from_account=A, to_account=B, asset=USD, amount_minor=1),)),
+        c.Freeze(hold_id="after", account=A, asset=USD, amount_minor=1),
+    ):
+        assert_rejected(venue, cmd, R.ACCOUNT_SUSPENDED)
+    # money in, and a payment it already committed to, still go through
+    assert of(venue(c.Deposit(account=A, asset=USD, amount_minor=5)), e.Transferred)
+    assert of(venue(c.PostHold(hold_id="before", to_account=B, amount_minor=100)), e.HoldResolved)
+    leg = c.TransferLeg(from_account=B, to_account=A, asset=USD, amount_minor=7)
+    assert of(venue(c.Transfer(legs=(leg,))), e.Transferred)
+    venue(c.SetAccountState(account=A, state=AccountState.ACTIVE))
+    assert of(venue(c.Withdraw(account=A, asset=USD, amount_minor=1)), e.Transferred)
+    assert usd(venue, A) == (USD_FUNDING - 100 + 5 + 7 - 1, 0)
+
+
+def test_triggered_stop_of_a_suspended_account_is_cancelled_not_traded() -> None:
+    d = make_venue()
+    stop = accepted_id(d.place(A, SELL, 4, order_type=OrderType.STOP, stop=99))
+    d(c.SetAccountState(account=A, state=AccountState.SUSPENDED))
+    d.rest(B, BUY, 10, 98)
+    d.rest(C, SELL, 1, 99)
+    events = d.place(D, BUY, 1, 99)  # a trade at 99 reaches the stop
+    cancel = one(events, e.OrderCancelled)
+    assert (cancel.order_id, cancel.reason, cancel.cancelled_lots) == (
+        stop,
+        CancelReason.ACCOUNT_SUSPENDED,
+        4,
+    )
+    assert not of(events, e.OrderTriggered)
+    assert [t[:2] for t in trades(events)] == [(99, 1)]  # B's bid was not hit
+    assert shares(d, A) == (SHARE_FUNDING, 0)
+    assert stop not in d.eng.orders
+
+
+def test_resolved_hold_ids_are_remembered_in_a_bounded_window() -> None:
+    d = make_venue(config=EngineConfig(idempotency_window=2))
+    for hold_id in ("h1", "h2", "h3"):
+        d(c.Freeze(hold_id=hold_id, account=A, asset=USD, amount_minor=10))
+        d(c.ReleaseHold(hold_id=hold_id))
+    assert list(d.eng.holds) == []  # nothing resolved stays in the pending set
+    assert_rejected(d, c.ReleaseHold(hold_id="h3"), R.HOLD_ALREADY_RESOLVED)
+    assert_rejected(
+        d, c.Freeze(hold_id="h2", account=A, asset=USD, amount_minor=1), R.DUPLICATE_HOLD
+    )
+    assert_rejected(d, c.ReleaseHold(hold_id="h1"), R.UNKNOWN_HOLD)  # forgotten, oldest first
+    twin = Engine.restore(d.eng.snapshot())
+    assert twin.state_hash() == d.eng.state_hash()
+    assert rejected(twin.apply(d.seq + 1, 0, c.ReleaseHold(hold_id="h2"))).reason is (
+        R.HOLD_ALREADY_RESOLVED
+    )
+    assert usd(d, A) == (USD_FUNDING, 0)
