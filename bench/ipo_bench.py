@@ -207,6 +207,43 @@ def bench_close_to_settled(subscriptions: int) -> dict[str, float]:
     return data
 
 
+def bench_files(rows: int) -> dict[str, float]:
+    """Write and read back the numbering, results and population files (``rows`` rows each)
+    through openbell.ipo_io (DuckDB), seconds per step."""
+    from openbell import ipo_io
+
+    rng = np.random.default_rng(7)
+    accounts = np.arange(16, 16 + rows, dtype=np.int64)
+    counts = rng.integers(1, 11, rows, dtype=np.int64)
+    first = np.cumsum(counts) - counts + 1
+    cash = counts * 500_500
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="openbell-ipo-files-") as tmp:
+        base = Path(tmp)
+        steps = (
+            (
+                "numbering_write_s",
+                lambda: ipo_io.write_numbering_arrays(base / "n.csv", accounts, first, counts),
+            ),
+            ("numbering_read_s", lambda: ipo_io.read_numbering(base / "n.csv")),
+            (
+                "results_write_s",
+                lambda: ipo_io.write_results(base / "r.csv", accounts, counts, 500, 1_000),
+            ),
+            ("results_read_s", lambda: ipo_io.read_results_file(base / "r.csv", 500, 1_000)),
+            (
+                "population_write_s",
+                lambda: ipo_io.write_population(base / "p.csv", accounts, counts, cash),
+            ),
+            ("population_read_s", lambda: ipo_io.read_population(base / "p.csv")),
+        )
+        for name, step in steps:
+            started = time.perf_counter()
+            step()
+            out[name] = time.perf_counter() - started
+    return out
+
+
 def run_all(quick: bool) -> dict[str, float]:
     """Every IPO benchmark, as flat ``ipo.*`` result keys."""
     results: dict[str, float] = {}
@@ -225,6 +262,10 @@ def run_all(quick: bool) -> dict[str, float]:
         results[f"{key}.rss_gb"] = r["rss_gb"]
         results[f"{key}.settle_chunks"] = r["settle_chunks"]
         results[f"{key}.subscriptions"] = r["subscriptions"]
+    rows = 200_000 if quick else 10_000_000
+    label = "200k" if quick else "10m"
+    for name, seconds in bench_files(rows).items():
+        results[f"ipo.files_{label}.{name}"] = seconds
     return results
 
 

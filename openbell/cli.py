@@ -1,12 +1,14 @@
 """The ``openbell`` command line. Thin: each command parses options and calls into a module.
 
-Commands: ``demo``, ``serve``, ``replay``, ``journal verify``, ``bench``, ``version``.
+Commands: ``demo``, ``serve``, ``replay``, ``journal verify``, ``bench``, ``keys``, ``ipo``,
+``sim ipo``, ``version``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -189,6 +191,438 @@ def keys_create(
 
     key_id, secret = create_key(data, role, account or [])
     typer.echo(f"key_id {key_id}\nsecret {secret}")
+
+
+# -- IPO: simulation and the phase runner ---------------------------------------------------
+
+sim_app = typer.Typer(no_args_is_help=True, help="Generate simulated workloads and files.")
+app.add_typer(sim_app, name="sim")
+ipo_app = typer.Typer(
+    no_args_is_help=True,
+    help="Run an IPO against a running node, phase by phase (each phase is safe to re-run).",
+)
+app.add_typer(ipo_app, name="ipo")
+
+DataOption = Annotated[
+    Path | None, typer.Option(help="Data directory of the running node (finds its port).")
+]
+HostOption = Annotated[str, typer.Option(help="Node host (with --port).")]
+PortOption = Annotated[int | None, typer.Option(help="Node client API port.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+SymbolOption = Annotated[str | None, typer.Option(help="The offering's symbol.")]
+OfferingOption = Annotated[
+    Path | None, typer.Option(help="offering.json (for the symbol, if --symbol is not given).")
+]
+
+
+def _ipo_run(action: Callable[[], Any]) -> Any:
+    """Run a phase; a refused file or command prints its report and exits 1."""
+    from openbell.ipo_io import IpoFileError
+    from openbell.ipo_ops import OpsError
+
+    try:
+        return action()
+    except (OpsError, IpoFileError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, ValueError) as error:  # a missing or unreadable input file
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _target(data: Path | None, host: str, port: int | None) -> Any:
+    from openbell.ipo_ops import Target
+
+    if data is None and port is None:
+        typer.echo("error: say where the node is: --data DIR or --port PORT", err=True)
+        raise typer.Exit(2)
+    return Target(data=None if data is None else str(data), host=host, port=port)
+
+
+def _options(quiet: bool) -> Any:
+    from openbell.ipo_ops import RunOptions
+
+    return RunOptions(quiet=quiet)
+
+
+def _symbol(symbol: str | None, offering: Path | None) -> str:
+    from openbell.ipo_ops import symbol_of
+
+    return str(_ipo_run(lambda: symbol_of(offering, symbol)))
+
+
+def _print(report: Any) -> None:
+    typer.echo(report.render())
+
+
+@sim_app.command("ipo")
+def sim_ipo(
+    accounts: Annotated[int, typer.Option(min=1, help="Applicants (one account each).")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    method: Annotated[str, typer.Option(help="tail_lottery, ballot or external.")] = (
+        "tail_lottery"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the population and the lottery seed.")] = 1,
+    price: Annotated[
+        str, typer.Option(help="Offer price per share (the maximum with --max-price).")
+    ] = "10.00",
+    final_price: Annotated[
+        str | None,
+        typer.Option(help="external + --max-price: the final price in the results file."),
+    ] = None,
+    max_price: Annotated[
+        bool, typer.Option("--max-price", help="--price is a maximum; set-price fixes it.")
+    ] = False,
+    symbol: Annotated[str, typer.Option(help="The new shares' symbol.")] = "NEWCO",
+    cash_asset: Annotated[str, typer.Option(help="The currency.")] = "CNY",
+    cash_scale: Annotated[int, typer.Option(min=0, max=18, help="Its decimals.")] = 2,
+    unit_shares: Annotated[int, typer.Option(min=1, help="Shares per unit.")] = 500,
+    max_units: Annotated[int, typer.Option(min=1, help="Units one applicant may apply for.")] = (
+        100
+    ),
+    oversubscription: Annotated[
+        int, typer.Option(min=1, help="Units applied for per unit on offer.")
+    ] = 100,
+    fee_bps: Annotated[int, typer.Option(min=0, help="Subscription fee.")] = 10,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Settlement chunk size.")] = 1_000_000,
+    first_account: Annotated[
+        int, typer.Option(help="First account id (16: a fresh venue's first user account).")
+    ] = 16,
+) -> None:
+    """Simulate an offering and its applicants: offering.json, population.csv, and
+    lottery_seed.hex (seeded methods) or results.csv (external)."""
+    from openbell.core.ipo.messages import LotteryMethod
+    from openbell.ipo_ops import OpsError, parse_amount
+    from openbell.sim.ipo import IpoSimConfig, generate
+
+    try:
+        lottery_method = LotteryMethod(method)
+        price_minor = parse_amount(price, cash_scale, "--price")
+        final_minor = (
+            0 if final_price is None else parse_amount(final_price, cash_scale, "--final-price")
+        )
+    except (ValueError, OpsError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    config = IpoSimConfig(
+        accounts=accounts,
+        method=lottery_method,
+        seed=seed,
+        symbol=symbol,
+        cash_asset=cash_asset,
+        cash_scale=cash_scale,
+        price_minor=price_minor,
+        final_price_minor=final_minor,
+        unit_shares=unit_shares,
+        max_units=max_units,
+        oversubscription=oversubscription,
+        fee_bps=fee_bps,
+        chunk_rows=chunk_rows,
+        first_account=first_account,
+        price_is_maximum=max_price,
+    )
+    result = generate(config, out)
+    typer.echo(
+        f"{result.applicants:,} applicants, {result.units_applied:,} units applied for, "
+        f"{result.units_offered:,} on offer ({result.seconds:.1f} s) -> {out}"
+    )
+    if result.winners:
+        typer.echo(f"results.csv: {result.winners:,} winners, {result.won_units:,} units")
+
+
+@ipo_app.command("fund")
+def ipo_fund(
+    offering: Annotated[Path, typer.Option(help="offering.json (the cash asset).")],
+    population: Annotated[Path, typer.Option(help="population.csv.")],
+    cash_scale: Annotated[
+        int, typer.Option(min=0, max=18, help="Decimals of the cash asset if it is created.")
+    ] = 2,
+    uniform: Annotated[
+        bool,
+        typer.Option("--uniform", help="Deposit the largest cash to every account at once."),
+    ] = False,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Open the population's accounts and deposit their cash (a fresh venue's accounts)."""
+    from openbell import ipo_ops
+
+    target = _target(data, host, port)
+    _print(
+        _ipo_run(
+            lambda: ipo_ops.fund(
+                target,
+                offering,
+                population,
+                cash_scale=cash_scale,
+                uniform=uniform,
+                options=_options(quiet),
+            )
+        )
+    )
+
+
+@ipo_app.command("create")
+def ipo_create(
+    offering: Annotated[Path, typer.Option(help="offering.json.")],
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Create the offering (T-1)."""
+    from openbell import ipo_ops
+
+    target = _target(data, host, port)
+    _print(_ipo_run(lambda: ipo_ops.create(target, offering, options=_options(quiet))))
+
+
+@ipo_app.command("subscribe")
+def ipo_subscribe(
+    population: Annotated[Path, typer.Option(help="population.csv (subscription order).")],
+    batch_rows: Annotated[int, typer.Option(min=1, help="Rows per IpoSubscribeBatch.")] = (50_000),
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Subscribe the population (T): batches with request ids, safe to retry."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(
+        _ipo_run(
+            lambda: ipo_ops.subscribe(
+                target, name, population, batch_rows=batch_rows, options=_options(quiet)
+            )
+        )
+    )
+
+
+@ipo_app.command("close")
+def ipo_close(
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Close subscriptions."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.close(target, name, options=_options(quiet))))
+
+
+@ipo_app.command("number")
+def ipo_number(
+    export: Annotated[Path | None, typer.Option(help="Write the numbering file here.")] = None,
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Assign allotment numbers (T) and optionally export the numbering file."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.number(target, name, export=export, options=_options(quiet))))
+
+
+@ipo_app.command("set-price")
+def ipo_set_price(
+    price: Annotated[str, typer.Option(help="Final price per share (decimal, <= maximum).")],
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Fix the final price of a maximum-price offering (after close, before the draw)."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+
+    def run() -> Any:
+        scale = ipo_ops.cash_scale_of(target, name, _options(quiet))
+        minor = ipo_ops.parse_amount(price, scale, "--price")
+        return ipo_ops.set_price(target, name, minor, options=_options(quiet))
+
+    _print(_ipo_run(run))
+
+
+@ipo_app.command("basis")
+def ipo_basis(
+    out: Annotated[Path, typer.Option(help="Write the proposed basis (CSV) here.")],
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Propose a ballot basis of allotment from the demand (after numbering)."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.basis(target, name, out, options=_options(quiet))))
+
+
+@ipo_app.command("draw")
+def ipo_draw(
+    seed_file: Annotated[Path, typer.Option(help="lottery_seed.hex (the revealed seed).")],
+    basis: Annotated[Path | None, typer.Option(help="Ballot: the basis CSV.")] = None,
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Reveal the seed and draw (T+1)."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(
+        _ipo_run(
+            lambda: ipo_ops.draw(target, name, seed_file, basis_file=basis, options=_options(quiet))
+        )
+    )
+
+
+@ipo_app.command("import-results")
+def ipo_import_results(
+    results: Annotated[Path, typer.Argument(help="The exchange's results.csv.")],
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Check and import external lottery results (T+1); a bad file is refused whole."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.import_results(target, name, results, options=_options(quiet))))
+
+
+@ipo_app.command("settle")
+def ipo_settle(
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Settle every chunk not yet settled (T+2); resumable after a crash."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.settle(target, name, options=_options(quiet))))
+
+
+@ipo_app.command("list")
+def ipo_list(
+    lot_shares: Annotated[int, typer.Option(min=1, help="Shares per lot.")] = 1,
+    tick_minor: Annotated[int, typer.Option(min=1, help="Cash minor units per tick.")] = 1,
+    band_bps: Annotated[int, typer.Option(min=0, help="Price band after the first close.")] = 0,
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Pay the issuer and list the shares (opening auction)."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(
+        _ipo_run(
+            lambda: ipo_ops.list_offering(
+                target,
+                name,
+                lot_shares=lot_shares,
+                tick_minor=tick_minor,
+                band_bps=band_bps,
+                options=_options(quiet),
+            )
+        )
+    )
+
+
+@ipo_app.command("status")
+def ipo_status(
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+) -> None:
+    """The offering at a glance."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.status(target, name, options=_options(True))))
+
+
+@ipo_app.command("results")
+def ipo_results(
+    out: Annotated[Path, typer.Option(help="Write the published winners here (CSV).")],
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Export the published draw as a results file (account,won_units + TOTAL trailer)."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.export_results(target, name, out, options=_options(quiet))))
+
+
+@ipo_app.command("verify-draw")
+def ipo_verify_draw(
+    offering: Annotated[Path, typer.Option(help="offering.json (with the seed commitment).")],
+    numbering: Annotated[Path, typer.Option(help="The published numbering file.")],
+    seed_file: Annotated[Path, typer.Option(help="The revealed seed (hex).")],
+    basis: Annotated[Path | None, typer.Option(help="Ballot: the basis CSV.")] = None,
+    results: Annotated[
+        Path | None, typer.Option(help="The published results file (else ask the node).")
+    ] = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+) -> None:
+    """Recompute the draw offline and compare it with the published one (exit 1 if not equal)."""
+    from openbell import ipo_ops
+
+    target = None if results is not None else _target(data, host, port)
+    check = _ipo_run(
+        lambda: ipo_ops.verify_draw(
+            offering,
+            numbering,
+            seed_file,
+            basis_file=basis,
+            results_file=results,
+            target=target,
+            options=_options(True),
+        )
+    )
+    typer.echo(check.render())
+    raise typer.Exit(0 if check.ok else 1)
 
 
 @app.command()

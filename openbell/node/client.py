@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from openbell.core.commands import Command
+from openbell.core.ipo.messages import OfferingView, SubscriptionView
 from openbell.node.protocol import (
     LENGTH,
     QueryRequest,
@@ -20,9 +24,16 @@ from openbell.node.protocol import (
     response_decoder,
 )
 
+I64 = npt.NDArray[np.int64]
+
 
 class NodeError(RuntimeError):
     pass
+
+
+def _int64s(raw: bytes) -> I64:
+    out: I64 = np.frombuffer(raw, dtype="<i8").astype(np.int64)
+    return out
 
 
 class NodeClient:
@@ -74,11 +85,59 @@ class NodeClient:
         """The response once the command is durable and applied (or refused: ``error``)."""
         return await self._request(SubmitRequest(next(self._ids), command))
 
+    async def submit_many(self, commands: Sequence[Command]) -> list[Response]:
+        """Pipeline ``commands`` with one write: every response, in order (no task per
+        command, so bulk funding is not limited by the event loop)."""
+        if self._closed_by is not None:
+            raise ConnectionError(f"node connection lost: {self._closed_by}")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Response]] = []
+        frames: list[bytes] = []
+        for command in commands:
+            request_id = next(self._ids)
+            future: asyncio.Future[Response] = loop.create_future()
+            self._waiting[request_id] = future
+            futures.append(future)
+            frames.append(frame(request_encoder.encode(SubmitRequest(request_id, command))))
+        self._writer.write(b"".join(frames))
+        await self._writer.drain()
+        return list(await asyncio.gather(*futures))
+
     async def query(self, what: str, **args: str | int) -> Any:
         response = await self._request(QueryRequest(next(self._ids), what, dict(args)))
         if response.error:
             raise NodeError(response.error)
         return response.answer
+
+    # -- typed queries ------------------------------------------------------------------------
+    async def accounts_count(self) -> int:
+        """The next account id the node will open (user accounts are dense)."""
+        return int((await self.query("accounts"))["accounts_count"])
+
+    async def asset_scales(self) -> dict[str, int]:
+        """Every asset and its scale (digits after the point of one whole unit)."""
+        return {str(k): int(v) for k, v in (await self.query("assets")).items()}
+
+    async def ipo_offering(self, symbol: str) -> OfferingView:
+        return msgspec.convert(await self.query("ipo_offering", symbol=symbol), OfferingView)
+
+    async def ipo_subscription(self, symbol: str, account: int) -> SubscriptionView | None:
+        answer = await self.query("ipo_subscription", symbol=symbol, account=account)
+        return None if answer is None else msgspec.convert(answer, SubscriptionView)
+
+    async def ipo_numbering(self, symbol: str, offset: int, limit: int) -> tuple[I64, I64, I64]:
+        """(accounts, first numbers, counts) of numbered subscriptions [offset, offset+limit)."""
+        page = await self.query("ipo_numbering", symbol=symbol, offset=offset, limit=limit)
+        return (
+            _int64s(page["accounts"]),
+            _int64s(page["first_numbers"]),
+            _int64s(page["counts"]),
+        )
+
+    async def ipo_results(self, symbol: str, offset: int, limit: int) -> tuple[I64, I64]:
+        """(accounts, won units) of winning subscriptions [offset, offset+limit)."""
+        page = await self.query("ipo_results", symbol=symbol, offset=offset, limit=limit)
+        return _int64s(page["accounts"]), _int64s(page["won_units"])
 
     async def close(self) -> None:
         self._writer.close()

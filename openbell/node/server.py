@@ -12,6 +12,8 @@ from functools import partial
 from typing import Any
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from openbell.core.engine import Engine
 from openbell.core.events import DuplicateRequest, Event
@@ -32,9 +34,57 @@ from openbell.node.service import Node
 log = logging.getLogger("openbell.node")
 _encoder = msgspec.msgpack.Encoder()
 QUIET_S = 0.5
+MAX_IPO_PAGE_ROWS = 1_000_000  # rows per ipo_numbering / ipo_results answer
+
+
+def _int64_bytes(values: npt.NDArray[np.int64]) -> bytes:
+    return values.astype("<i8").tobytes()
+
+
+def _offering_symbol(args: dict[str, str | int], engine: Engine) -> str:
+    symbol = str(args["symbol"])
+    if symbol not in engine.ipo.offerings:
+        raise ValueError(f"unknown offering {symbol!r}")
+    return symbol
+
+
+def _page(args: dict[str, str | int]) -> tuple[int, int]:
+    offset = int(args.get("offset", 0))
+    limit = int(args.get("limit", MAX_IPO_PAGE_ROWS))
+    if offset < 0 or not 0 <= limit <= MAX_IPO_PAGE_ROWS:
+        raise ValueError(f"offset >= 0 and limit 0..{MAX_IPO_PAGE_ROWS}")
+    return offset, limit
+
+
+def _answer_ipo_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
+    """IPO read views; bulk columns come back as little-endian int64 bytes."""
+    symbol = _offering_symbol(args, engine)
+    ipo = engine.ipo
+    if what == "ipo_offering":
+        return msgspec.to_builtins(ipo.offering_view(symbol), builtin_types=(bytes,))
+    if what == "ipo_subscription":
+        view = ipo.subscription_view(symbol, int(args["account"]))
+        return None if view is None else msgspec.to_builtins(view)
+    if what == "ipo_numbering":
+        accounts, first_numbers, counts = ipo.numbering_page(symbol, *_page(args))
+        return {
+            "accounts": _int64_bytes(accounts),
+            "first_numbers": _int64_bytes(first_numbers),
+            "counts": _int64_bytes(counts),
+        }
+    if what == "ipo_results":
+        accounts, won_units = ipo.results_page(symbol, *_page(args))
+        return {"accounts": _int64_bytes(accounts), "won_units": _int64_bytes(won_units)}
+    raise ValueError(f"unknown query {what!r}")
 
 
 def _answer_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
+    if what.startswith("ipo_"):
+        return _answer_ipo_query(what, args, engine)
+    if what == "accounts":
+        return {"accounts_count": engine.ledger.accounts_count}
+    if what == "assets":
+        return {name: balances.scale for name, balances in engine.ledger.assets.items()}
     if what == "status":
         return {"seq": engine.seq, "failure": engine.failure or ""}
     if what == "state_hash":
