@@ -13,9 +13,9 @@ two keys never collide; a retry answers the original result with ``"duplicate": 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ from openbell.core.engine import Engine, EngineConfig
 from openbell.core.types import OrderType
 from openbell.gateway import schemas as s
 from openbell.gateway.auth import Authenticator
-from openbell.gateway.bridge import Bridge
+from openbell.gateway.bridge import Bridge, CommandResult
 from openbell.gateway.convert import order_json
 from openbell.gateway.errors import ApiError
 from openbell.gateway.keys import ApiKey, KeyStore, Role
@@ -61,6 +61,7 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     max_body_bytes: int = MAX_BODY_BYTES
     max_batch: int = 2048
     queue_capacity: int = 100_000
+    fast_path: bool = True  # POST /v1/orders served by openbell.gateway.fastpath
 
 
 class Gateway:
@@ -90,6 +91,7 @@ class Gateway:
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
         self.bridge.loop = loop
+        self.bridge.start_sweeper()
         await loop.run_in_executor(None, self.node.open, self.bridge.on_durable)
         self._opened = True
         self.node.start()
@@ -98,6 +100,7 @@ class Gateway:
         self.started.set()
 
     async def shutdown(self) -> None:
+        self.bridge.stop_sweeper()
         if self._opened:
             await asyncio.get_running_loop().run_in_executor(None, self.node.stop)
             self._opened = False
@@ -112,22 +115,37 @@ def _venue_state(engine: Engine) -> tuple[dict[str, int], list[c.InstrumentSpec]
 # =============================================================================================
 # Request plumbing
 # =============================================================================================
-@dataclass
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
 class Ctx:
-    gateway: Gateway
-    request: Request
-    body: bytes
-    key: ApiKey | None
+    """One request as the handlers see it: ``request`` is None on the fast path (which only
+    serves handlers that read nothing but the body and the key)."""
+
+    __slots__ = ("body", "bridge", "gateway", "key", "request")
+
+    def __init__(
+        self, gateway: Gateway, request: Request | None, body: bytes, key: ApiKey | None
+    ) -> None:
+        self.gateway = gateway
+        self.bridge = gateway.bridge
+        self.request = request
+        self.body = body
+        self.key = key
 
     @property
-    def bridge(self) -> Bridge:
-        return self.gateway.bridge
+    def req(self) -> Request:
+        assert self.request is not None, "a handler that reads the request on the fast path"
+        return self.request
 
     def decode(self, kind: type[T]) -> T:
         if not self.body.strip():
             raise ApiError(400, "INVALID_JSON", "a JSON body is needed")
+        decoder = _DECODERS.get(kind)
+        if decoder is None:
+            decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
         try:
-            return msgspec.json.decode(self.body, type=kind)
+            return decoder.decode(self.body)  # type: ignore[no-any-return]
         except msgspec.ValidationError as error:
             raise ApiError(400, "INVALID_FIELD", str(error)) from None
         except msgspec.DecodeError as error:
@@ -154,7 +172,7 @@ class Ctx:
         return units
 
     def int_param(self, name: str, default: int | None = None) -> int:
-        text = self.request.query_params.get(name)
+        text = self.req.query_params.get(name)
         if text is None:
             if default is None:
                 raise ApiError(400, "MISSING_PARAMETER", f"query parameter {name!r} is needed")
@@ -164,21 +182,25 @@ class Ctx:
         return int(text)
 
     async def command(self, command: c.Command) -> dict[str, Any]:
-        result = await self.bridge.submit(command)
-        first = result.raw[0] if result.raw else None
-        if isinstance(first, e.Rejected):
-            raise ApiError(
-                422,
-                first.reason.value,
-                first.detail or first.reason.value,
-                extra={"seq": result.seq, "duplicate": result.duplicate},
-            )
-        return {
-            "seq": result.seq,
-            "request_id": command.request_id.partition(":")[2],
-            "duplicate": result.duplicate,
-            "events": result.events,
-        }
+        return command_answer(command, await self.bridge.submit(command))
+
+
+def command_answer(command: c.Command, result: CommandResult) -> dict[str, Any]:
+    """A durable command's answer; an engine reject raises 422 with the reason as the code."""
+    first = result.raw[0] if result.raw else None
+    if type(first) is e.Rejected:
+        raise ApiError(
+            422,
+            first.reason.value,
+            first.detail or first.reason.value,
+            extra={"seq": result.seq, "duplicate": result.duplicate},
+        )
+    return {
+        "seq": result.seq,
+        "request_id": command.request_id.partition(":")[2],
+        "duplicate": result.duplicate,
+        "events": result.events,
+    }
 
 
 Handler = Callable[[Ctx], Awaitable[Any]]
@@ -196,10 +218,18 @@ class Endpoint:
     tag: str = "trading"
 
 
+def error_body(error: ApiError) -> bytes:
+    return msgspec.json.encode({"code": error.code, "message": error.message, **error.extra})
+
+
+def internal_error(error: Exception) -> ApiError:
+    """What a bug answers (JSON, and the server keeps serving)."""
+    return ApiError(500, "INTERNAL", type(error).__name__)
+
+
 def error_response(error: ApiError) -> Response:
-    body = {"code": error.code, "message": error.message, **error.extra}
     return Response(
-        msgspec.json.encode(body),
+        error_body(error),
         status_code=error.status,
         media_type="application/json",
         headers=error.headers,
@@ -224,32 +254,49 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def authorize(
+    gateway: Gateway,
+    roles: frozenset[Role] | None,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> ApiKey | None:
+    """Signature (when the route needs one, or when OB-KEY is sent), rate limit, role."""
+    if roles is None and "ob-key" not in headers:
+        return None
+    key = gateway.auth.verify(method, path, query, headers, body)
+    gateway.auth.rate_limit(key)
+    if roles is not None and key.role not in roles:
+        raise ApiError(403, "FORBIDDEN", f"role {key.role.value} may not do this")
+    return key
+
+
 def _route(gateway: Gateway, endpoint: Endpoint) -> Route:
     metrics = gateway.metrics
 
     async def asgi(request: Request) -> Response:
         try:
             body = await read_body(request, gateway.config.max_body_bytes)
-            key = None
-            if endpoint.roles is not None or "ob-key" in request.headers:
-                key = gateway.auth.verify(
-                    request.method,
-                    request.url.path,
-                    request.scope.get("query_string", b"").decode("latin-1"),
-                    dict(request.headers),
-                    body,
-                )
-                gateway.auth.rate_limit(key)
-                if endpoint.roles is not None and key.role not in endpoint.roles:
-                    raise ApiError(403, "FORBIDDEN", f"role {key.role.value} may not do this")
+            key = authorize(
+                gateway,
+                endpoint.roles,
+                request.method,
+                request.url.path,
+                request.scope.get("query_string", b"").decode("latin-1"),
+                dict(request.headers),
+                body,
+            )
             response = json_response(await endpoint.handler(Ctx(gateway, request, body, key)))
         except ApiError as error:
-            metrics.http_errors.labels(str(error.status), error.code).inc()
+            metrics.count_error(error.status, error.code)
             response = error_response(error)
         except Exception as error:  # a bug: answer JSON, keep serving
-            metrics.http_errors.labels("500", "INTERNAL").inc()
-            response = error_response(ApiError(500, "INTERNAL", type(error).__name__))
-        metrics.requests.labels(endpoint.path, str(response.status_code)).inc()
+            failure = internal_error(error)
+            metrics.count_error(failure.status, failure.code)
+            response = error_response(failure)
+        metrics.count_request(endpoint.path, response.status_code)
         return response
 
     return Route(endpoint.path, asgi, methods=[endpoint.method])
@@ -304,7 +351,7 @@ MAX_PATH_ID = (1 << 63) - 1  # ids beyond a signed 64-bit integer cannot exist (
 
 def _path_id(ctx: Ctx, name: str, code: str) -> int:
     """An integer id from the path; one that cannot exist is a 404, never a command."""
-    value = int(ctx.request.path_params[name])
+    value = int(ctx.req.path_params[name])
     if not 0 <= value <= MAX_PATH_ID:
         raise ApiError(404, code, f"no {name.replace('_', ' ')} {value}")
     return value
@@ -336,6 +383,13 @@ def _ticks(units: InstrumentUnits, text: str | None, what: str) -> int:
 
 
 async def place_order(ctx: Ctx) -> Any:
+    command = place_order_command(ctx)
+    return place_order_answer(command, await ctx.bridge.submit(command))
+
+
+def place_order_command(ctx: Ctx) -> c.PlaceOrder:
+    """POST /v1/orders up to the command (every check that needs no engine state); shared by
+    the Starlette route and the fast path (``openbell.gateway.fastpath``)."""
     body = ctx.decode(s.PlaceOrderBody)
     ctx.require_account(body.account)
     units = ctx.units(body.symbol)
@@ -353,7 +407,7 @@ async def place_order(ctx: Ctx) -> Any:
         request_id=ctx.request_id(body.request_id),
         account=body.account,
         symbol=body.symbol,
-        client_order_id=body.client_order_id or uuid.uuid4().hex[:24],
+        client_order_id=body.client_order_id or secrets.token_hex(12),
         side=body.side,
         quantity_lots=lots,
         price_ticks=_ticks(units, body.price, "price"),
@@ -363,17 +417,22 @@ async def place_order(ctx: Ctx) -> Any:
         post_only=body.post_only,
         stp=body.stp,
     )
-    out = await ctx.command(command)
-    accepted = [ev for ev in out["events"] if ev.get("type") == "OrderAccepted"]
-    if accepted:
-        out["order_id"] = accepted[0]["order_id"]
-        out["client_order_id"] = accepted[0]["client_order_id"]
+    return command
+
+
+def place_order_answer(command: c.PlaceOrder, result: CommandResult) -> dict[str, Any]:
+    out = command_answer(command, result)
+    for event in out["events"]:
+        if event.get("type") == "OrderAccepted":
+            out["order_id"] = event["order_id"]
+            out["client_order_id"] = event["client_order_id"]
+            break
     return out
 
 
 async def cancel_order(ctx: Ctx) -> Any:
     order = await _find_order(ctx, _path_id(ctx, "order_id", "UNKNOWN_ORDER"))
-    rid = ctx.request.query_params.get("request_id")
+    rid = ctx.req.query_params.get("request_id")
     if rid is not None and not _valid_request_id(rid):
         raise ApiError(400, "INVALID_FIELD", "request_id must match ^[A-Za-z0-9._-]{1,40}$")
     return await ctx.command(
@@ -443,7 +502,7 @@ async def get_order(ctx: Ctx) -> Any:
 
 
 async def book(ctx: Ctx) -> Any:
-    symbol = ctx.request.path_params["symbol"]
+    symbol = ctx.req.path_params["symbol"]
     units = ctx.units(symbol)
     depth = ctx.int_param("depth", 10)
     if not 1 <= depth <= MAX_DEPTH:
@@ -468,7 +527,7 @@ async def book(ctx: Ctx) -> Any:
 
 
 async def book_l3(ctx: Ctx) -> Any:
-    symbol = ctx.request.path_params["symbol"]
+    symbol = ctx.req.path_params["symbol"]
     units = ctx.units(symbol)
     key = ctx.require_key()
 
@@ -533,7 +592,7 @@ async def withdraw(ctx: Ctx) -> Any:
 
 async def set_phase(ctx: Ctx) -> Any:
     body = ctx.decode(s.PhaseBody)
-    symbol = ctx.request.path_params["symbol"]
+    symbol = ctx.req.path_params["symbol"]
     ctx.units(symbol)
     return await ctx.command(
         c.SetPhase(request_id=ctx.request_id(body.request_id), symbol=symbol, phase=body.phase)
@@ -733,10 +792,29 @@ def build_app(gateway: Gateway) -> Starlette:
 # =============================================================================================
 # Running it
 # =============================================================================================
+def http_protocol(gateway: Gateway) -> Any:
+    """uvicorn's ``http``: the fast-path protocol (httptools), or plain httptools."""
+    from openbell.gateway.fastpath import protocol_for, uvicorn_supports_fast_path
+
+    if not gateway.config.fast_path or not uvicorn_supports_fast_path():
+        return "httptools"
+    return protocol_for(gateway)
+
+
+def event_loop() -> str:
+    """uvloop when installed (a loop factory for this server only: no process-wide policy
+    change, so servers on threads of a test process are fine), else asyncio."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
 class GatewayServer:
     """uvicorn on a background thread (tests, the demo); ``port=0`` picks a free port."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, loop: str | None = None) -> None:
         self.gateway = gateway
         config = uvicorn.Config(
             gateway.app,
@@ -744,8 +822,8 @@ class GatewayServer:
             port=gateway.config.port,
             log_level="warning",
             lifespan="on",
-            loop="asyncio",  # never a process-wide loop policy change (tests share the process)
-            http="auto",  # httptools when installed (a C parser), else h11
+            loop=loop or event_loop(),
+            http=http_protocol(gateway),
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)
@@ -770,7 +848,15 @@ class GatewayServer:
 def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run a node and its gateway in this process until Ctrl-C."""
     gateway = Gateway(GatewayConfig(data_dir=str(data_dir), host=host, port=port))
-    uvicorn.run(gateway.app, host=host, port=port, log_level="info", lifespan="on", loop="asyncio")
+    uvicorn.run(
+        gateway.app,
+        host=host,
+        port=port,
+        log_level="info",
+        lifespan="on",
+        loop=event_loop(),
+        http=http_protocol(gateway),
+    )
 
 
 __all__ = ["Gateway", "GatewayConfig", "GatewayServer", "build_app", "serve"]

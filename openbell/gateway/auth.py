@@ -17,6 +17,7 @@ import math
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from openbell.gateway.errors import ApiError
 from openbell.gateway.keys import ApiKey, KeyStore, hmac_key_for
@@ -45,10 +46,13 @@ class NonceCache:
         self._seen: dict[str, OrderedDict[str, int]] = {}
 
     def check_and_add(self, key_id: str, nonce: str, now_ms: int) -> bool:
-        seen = self._seen.setdefault(key_id, OrderedDict())
+        seen = self._seen.get(key_id)
+        if seen is None:
+            seen = self._seen[key_id] = OrderedDict()
+        forget_before_ms = now_ms - 2 * WINDOW_MS
         while seen:
-            oldest, at = next(iter(seen.items()))
-            if now_ms - at <= 2 * WINDOW_MS and len(seen) < self._per_key:
+            oldest = next(iter(seen))
+            if seen[oldest] >= forget_before_ms and len(seen) < self._per_key:
                 break
             del seen[oldest]
         if nonce in seen:
@@ -82,9 +86,16 @@ class Authenticator:
         self.keys = keys
         self.nonces = NonceCache()
         self._buckets: dict[str, TokenBucket] = {}
+        self._hmac_keys: dict[str, tuple[ApiKey, bytes]] = {}  # key id -> (key, its HMAC key)
+
+    def _hmac_key(self, key: ApiKey) -> bytes:
+        cached = self._hmac_keys.get(key.key_id)
+        if cached is None or cached[0] is not key:  # new, or the key file was re-read
+            cached = self._hmac_keys[key.key_id] = (key, key.hmac_key)
+        return cached[1]
 
     def verify(
-        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> ApiKey:
         key_id = headers.get("ob-key", "")
         ts = headers.get("ob-ts", "")
@@ -95,9 +106,8 @@ class Authenticator:
         key = self.keys.get(key_id)
         if key is None:
             raise ApiError(401, "BAD_SIGNATURE", "unknown key or bad signature")
-        expected = hmac.new(
-            key.hmac_key, canonical(method, path, query, ts, nonce, body), hashlib.sha256
-        ).hexdigest()
+        message = canonical(method, path, query, ts, nonce, body)
+        expected = hmac.digest(self._hmac_key(key), message, "sha256").hex()
         if not hmac.compare_digest(expected, signature.lower()):
             raise ApiError(401, "BAD_SIGNATURE", "unknown key or bad signature")
         now_ms = time.time_ns() // 1_000_000

@@ -1,10 +1,14 @@
 """The node, seen from the event loop.
 
-Commands go to ``node.sequencer.submit`` with an asyncio future as the token; the node calls
-``on_durable`` on its journal thread once per durable batch, and that makes ONE
+Commands go to ``node.sequencer.submit`` with a ``Waiter`` as the token (a future's for an
+``await``, or the fast HTTP path's own, which writes the answer straight to its connection); the
+node calls ``on_durable`` on its journal thread once per durable batch, and that makes ONE
 ``loop.call_soon_threadsafe`` hop for the whole batch (the NodeServer pattern). On the loop,
 ``_deliver`` resolves the waiting requests, updates the decimal view of the venue, remembers
 recent results (for retried request ids), feeds the WebSocket hub and the metrics.
+
+A command with no answer within ``TIMEOUT_S`` (to the second) answers 504: waiters sit in
+one-second buckets that a once-a-second sweep fails when due (no timer per request).
 
 Queries run on the sequencer thread between batches (``Sequencer.query``) and are answered once
 everything sequenced before them is durable, so a client reads its own writes.
@@ -13,7 +17,9 @@ everything sequenced before them is durable, so a client reads its own writes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +36,7 @@ from .metrics import Metrics
 
 RECENT_RESULTS = 20_000
 TIMEOUT_S = 10.0
+log = logging.getLogger("openbell.gateway")
 
 
 class CommandResult:
@@ -42,6 +49,62 @@ class CommandResult:
         self.events = events
         self.raw = raw
         self.duplicate = duplicate
+
+
+class Waiter:
+    """A command's answer, on the loop: ``resolve`` or ``fail`` is called exactly once (unless
+    the connection went away first). ``done`` is set by ``settle``."""
+
+    __slots__ = ("_bucket", "_loop", "done")
+
+    def __init__(self) -> None:
+        self.done = False
+        self._bucket: set[Waiter] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def resolve(self, result: CommandResult) -> None:
+        raise NotImplementedError
+
+    def fail(self, error: ApiError) -> None:
+        raise NotImplementedError
+
+    def settle(self) -> bool:
+        """Mark it answered; False if it already was (e.g. timed out)."""
+        if self.done:
+            return False
+        self.done = True
+        if self._bucket is not None:
+            self._bucket.discard(self)
+            self._bucket = None
+        return True
+
+    def refused(self, seq: int, events: list[e.Event] | None, error: str) -> None:
+        """The sequencer's reply (journal or sequencer thread): only ever an error here."""
+        if error and self._loop is not None:
+            self._loop.call_soon_threadsafe(
+                _fail_waiter, self, ApiError(503, "NODE_UNAVAILABLE", error)
+            )
+
+
+def _fail_waiter(waiter: Waiter, error: ApiError) -> None:
+    if waiter.settle():
+        waiter.fail(error)
+
+
+class FutureWaiter(Waiter):
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[CommandResult]) -> None:
+        super().__init__()
+        self.future = future
+
+    def resolve(self, result: CommandResult) -> None:
+        if not self.future.done():
+            self.future.set_result(result)
+
+    def fail(self, error: ApiError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 class SyncWaiter:
@@ -65,6 +128,28 @@ class Bridge:
         self.listeners: list[EventListener] = []
         self._recent: dict[int, tuple[list[dict[str, Any]], list[e.Event]]] = {}
         self._recent_order: deque[int] = deque()
+        self._due: dict[int, set[Waiter]] = {}  # monotonic second -> waiters due then
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def start_sweeper(self) -> None:
+        """Time out unanswered commands (call on the loop, once it is ``self.loop``)."""
+        assert self.loop is not None
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    def stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _sweep(self) -> None:
+        now_s = int(time.monotonic())
+        for second in [s for s in self._due if s <= now_s]:
+            for waiter in list(self._due.pop(second)):
+                waiter._bucket = None
+                if waiter.settle():
+                    waiter.fail(ApiError(504, "TIMEOUT", "no answer from the node in time"))
+        assert self.loop is not None
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     # -- the journal thread ---------------------------------------------------------------------
     def on_durable(
@@ -84,42 +169,49 @@ class Bridge:
     def _deliver(self, first_seq: int, batch: list[Pending], results: list[list[e.Event]]) -> None:
         venue = self.venue
         metrics = self.metrics
-        metrics.batch_size.observe(len(batch))
+        metrics.observe_batch(len(batch))
+        commands = metrics.commands
         listeners = self.listeners
+        before = venue.before
+        after = venue.after
+        event_json = venue.event_json
         for i, pending in enumerate(batch):
             seq = first_seq + i
             events = results[i]
             token = pending.token
-            metrics.commands.labels(type(pending.command).__name__).inc()
+            name = type(pending.command).__name__
+            commands[name] = commands.get(name, 0) + 1
             first = events[0] if events else None
             if type(first) is e.Rejected:
-                metrics.rejections.labels(first.reason.value).inc()
-            is_future = isinstance(token, asyncio.Future)
+                reason = first.reason.value
+                metrics.rejections[reason] = metrics.rejections.get(reason, 0) + 1
+            is_waiter = isinstance(token, Waiter)
             converted: list[dict[str, Any]] = []
             for event in events:
-                venue.before(event)
-                if is_future:
-                    converted.append(venue.event_json(event))
+                before(event)
+                if is_waiter:
+                    converted.append(event_json(event))
                 for listener in listeners:
                     listener(event)
-                venue.after(event)
-            if isinstance(token, asyncio.Future):
+                after(event)
+            if is_waiter:
                 if type(first) is e.DuplicateRequest:
                     original = self._recent.get(first.original_seq)
-                    if not token.done():
-                        if original is None:
-                            token.set_result(CommandResult(first.original_seq, converted, [], True))
-                        else:
-                            token.set_result(
-                                CommandResult(first.original_seq, original[0], original[1], True)
-                            )
-                    continue
-                self._recent[seq] = (converted, events)
-                self._recent_order.append(seq)
-                if len(self._recent_order) > RECENT_RESULTS:
-                    del self._recent[self._recent_order.popleft()]
-                if not token.done():
-                    token.set_result(CommandResult(seq, converted, events, False))
+                    if original is None:
+                        result = CommandResult(first.original_seq, converted, [], True)
+                    else:
+                        result = CommandResult(first.original_seq, original[0], original[1], True)
+                else:
+                    self._recent[seq] = (converted, events)
+                    self._recent_order.append(seq)
+                    if len(self._recent_order) > RECENT_RESULTS:
+                        del self._recent[self._recent_order.popleft()]
+                    result = CommandResult(seq, converted, events, False)
+                if token.settle():
+                    try:
+                        token.resolve(result)
+                    except Exception:  # one broken answer must not stop the others
+                        log.exception("answering seq %d failed", seq)
             elif isinstance(token, SyncWaiter):
                 token.seq = seq
                 token.events = events
@@ -127,23 +219,26 @@ class Bridge:
 
     # -- callers on the loop --------------------------------------------------------------------
     async def submit(self, command: Command) -> CommandResult:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[CommandResult] = loop.create_future()
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self.submit_waiter(command, FutureWaiter(future))
+        return await future
 
-        def refused(seq: int, events: list[e.Event] | None, error: str) -> None:
-            if error:
-                loop.call_soon_threadsafe(_fail, future, ApiError(503, "NODE_UNAVAILABLE", error))
-
+    def submit_waiter(self, command: Command, waiter: Waiter) -> None:
+        """Queue ``command``; ``waiter`` is resolved (or failed) on the loop. Raises ApiError
+        (503) at once when the node cannot take it."""
+        waiter._loop = self.loop
         try:
-            self.node.sequencer.submit(command, refused, future)
+            self.node.sequencer.submit(command, waiter.refused, waiter)
         except Busy:
             raise ApiError(503, "BUSY", "the node's queue is full; retry later") from None
         except NodeHalted as error:
             raise ApiError(503, "NODE_HALTED", str(error)) from None
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), TIMEOUT_S)
-        except TimeoutError:
-            raise ApiError(504, "TIMEOUT", "no answer from the node in time") from None
+        second = int(time.monotonic() + TIMEOUT_S) + 1
+        bucket = self._due.get(second)
+        if bucket is None:
+            bucket = self._due[second] = set()
+        bucket.add(waiter)
+        waiter._bucket = bucket
 
     async def query(self, fn: Callable[[Engine], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -179,11 +274,6 @@ class Bridge:
             if not waiter.done.wait(timeout_s):
                 raise TimeoutError("command not durable in time")
         return waiters
-
-
-def _fail(future: asyncio.Future[Any], error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)
 
 
 def _settle(future: asyncio.Future[Any], answer: Any, error: str) -> None:

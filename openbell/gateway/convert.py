@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import enum
+import types
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -85,12 +89,117 @@ class Venue:
         return None if order_id is None else self.order_symbols.get(order_id)
 
     def event_json(self, event: e.Event) -> dict[str, Any]:
+        """The event with decimal strings (every response carries its command's events, so
+        this runs several times per order): a converter generated once per event type."""
+        kind = type(event)
+        convert = _CONVERTERS.get(kind)
+        if convert is None:
+            convert = _CONVERTERS[kind] = _converter(kind)
+        return convert(event, self)
+
+    def event_json_generic(self, event: e.Event) -> dict[str, Any]:
+        """The reference conversion (``convert_fields`` on the builtins); the generated
+        converters answer exactly this, and fall back to it off their fast case."""
         raw: dict[str, Any] = msgspec.to_builtins(event)
         symbol = self.symbol_of(event)
         units = None if symbol is None else self.instruments.get(symbol)
         if symbol is not None and "symbol" not in raw:
             raw["symbol"] = symbol
         return convert_fields(raw, units, self.scales)
+
+
+Converter = Callable[[e.Event, Venue], dict[str, Any]]
+_CONVERTERS: dict[type, Converter] = {}
+_SIMPLE = (int, str, bool)
+
+
+def _generic(event: e.Event, venue: Venue) -> dict[str, Any]:
+    return venue.event_json_generic(event)
+
+
+def _simple_type(kind: Any) -> str | None:
+    """How a field's value becomes a builtin: "" as it is, ".value" an enum, "?.value" an
+    optional enum; None: not a simple type. (The generated code reads ``_value_``, what the
+    ``value`` property returns, without the property's cost.)"""
+    if kind in _SIMPLE:
+        return ""
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return ".value"
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) and len(args) == 2 and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        how = _simple_type(inner)
+        if how == "":
+            return ""
+        if how == ".value":
+            return "?.value"
+    return None
+
+
+def _converter(kind: type) -> Converter:
+    """Python source for one event type's conversion, compiled once: the same dict (keys, order
+    and values) as ``Venue.event_json_generic``, built straight from the struct's attributes.
+    Types with a field that is not an int, str, bool or enum (or an optional one), and events
+    whose instrument or asset is unknown, take the generic path."""
+    fields = msgspec.structs.fields(kind)
+    config = kind.__struct_config__  # type: ignore[attr-defined]
+    hows = [_simple_type(f.type) for f in fields]
+    names = [f.name for f in fields]
+    if (
+        config.tag is None
+        or None in hows
+        or ("symbol" in names and fields[names.index("symbol")].type is not str)
+        or ("asset" in names and fields[names.index("asset")].type is not str)
+    ):
+        return _generic
+    lines = ["def convert(ev, venue):"]
+    if "symbol" in names:
+        lines.append("    symbol = ev.symbol")
+    elif "order_id" in names:
+        lines.append("    symbol = venue.order_symbols.get(ev.order_id)")
+    else:
+        lines.append("    symbol = None")
+    needs_units = any(
+        n in PRICE_KEYS or n in LOT_KEYS or n in QUOTE_AMOUNT_KEYS or n == "cum_notional_ticks"
+        for n in names
+    )
+    needs_scale = "asset" in names and any(n in ASSET_AMOUNT_KEYS for n in names)
+    if needs_units:
+        lines.append("    units = None if symbol is None else venue.instruments.get(symbol)")
+        lines.append("    if units is None:")
+        lines.append("        return venue.event_json_generic(ev)")
+    if needs_scale:
+        lines.append("    scale = venue.scales.get(ev.asset)")
+        lines.append("    if scale is None:")
+        lines.append("        return venue.event_json_generic(ev)")
+    items = [f"{config.tag_field!r}: {config.tag!r}"]
+    for name, how in zip(names, hows, strict=True):
+        value = f"ev.{name}"
+        if how == ".value":
+            value = f"ev.{name}._value_"
+        elif how == "?.value":
+            value = f"(None if ev.{name} is None else ev.{name}._value_)"
+        if needs_units and name in PRICE_KEYS:
+            items.append(f"{PRICE_KEYS[name]!r}: units.price({value}) if {value} else None")
+        elif needs_units and name in LOT_KEYS:
+            items.append(f"{LOT_KEYS[name]!r}: units.qty({value})")
+        elif needs_units and name == "cum_notional_ticks":
+            items.append(f"'cum_notional': units.notional({value})")
+        elif needs_units and name in QUOTE_AMOUNT_KEYS:
+            items.append(f"{QUOTE_AMOUNT_KEYS[name]!r}: amount({value}, units.quote_scale)")
+        elif needs_scale and name in ASSET_AMOUNT_KEYS:
+            items.append(f"{ASSET_AMOUNT_KEYS[name]!r}: amount({value}, scale)")
+        else:
+            items.append(f"{name!r}: {value}")
+    lines.append("    out = {" + ", ".join(items) + "}")
+    if "symbol" not in names:
+        lines.append("    if symbol is not None:")
+        lines.append("        out['symbol'] = symbol")
+    lines.append("    return out")
+    namespace: dict[str, Any] = {"amount": amount}
+    exec("\n".join(lines), namespace)  # source built above from the struct's own fields
+    convert: Converter = namespace["convert"]
+    return convert
 
 
 def convert_fields(

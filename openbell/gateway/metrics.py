@@ -1,45 +1,87 @@
-"""Prometheus metrics (one registry per gateway, so several may live in one process)."""
+"""Prometheus metrics (one registry per gateway, so several may live in one process).
+
+The per-request and per-command counters are plain integers in dicts, bumped on the event loop
+(one dict update, no lock, no label lookup), and turned into Prometheus counters only when
+``/metrics`` is scraped: a ``prometheus_client`` ``labels(...).inc()`` costs microseconds, and
+the hot path bumps several counters per order.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+class _Counters:
+    """Exports the Metrics' plain counters at scrape time (a prometheus_client collector)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        families: list[tuple[str, str, list[str], dict[tuple[str, ...], int]]] = [
+            (
+                "openbell_gateway_commands",
+                "Commands sequenced by the node, by type (gateway and other sources)",
+                ["type"],
+                {(name,): n for name, n in m.commands.items()},
+            ),
+            (
+                "openbell_gateway_rejections",
+                "Commands the engine rejected, by reason",
+                ["reason"],
+                {(reason,): n for reason, n in m.rejections.items()},
+            ),
+            (
+                "openbell_gateway_http_errors",
+                "Requests the gateway refused, by HTTP status and code",
+                ["status", "code"],
+                {(str(status), code): n for (status, code), n in m.http_errors.items()},
+            ),
+            (
+                "openbell_gateway_http_requests",
+                "HTTP requests, by route and status",
+                ["route", "status"],
+                {(route, str(status)): n for (route, status), n in m.requests.items()},
+            ),
+        ]
+        for name, documentation, labels, values in families:
+            family = CounterMetricFamily(name, documentation, labels=labels)
+            for label_values, n in sorted(values.items()):
+                family.add_metric(list(label_values), float(n))
+            yield family
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        bounds = [repr(float(b)) for b in BATCH_BUCKETS] + ["+Inf"]  # as prometheus_client
+        for bound, n in zip(bounds, m.batch_counts, strict=True):
+            cumulative += n
+            buckets.append((bound, float(cumulative)))
+        yield HistogramMetricFamily(
+            "openbell_gateway_batch_size",
+            "Commands per durable batch",
+            buckets=buckets,
+            sum_value=float(m.batch_sum),
+        )
 
 
 class Metrics:
     def __init__(self, queue_depth: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
-        self.commands = Counter(
-            "openbell_gateway_commands",
-            "Commands sequenced by the node, by type (gateway and other sources)",
-            ["type"],
-            registry=self.registry,
-        )
-        self.rejections = Counter(
-            "openbell_gateway_rejections",
-            "Commands the engine rejected, by reason",
-            ["reason"],
-            registry=self.registry,
-        )
-        self.http_errors = Counter(
-            "openbell_gateway_http_errors",
-            "Requests the gateway refused, by HTTP status and code",
-            ["status", "code"],
-            registry=self.registry,
-        )
-        self.requests = Counter(
-            "openbell_gateway_http_requests",
-            "HTTP requests, by route and status",
-            ["route", "status"],
-            registry=self.registry,
-        )
-        self.batch_size = Histogram(
-            "openbell_gateway_batch_size",
-            "Commands per durable batch",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
-            registry=self.registry,
-        )
+        # plain counters, updated on the event loop only
+        self.commands: dict[str, int] = {}  # command type -> count
+        self.rejections: dict[str, int] = {}  # engine reject reason -> count
+        self.http_errors: dict[tuple[int, str], int] = {}  # (status, code) -> count
+        self.requests: dict[tuple[str, int], int] = {}  # (route, status) -> count
+        self.batch_counts = [0] * (len(BATCH_BUCKETS) + 1)  # per bucket (not cumulative), +Inf
+        self.batch_sum = 0
+        self.registry.register(_Counters(self))
         depth = Gauge(
             "openbell_gateway_queue_depth",
             "Commands and queries waiting for the sequencer",
@@ -49,6 +91,18 @@ class Metrics:
         self.ws_clients = Gauge(
             "openbell_gateway_ws_clients", "Open WebSocket connections", registry=self.registry
         )
+
+    def observe_batch(self, size: int) -> None:
+        self.batch_counts[bisect_left(BATCH_BUCKETS, size)] += 1
+        self.batch_sum += size
+
+    def count_request(self, route: str, status: int) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def count_error(self, status: int, code: str) -> None:
+        key = (status, code)
+        self.http_errors[key] = self.http_errors.get(key, 0) + 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,7 +6,10 @@
 - a quantity (whole base units) <-> lots of ``lot_size`` base minor units;
 - an amount (whole units of an asset) <-> minor units (``10**scale`` a unit).
 
-A value that does not convert exactly is rejected, never rounded.
+A value that does not convert exactly is rejected, never rounded. The hot conversions (every
+order in, every event out) are plain integer arithmetic on the step's numerator and denominator,
+precomputed per instrument; ``Fraction`` only appears when an instrument is loaded and in error
+messages.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ def _decimals_of(step: Fraction) -> int | None:
 def _format(value: Fraction, decimals: int) -> str:
     scaled = value * 10**decimals
     n = scaled.numerator // scaled.denominator  # exact when decimals came from _decimals_of
+    return _format_scaled(n, decimals)
+
+
+def _format_scaled(n: int, decimals: int) -> str:
+    """``n / 10**decimals`` written out with exactly ``decimals`` digits after the point."""
     sign = "-" if n < 0 else ""
     digits = str(abs(n))
     if decimals == 0:
@@ -56,20 +64,38 @@ def _format(value: Fraction, decimals: int) -> str:
     return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
 
 
-def _to_units(
-    text: object, step: Fraction, *, what: str, code: str, off_code: str, limit: int
-) -> int:
+class _Step:
+    """A positive rational step as integers, for exact conversions without ``Fraction``."""
+
+    __slots__ = ("decimals", "den", "display_decimals", "num", "out_den", "out_mul", "step")
+
+    def __init__(self, step: Fraction) -> None:
+        self.step = step
+        self.num = step.numerator
+        self.den = step.denominator
+        self.decimals = _decimals_of(step)  # None: not a terminating decimal
+        # a step that is not a terminating decimal is shown rounded down to 18 decimals
+        self.display_decimals = MAX_DISPLAY_DECIMALS if self.decimals is None else self.decimals
+        self.out_mul = self.num * 10**self.display_decimals
+        self.out_den = self.den
+
+    def text(self, units: int) -> str:
+        """``units`` steps as a decimal string (floor, exact for a terminating step)."""
+        return _format_scaled(units * self.out_mul // self.out_den, self.display_decimals)
+
+
+def _to_units(text: object, step: _Step, *, what: str, code: str, off_code: str, limit: int) -> int:
     digits, decimals = parse_decimal(text, code, what)
-    value = Fraction(digits, 10**decimals)
-    units = value / step
-    step_decimals = _decimals_of(step)
-    if units.denominator != 1:
-        if step_decimals is not None and decimals > step_decimals:
+    # value / step = (digits / 10**decimals) / (num / den) = digits * den / (10**decimals * num)
+    top: int = digits * step.den
+    bottom: int = step.num * 10**decimals
+    n, rest = divmod(top, bottom)
+    if rest:
+        if step.decimals is not None and decimals > step.decimals:
             raise bad_request(
-                "TOO_MANY_DECIMALS", f"{what} {text} has more than {step_decimals} decimals"
+                "TOO_MANY_DECIMALS", f"{what} {text} has more than {step.decimals} decimals"
             )
-        raise bad_request(off_code, f"{what} {text} is not a multiple of {_format_step(step)}")
-    n = units.numerator
+        raise bad_request(off_code, f"{what} {text} is not a multiple of {_format_step(step.step)}")
     if n <= 0:
         raise bad_request(code, f"{what} must be positive")
     if n > limit:
@@ -85,7 +111,16 @@ def _format_step(step: Fraction) -> str:
 class InstrumentUnits:
     """The decimal view of one instrument."""
 
-    __slots__ = ("price_decimals", "price_step", "qty_decimals", "qty_step", "quote_scale", "spec")
+    __slots__ = (
+        "_price",
+        "_qty",
+        "price_decimals",
+        "price_step",
+        "qty_decimals",
+        "qty_step",
+        "quote_scale",
+        "spec",
+    )
 
     def __init__(self, spec: InstrumentSpec, base_scale: int, quote_scale: int) -> None:
         self.spec = spec
@@ -94,14 +129,15 @@ class InstrumentUnits:
             spec.tick_value * 10**base_scale, spec.lot_size * 10**quote_scale
         )
         self.qty_step = Fraction(spec.lot_size, 10**base_scale)
-        # A step that is not a terminating decimal is shown rounded down to 18 decimals.
-        self.price_decimals = _decimals_of(self.price_step)
-        self.qty_decimals = _decimals_of(self.qty_step)
+        self._price = _Step(self.price_step)
+        self._qty = _Step(self.qty_step)
+        self.price_decimals = self._price.decimals
+        self.qty_decimals = self._qty.decimals
 
     def price_to_ticks(self, text: object, what: str = "price") -> int:
         return _to_units(
             text,
-            self.price_step,
+            self._price,
             what=what,
             code="INVALID_PRICE",
             off_code="OFF_TICK",
@@ -111,7 +147,7 @@ class InstrumentUnits:
     def qty_to_lots(self, text: object, what: str = "quantity") -> int:
         return _to_units(
             text,
-            self.qty_step,
+            self._qty,
             what=what,
             code="INVALID_QUANTITY",
             off_code="OFF_LOT",
@@ -119,12 +155,10 @@ class InstrumentUnits:
         )
 
     def price(self, ticks: int) -> str:
-        d = MAX_DISPLAY_DECIMALS if self.price_decimals is None else self.price_decimals
-        return _format(self.price_step * ticks, d)
+        return self._price.text(ticks)
 
     def qty(self, lots: int) -> str:
-        d = MAX_DISPLAY_DECIMALS if self.qty_decimals is None else self.qty_decimals
-        return _format(self.qty_step * lots, d)
+        return self._qty.text(lots)
 
     def tick_size(self) -> str:
         return _format_step(self.price_step)
@@ -138,7 +172,7 @@ class InstrumentUnits:
 
 
 def amount(minor: int, scale: int) -> str:
-    return _format(Fraction(minor), 0) if scale == 0 else _format(Fraction(minor, 10**scale), scale)
+    return _format_scaled(minor, scale)
 
 
 def amount_to_minor(text: object, scale: int, what: str = "amount") -> int:

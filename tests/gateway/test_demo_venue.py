@@ -32,7 +32,7 @@ def test_demo_flow_trades_through_the_gateway(tmp_path: Path) -> None:
                 account=YOUR_ACCOUNT, symbol="ACME", side="BUY", quantity="1", order_type="MARKET"
             )
             assert order["seq"] > 0
-        assert gateway.metrics.commands.labels("PlaceOrder")._value.get() > 0
+        assert gateway.metrics.commands["PlaceOrder"] > 0
     finally:
         flow.stop()
         server.stop()
