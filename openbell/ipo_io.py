@@ -34,9 +34,10 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from openbell.core.ipo.book import IpoBook, exact_sum
+from openbell.core.ipo.book import IpoBook
 from openbell.core.ipo.lottery import MAX_NUMBERS, NUMBER_DIGITS
 from openbell.core.ipo.messages import BallotTier, IpoImportResults
+from openbell.core.ledger import exact_sum
 from openbell.core.types import FIRST_USER_ACCOUNT
 
 I64 = npt.NDArray[np.int64]

@@ -46,8 +46,8 @@ from openbell.core import commands as c
 from openbell.core import events as e
 from openbell.core.ipo import lottery
 from openbell.core.ipo import messages as m
-from openbell.core.ipo.book import exact_sum
 from openbell.core.ipo.messages import IpoPhase, LotteryMethod, OfferingSpec, OfferingView
+from openbell.core.ledger import exact_sum
 from openbell.core.types import MAX_ID_LENGTH, RejectReason
 from openbell.demo import fixed
 from openbell.gateway.errors import ApiError
@@ -95,6 +95,7 @@ class RunOptions(msgspec.Struct, frozen=True):
     timeout_s: float = 300.0  # per request
     window: int = 8  # commands in flight at once (subscription batches, settlement chunks)
     deposit_chunk: int = 2048  # funding commands sent with one write
+    deposit_rows: int = 1_000_000  # accounts per DepositBatch (16 bytes each in the frame)
 
 
 DEFAULT_OPTIONS = RunOptions()
@@ -453,26 +454,39 @@ def _request_id(*parts: object) -> str:
 # -- fund ------------------------------------------------------------------------------------
 
 
-class DepositRuns(msgspec.Struct, frozen=True):
-    """Deposits as runs of consecutive accounts with the same cash (one command per run)."""
+class DepositBlocks(msgspec.Struct, frozen=True):
+    """Deposits in account order, ``rows`` accounts per DepositBatch: block i funds
+    ``accounts[starts[i]:starts[i + 1]]`` (accounts with no cash are left out)."""
 
-    first_accounts: I64
-    counts: I64
+    accounts: I64
     amounts_minor: I64
+    starts: I64  # len(blocks) + 1 offsets
 
     def __len__(self) -> int:
-        return len(self.first_accounts)
+        return len(self.starts) - 1
+
+    def first_account(self, i: int) -> int:
+        return int(self.accounts[self.starts[i]])
+
+    def command(self, i: int, asset: str, request_id: str) -> c.DepositBatch:
+        lo, hi = int(self.starts[i]), int(self.starts[i + 1])
+        return c.DepositBatch(
+            request_id=request_id,
+            asset=asset,
+            accounts=self.accounts[lo:hi].astype("<i8").tobytes(),
+            amounts_minor=self.amounts_minor[lo:hi].astype("<i8").tobytes(),
+        )
 
 
-def deposit_runs(accounts: I64, cash_minor: I64) -> DepositRuns:
-    """Consecutive accounts (in account order) with the same non-zero cash: one run each."""
+def deposit_blocks(accounts: I64, cash_minor: I64, rows: int) -> DepositBlocks:
+    if rows < 1:
+        raise OpsError("deposit rows must be at least 1")
     order = np.argsort(accounts, kind="stable")
     acc, cash = accounts[order], cash_minor[order]
-    breaks = np.flatnonzero((np.diff(acc) != 1) | (np.diff(cash) != 0)) + 1
-    starts = np.concatenate(([0], breaks)).astype(np.int64) if len(acc) else breaks
-    ends = np.concatenate((breaks, [len(acc)])).astype(np.int64) if len(acc) else breaks
-    keep = cash[starts] > 0
-    return DepositRuns(acc[starts][keep], (ends - starts)[keep], cash[starts][keep])
+    keep = cash > 0
+    acc, cash = acc[keep], cash[keep]
+    starts = np.append(np.arange(0, len(acc), rows, dtype=np.int64), len(acc))
+    return DepositBlocks(acc, cash, starts if len(acc) else np.zeros(1, dtype=np.int64))
 
 
 def fund(
@@ -500,24 +514,25 @@ def fund(
         raise OpsError(f"{population}: accounts are not dense from {first}")
     digest = pop.sha256[:16]
     asset = spec.cash_asset
+    largest = int(pop.cash_minor.max())
+    runs = deposit_blocks(accounts, pop.cash_minor, options.deposit_rows)
     if uniform:
-        one = np.array([first], dtype=np.int64)
-        runs = DepositRuns(one, np.array([count]), np.array([int(pop.cash_minor.max())]))
-    else:
-        runs = deposit_runs(accounts, pop.cash_minor)
+        runs = DepositBlocks(
+            np.array([first], dtype=np.int64),
+            np.array([largest], dtype=np.int64),
+            np.array([0, 1], dtype=np.int64),
+        )
 
     def deposit_command(i: int) -> c.Command:
-        account, n, amount = (
-            int(runs.first_accounts[i]),
-            int(runs.counts[i]),
-            int(runs.amounts_minor[i]),
-        )
-        rid = _request_id("fund", digest, "u" if uniform else "d", i)
-        if n > 1:
+        if uniform:
             return c.DepositMany(
-                request_id=rid, first_account=account, count=n, asset=asset, amount_minor=amount
+                request_id=_request_id("fund", digest, "u", i),
+                first_account=first,
+                count=count,
+                asset=asset,
+                amount_minor=largest,
             )
-        return c.Deposit(request_id=rid, account=account, asset=asset, amount_minor=amount)
+        return runs.command(i, asset, _request_id("fund", digest, "b", options.deposit_rows, i))
 
     report = PhaseReport("fund")
 
@@ -591,7 +606,7 @@ def fund(
 
             await session.resilient(deposit)
         # What the deposits add up to (uniform: the largest cash, to every account).
-        total = int(runs.amounts_minor[0]) * count if uniform else exact_sum(pop.cash_minor)
+        total = largest * count if uniform else exact_sum(pop.cash_minor)
         report.already_done = not opened and start == len(runs)
         report.numbers = {
             "accounts": count,
@@ -630,11 +645,12 @@ async def _balance(session: Session, account: int, asset: str) -> tuple[int, int
     return int(answer["available_minor"]), int(answer["frozen_minor"])
 
 
-async def _first_unfunded(session: Session, runs: DepositRuns, asset: str) -> int:
-    """Deposits are applied in account order, so the funded runs are a prefix: the first run
-    whose account holds nothing yet (binary search; 0 on a fresh venue)."""
+async def _first_unfunded(session: Session, runs: DepositBlocks, asset: str) -> int:
+    """Deposit blocks are applied in account order and each one whole, so the funded blocks
+    are a prefix: the first block whose first account holds nothing yet (binary search; 0 on
+    a fresh venue)."""
     lo, hi = 0, len(runs)
-    firsts = runs.first_accounts.tolist()
+    firsts = [runs.first_account(i) for i in range(len(runs))]
     if not firsts or not await _funded(session, firsts[0], asset):
         return 0
     while hi - lo > 1:

@@ -78,6 +78,16 @@ class DepositMany(_Command, frozen=True):
     amount_minor: int
 
 
+class DepositBatch(_Command, frozen=True):
+    """Fund many accounts, each with its own amount, in one command (columnar bulk funding):
+    ``accounts`` and ``amounts_minor`` are little-endian int64 arrays of the same length.
+    Every row is checked first; any bad row refuses the whole batch."""
+
+    asset: str
+    accounts: bytes
+    amounts_minor: bytes
+
+
 class Withdraw(_Command, frozen=True):
     account: int
     asset: str
@@ -189,6 +199,7 @@ Command = (
     | OpenAccounts
     | Deposit
     | DepositMany
+    | DepositBatch
     | Withdraw
     | Transfer
     | Freeze

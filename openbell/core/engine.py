@@ -33,7 +33,7 @@ from openbell.core.ipo.messages import (
     IpoSubscribe,
     IpoSubscribeBatch,
 )
-from openbell.core.ledger import AssetBalances, Ledger
+from openbell.core.ledger import AssetBalances, Ledger, exact_sum
 from openbell.core.types import (
     BPS_DENOMINATOR,
     EXTERNAL_ACCOUNT,
@@ -253,6 +253,7 @@ class Engine:
             c.OpenAccounts: self._open_accounts,
             c.Deposit: self._deposit,
             c.DepositMany: self._deposit_many,
+            c.DepositBatch: self._deposit_batch,
             c.Withdraw: self._withdraw,
             c.Transfer: self._transfer,
             c.Freeze: self._freeze,
@@ -1271,6 +1272,52 @@ class Engine:
         self.ledger.deposit_many(bal, first, count, cmd.amount_minor)
         self._touch(EXTERNAL_ACCOUNT, bal)
         self._events.append(e.BulkDeposited(self.seq, first, count, cmd.asset, cmd.amount_minor))
+
+    def _deposit_batch(self, cmd: c.DepositBatch) -> None:
+        bal = self._asset(cmd.asset)
+        if len(cmd.accounts) % 8 or len(cmd.amounts_minor) != len(cmd.accounts):
+            raise Reject(R.INVALID_FIELD, "accounts and amounts_minor: as many int64 each")
+        accounts = np.frombuffer(cmd.accounts, dtype="<i8").astype(np.int64)
+        amounts = np.frombuffer(cmd.amounts_minor, dtype="<i8").astype(np.int64)
+        rows = len(accounts)
+        if not 1 <= rows <= MAX_BATCH_ACCOUNTS:
+            raise Reject(R.INVALID_FIELD, f"1..{MAX_BATCH_ACCOUNTS} rows")
+        bad = (accounts < FIRST_USER_ACCOUNT) | (accounts >= self.ledger.accounts_count)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise Reject(R.UNKNOWN_ACCOUNT, f"row {i}: account {int(accounts[i])}")
+        bad = (amounts <= 0) | (amounts > MAX_AMOUNT_MINOR)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise Reject(R.INVALID_AMOUNT, f"row {i}: {int(amounts[i])}")
+        ordered = np.sort(accounts)
+        same = ordered[1:] == ordered[:-1]
+        if same.any():
+            raise Reject(R.INVALID_FIELD, f"account {int(ordered[1:][same][0])} appears twice")
+        total = exact_sum(amounts)
+        if total > MAX_AMOUNT_MINOR:
+            raise Reject(R.BALANCE_OVERFLOW, "total")
+        self._check_external_debit(bal, total)
+        funded = accounts < len(bal.available)
+        if funded.any():
+            held = accounts[funded]
+            av = np.frombuffer(bal.available, dtype=np.int64)
+            fr = np.frombuffer(bal.frozen, dtype=np.int64)
+            over = av[held] + fr[held] > MAX_AMOUNT_MINOR - amounts[funded]
+            del av, fr
+            if over.any():
+                account = int(held[np.argmax(over)])
+                raise Reject(R.BALANCE_OVERFLOW, f"account {account}")
+        # ---- validated: mutations start here ----
+        bal.ensure(int(ordered[-1]))
+        av = np.frombuffer(bal.available, dtype=np.int64)
+        av[accounts] += amounts
+        av[EXTERNAL_ACCOUNT] -= total
+        del av  # release the buffer export so the array can grow again
+        self._touch(EXTERNAL_ACCOUNT, bal)
+        self._events.append(
+            e.BatchDeposited(self.seq, cmd.asset, rows, int(ordered[0]), int(ordered[-1]), total)
+        )
 
     def _withdraw(self, cmd: c.Withdraw) -> None:
         self._check_user_account(cmd.account)

@@ -83,6 +83,17 @@ class BulkDeposited(_Event, frozen=True):
     amount_minor: int  # per account
 
 
+class BatchDeposited(_Event, frozen=True):
+    """A DepositBatch: ``rows`` accounts in ``first_account``..``last_account`` received
+    ``total_minor`` in all (the per-account amounts are in the command)."""
+
+    asset: str
+    rows: int
+    first_account: int
+    last_account: int
+    total_minor: int
+
+
 class HoldFrozen(_Event, frozen=True):
     hold_id: str
     account: int
@@ -219,6 +230,7 @@ Event = (
     | BalanceChanged
     | Transferred
     | BulkDeposited
+    | BatchDeposited
     | HoldFrozen
     | HoldResolved
     | OrderAccepted

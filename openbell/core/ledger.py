@@ -13,8 +13,10 @@ Validation (``can_*``) is separate so that a command is fully checked before any
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from openbell.core.errors import InvariantViolation
 from openbell.core.types import EXTERNAL_ACCOUNT, FIRST_USER_ACCOUNT, MAX_AMOUNT_MINOR
@@ -53,14 +55,16 @@ class AssetBalances:
         return _exact_sum(self.available), _exact_sum(self.frozen)
 
 
-def _exact_sum(column: array[int]) -> int:
+def exact_sum(values: npt.NDArray[Any]) -> int:
     """Sum of signed 64-bit values without overflow: split each into its high and low 32 bits
     (x == (x >> 32) * 2**32 + (x & 0xFFFFFFFF), negatives included); each half sums in int64
-    for any column shorter than 2**31 rows."""
-    values = np.frombuffer(column, dtype=np.int64)
-    high = int((values >> 32).sum())
-    low = int((values & 0xFFFFFFFF).sum())
-    return (high << 32) + low
+    for any array shorter than 2**31 rows."""
+    v = values.astype(np.int64, copy=False)
+    return (int((v >> 32).sum()) << 32) + int((v & 0xFFFFFFFF).sum())
+
+
+def _exact_sum(column: array[int]) -> int:
+    return exact_sum(np.frombuffer(column, dtype=np.int64))
 
 
 class Ledger:

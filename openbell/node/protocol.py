@@ -15,7 +15,7 @@ import msgspec
 from openbell.core.commands import Command
 from openbell.core.events import Event
 
-MAX_FRAME_BYTES = 1 << 20
+MAX_FRAME_BYTES = 64 << 20  # room for columnar batches: 4 M rows of two int64 columns
 RECENT_RESULTS = 100_000
 LENGTH = struct.Struct(">I")
 
@@ -26,7 +26,8 @@ class SubmitRequest(msgspec.Struct, tag="submit", frozen=True):
 
 
 class QueryRequest(msgspec.Struct, tag="query", frozen=True):
-    """``what``: status | state_hash | l2 | balance | order (arguments in ``args``)."""
+    """``what``: status | state_hash | l2 | l3 | balance | order | accounts | assets |
+    ipo_offering | ipo_subscription | ipo_numbering | ipo_results (arguments in ``args``)."""
 
     id: int
     what: str

@@ -27,8 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from openbell import ipo_io
-from openbell.core.ipo.book import exact_sum, fee_of_many
+from openbell.core.ipo.book import fee_of_many
 from openbell.core.ipo.messages import LotteryMethod, OfferingSpec
+from openbell.core.ledger import exact_sum
 from openbell.core.types import FIRST_USER_ACCOUNT
 
 I64 = npt.NDArray[np.int64]

@@ -562,6 +562,47 @@ def test_deposit_many() -> None:
     )
 
 
+def _batch(asset: str, accounts: list[int], amounts: list[int]) -> c.DepositBatch:
+    def raw(values: list[int]) -> bytes:
+        return b"".join(v.to_bytes(8, "little", signed=True) for v in values)
+
+    return c.DepositBatch(asset=asset, accounts=raw(accounts), amounts_minor=raw(amounts))
+
+
+def test_deposit_batch_funds_each_account_its_own_amount() -> None:
+    d = make_venue(accounts=2)
+    d(c.OpenAccounts(count=3))  # A+2..A+4, never funded: their columns may need to grow
+    external = usd(d, EXTERNAL_ACCOUNT)[0]
+    events = d(_batch(USD, [A + 4, A, A + 2], [5, 7, 11]))
+    assert one(events, e.BatchDeposited) == e.BatchDeposited(d.seq, USD, 3, A, A + 4, 23)
+    assert one(events, e.BalanceChanged) == e.BalanceChanged(
+        d.seq, EXTERNAL_ACCOUNT, USD, external - 23, 0
+    )
+    assert [usd(d, a) for a in (A, A + 1, A + 2, A + 3, A + 4)] == [
+        (USD_FUNDING + 7, 0),
+        (USD_FUNDING, 0),
+        (11, 0),
+        (0, 0),
+        (5, 0),
+    ]
+    for bad, reason in (
+        (_batch(USD, [A, A + 5], [1, 1]), R.UNKNOWN_ACCOUNT),
+        (_batch(USD, [EXTERNAL_ACCOUNT], [1]), R.UNKNOWN_ACCOUNT),
+        (_batch(USD, [A, A], [1, 1]), R.INVALID_FIELD),
+        (_batch(USD, [], []), R.INVALID_FIELD),
+        (c.DepositBatch(asset=USD, accounts=b"\x10" * 8, amounts_minor=b"\x01"), R.INVALID_FIELD),
+        (_batch("EUR", [A], [1]), R.UNKNOWN_ASSET),
+        (_batch(USD, [A, A + 1], [1, 0]), R.INVALID_AMOUNT),
+        (_batch(USD, [A], [-5]), R.INVALID_AMOUNT),
+        (_batch(USD, [A + 3], [MAX_AMOUNT_MINOR + 1]), R.INVALID_AMOUNT),
+        (_batch(USD, [A + 1, A + 3], [MAX_AMOUNT_MINOR - USD_FUNDING + 1, 1]), R.BALANCE_OVERFLOW),
+        (_batch(USD, [A + 3, A + 4], [MAX_AMOUNT_MINOR, 1]), R.BALANCE_OVERFLOW),
+    ):
+        assert_rejected(d, bad, reason)
+    twin = Engine.restore(d.eng.snapshot())
+    assert twin.state_hash() == d.eng.state_hash()
+
+
 # ==============================================================================================
 # Invariants are asserted and fail-stop
 # ==============================================================================================

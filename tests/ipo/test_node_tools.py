@@ -419,7 +419,7 @@ def test_funding_killed_midway_resumes_without_paying_anyone_twice(
     pop = ipo_io.read_population(sim / POPULATION_FILE)
     node = nodes.run(tmp_path / "node")
     target = ipo_ops.Target(data=str(node.data_dir))
-    small = ipo_ops.RunOptions(quiet=True, retry=RETRY, deposit_chunk=500)
+    small = ipo_ops.RunOptions(quiet=True, retry=RETRY, deposit_chunk=20, deposit_rows=100)
     killer = threading.Timer(random.Random(3).uniform(0.2, 0.8), node.kill_and_wait)
     killer.start()
     try:

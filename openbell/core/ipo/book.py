@@ -44,7 +44,7 @@ from openbell.core.errors import InvariantViolation, Reject
 from openbell.core.ipo import lottery
 from openbell.core.ipo import messages as m
 from openbell.core.ipo.messages import IpoPhase, LotteryMethod, OfferingSpec
-from openbell.core.ledger import Ledger
+from openbell.core.ledger import Ledger, exact_sum
 from openbell.core.types import (
     BPS_DENOMINATOR,
     CLEARING_ACCOUNT,
@@ -94,12 +94,6 @@ def fee_of_many(notional: I64, fee_bps: int) -> I64:
     q, r = np.divmod(notional, BPS_DENOMINATOR)
     out: I64 = q * fee_bps + r * fee_bps // BPS_DENOMINATOR
     return out
-
-
-def exact_sum(values: npt.NDArray[Any]) -> int:
-    """Exact sum of int64 values (split into 32-bit halves: no int64 overflow)."""
-    v = values.astype(np.int64, copy=False)
-    return (int((v >> 32).sum()) << 32) + int((v & 0xFFFFFFFF).sum())
 
 
 def client_hash(client_id: str) -> int:
