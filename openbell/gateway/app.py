@@ -8,6 +8,9 @@ answer once the command is durable. Errors are ``{"code", "message"}`` with a st
 Engine rejects answer 422 with the engine's reason as the code (and the command's ``seq``).
 Client request ids are namespaced by key (``KEYID:REQUEST_ID``) before they reach the core, so
 two keys never collide; a retry answers the original result with ``"duplicate": true``.
+A command's answer carries its events as the caller may see them: all of them for operators
+and auditors, a trader's own accounts' only (``openbell.gateway.visibility``, applied by the
+bridge for the route and the fast path alike).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from openbell.gateway.errors import ApiError
 from openbell.gateway.keys import ApiKey, KeyStore, Role
 from openbell.gateway.metrics import Metrics
 from openbell.gateway.units import InstrumentUnits, amount, amount_to_minor
+from openbell.gateway.visibility import Viewer
 from openbell.gateway.ws import Hub, serve_ws
 from openbell.node.service import Node, NodeConfig
 
@@ -181,8 +185,12 @@ class Ctx:
             raise ApiError(400, "INVALID_PARAMETER", f"{name} must be a non-negative integer")
         return int(text)
 
+    def viewer(self) -> Viewer:
+        """Whose events this request's command answer shows (``openbell.gateway.visibility``)."""
+        return self.gateway.auth.viewer(self.require_key())
+
     async def command(self, command: c.Command) -> dict[str, Any]:
-        return command_answer(command, await self.bridge.submit(command))
+        return command_answer(command, await self.bridge.submit(command, self.viewer()))
 
 
 def command_answer(command: c.Command, result: CommandResult) -> dict[str, Any]:
@@ -384,7 +392,7 @@ def _ticks(units: InstrumentUnits, text: str | None, what: str) -> int:
 
 async def place_order(ctx: Ctx) -> Any:
     command = place_order_command(ctx)
-    return place_order_answer(command, await ctx.bridge.submit(command))
+    return place_order_answer(command, await ctx.bridge.submit(command, ctx.viewer()))
 
 
 def place_order_command(ctx: Ctx) -> c.PlaceOrder:
@@ -664,6 +672,18 @@ def endpoints() -> list[Endpoint]:
 # =============================================================================================
 # OpenAPI, docs, metrics, app
 # =============================================================================================
+COMMAND_ANSWER = (
+    "The command's durable result: seq, request_id, duplicate and events (placing an order adds "
+    "order_id and client_order_id). events holds the command's events AS THE CALLER MAY SEE "
+    "THEM: an operator or auditor key sees every event; a trader key sees only its own "
+    "accounts' execution reports, balance changes and account events, its own side of each "
+    "Trade (the other side's account, order id and fee are null, as in the public trade feed), "
+    "and market data that names no account (BookDelta, PhaseChanged, AuctionUncrossed); never "
+    "another account's events (the counterparty's, the fee account's). A retried request_id "
+    'answers the original\'s view with "duplicate": true.'
+)
+
+
 def openapi(eps: list[Endpoint]) -> dict[str, Any]:
     bodies = [ep.body for ep in eps if ep.body is not None]
     schemas, components = msgspec.json.schema_components(
@@ -689,7 +709,11 @@ def openapi(eps: list[Endpoint]) -> dict[str, Any]:
             "operationId": ep.handler.__name__,
             "parameters": params,
             "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": {}}}},
+                "200": {
+                    # every endpoint that is not a GET submits a command
+                    "description": "OK" if ep.method == "GET" else COMMAND_ANSWER,
+                    "content": {"application/json": {"schema": {}}},
+                },
                 "4XX": {"description": "Refused", **error},
             },
         }
@@ -712,7 +736,10 @@ def openapi(eps: list[Endpoint]) -> dict[str, Any]:
             "description": (
                 "Prices, quantities and amounts are decimal strings. Signed requests carry "
                 "OB-KEY, OB-TS (ms), OB-NONCE and OB-SIGNATURE = hex HMAC-SHA256 keyed with "
-                "sha256(secret) over METHOD\\nPATH\\nQUERY\\nTS\\nNONCE\\nhex(sha256(BODY))."
+                "sha256(secret) over METHOD\\nPATH\\nQUERY\\nTS\\nNONCE\\nhex(sha256(BODY)). "
+                "Roles: a trader key acts on and sees only its own accounts (command answers and "
+                "private WebSocket channels carry no other account's events), an operator does "
+                "everything, an auditor reads everything and writes nothing."
             ),
         },
         "paths": paths,

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 from openbell.gateway.errors import ApiError
 from openbell.gateway.keys import ApiKey, KeyStore, hmac_key_for
+from openbell.gateway.visibility import Viewer, viewer_for
 
 WINDOW_MS = 30_000
 NONCES_PER_KEY = 10_000
@@ -87,11 +88,19 @@ class Authenticator:
         self.nonces = NonceCache()
         self._buckets: dict[str, TokenBucket] = {}
         self._hmac_keys: dict[str, tuple[ApiKey, bytes]] = {}  # key id -> (key, its HMAC key)
+        self._viewers: dict[str, tuple[ApiKey, Viewer]] = {}  # key id -> (key, what it sees)
 
     def _hmac_key(self, key: ApiKey) -> bytes:
         cached = self._hmac_keys.get(key.key_id)
         if cached is None or cached[0] is not key:  # new, or the key file was re-read
             cached = self._hmac_keys[key.key_id] = (key, key.hmac_key)
+        return cached[1]
+
+    def viewer(self, key: ApiKey) -> Viewer:
+        """Whose events ``key`` sees in command answers (``openbell.gateway.visibility``)."""
+        cached = self._viewers.get(key.key_id)
+        if cached is None or cached[0] is not key:  # new, or the key file was re-read
+            cached = self._viewers[key.key_id] = (key, viewer_for(key))
         return cached[1]
 
     def verify(

@@ -7,6 +7,11 @@ node calls ``on_durable`` on its journal thread once per durable batch, and that
 ``_deliver`` resolves the waiting requests, updates the decimal view of the venue, remembers
 recent results (for retried request ids), feeds the WebSocket hub and the metrics.
 
+A waiter carries its caller's ``viewer`` (``openbell.gateway.visibility``): its answer holds
+only the events that caller may see, and only those are converted to JSON. A retried request
+id answers the view its original answered (request ids are namespaced by key, so that is the
+same key's view), and nothing of it if the key may no longer see all of that.
+
 A command with no answer within ``TIMEOUT_S`` (to the second) answers 504: waiters sit in
 one-second buckets that a once-a-second sweep fails when due (no timer per request).
 
@@ -33,6 +38,7 @@ from openbell.node.service import Node
 from .convert import Venue
 from .errors import ApiError
 from .metrics import Metrics
+from .visibility import Viewer, event_view, sees
 
 RECENT_RESULTS = 20_000
 TIMEOUT_S = 10.0
@@ -40,6 +46,8 @@ log = logging.getLogger("openbell.gateway")
 
 
 class CommandResult:
+    """``events``: the JSON of the events the waiter's viewer may see; ``raw``: all of them."""
+
     __slots__ = ("duplicate", "events", "raw", "seq")
 
     def __init__(
@@ -53,12 +61,14 @@ class CommandResult:
 
 class Waiter:
     """A command's answer, on the loop: ``resolve`` or ``fail`` is called exactly once (unless
-    the connection went away first). ``done`` is set by ``settle``."""
+    the connection went away first). ``done`` is set by ``settle``. ``viewer``: whose events
+    the answer shows (by default no account's: set it from the caller's key)."""
 
-    __slots__ = ("_bucket", "_loop", "done")
+    __slots__ = ("_bucket", "_loop", "done", "viewer")
 
-    def __init__(self) -> None:
+    def __init__(self, viewer: Viewer = frozenset()) -> None:
         self.done = False
+        self.viewer = viewer
         self._bucket: set[Waiter] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -94,8 +104,8 @@ def _fail_waiter(waiter: Waiter, error: ApiError) -> None:
 class FutureWaiter(Waiter):
     __slots__ = ("future",)
 
-    def __init__(self, future: asyncio.Future[CommandResult]) -> None:
-        super().__init__()
+    def __init__(self, future: asyncio.Future[CommandResult], viewer: Viewer) -> None:
+        super().__init__(viewer)
         self.future = future
 
     def resolve(self, result: CommandResult) -> None:
@@ -126,7 +136,8 @@ class Bridge:
         self.venue = Venue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[EventListener] = []
-        self._recent: dict[int, tuple[list[dict[str, Any]], list[e.Event]]] = {}
+        # seq -> (the answer's events as JSON, all the events, the viewer they were shown to)
+        self._recent: dict[int, tuple[list[dict[str, Any]], list[e.Event], Viewer]] = {}
         self._recent_order: deque[int] = deque()
         self._due: dict[int, set[Waiter]] = {}  # monotonic second -> waiters due then
         self._sweeper: asyncio.TimerHandle | None = None
@@ -174,7 +185,6 @@ class Bridge:
         listeners = self.listeners
         before = venue.before
         after = venue.after
-        event_json = venue.event_json
         for i, pending in enumerate(batch):
             seq = first_seq + i
             events = results[i]
@@ -187,10 +197,13 @@ class Bridge:
                 metrics.rejections[reason] = metrics.rejections.get(reason, 0) + 1
             is_waiter = isinstance(token, Waiter)
             converted: list[dict[str, Any]] = []
-            for event in events:
+            viewer: Viewer = token.viewer if is_waiter else None
+            for index, event in enumerate(events):
                 before(event)
                 if is_waiter:
-                    converted.append(event_json(event))
+                    view = event_view(venue, events, index, viewer)
+                    if view is not None:
+                        converted.append(view)
                 for listener in listeners:
                     listener(event)
                 after(event)
@@ -200,9 +213,12 @@ class Bridge:
                     if original is None:
                         result = CommandResult(first.original_seq, converted, [], True)
                     else:
-                        result = CommandResult(first.original_seq, original[0], original[1], True)
+                        shown, raw, shown_to = original
+                        if not sees(viewer, shown_to):  # the key lost accounts since
+                            shown = []
+                        result = CommandResult(first.original_seq, shown, raw, True)
                 else:
-                    self._recent[seq] = (converted, events)
+                    self._recent[seq] = (converted, events, viewer)
                     self._recent_order.append(seq)
                     if len(self._recent_order) > RECENT_RESULTS:
                         del self._recent[self._recent_order.popleft()]
@@ -218,9 +234,10 @@ class Bridge:
                 token.done.set()
 
     # -- callers on the loop --------------------------------------------------------------------
-    async def submit(self, command: Command) -> CommandResult:
+    async def submit(self, command: Command, viewer: Viewer) -> CommandResult:
+        """The durable result, with the events ``viewer`` may see."""
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
-        self.submit_waiter(command, FutureWaiter(future))
+        self.submit_waiter(command, FutureWaiter(future, viewer))
         return await future
 
     def submit_waiter(self, command: Command, waiter: Waiter) -> None:

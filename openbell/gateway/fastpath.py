@@ -7,9 +7,11 @@ the one endpoint that carries the order flow, ``GatewayHttpProtocol`` (a subclas
 ``HttpToolsProtocol``) skips all of that: once the headers of a plain ``POST /v1/orders`` are
 parsed, the request becomes a ``FastOrder``, which takes the body as it arrives, runs the SAME
 checks as the Starlette route (``app.authorize`` then ``app.place_order_command``: signature,
-rate limit, role, JSON, decimals), submits the command with itself as the bridge's waiter, and
-writes the answer (``app.place_order_answer``, or the same error JSON) to the connection when
-the command is durable. No task, no future, no timer per request.
+rate limit, role, JSON, decimals), submits the command with itself as the bridge's waiter
+(carrying the caller's viewer, ``Ctx.viewer``, so the bridge shows it the same events as on the
+route: ``openbell.gateway.visibility``), and writes the answer (``app.place_order_answer``, or
+the same error JSON) to the connection when the command is durable. No task, no future, no
+timer per request.
 
 Everything else, and any ``POST /v1/orders`` that is not plain (a query string, no
 Content-Length or one over the body limit, chunked, ``Expect``, HTTP/1.0, an upgrade), goes the
@@ -92,7 +94,9 @@ class FastOrder(Waiter):
         body = self.body
         try:
             key = authorize(gateway, self.protocol.roles, "POST", FAST_PATH, "", self.headers, body)
-            self.command = place_order_command(Ctx(gateway, None, body, key))
+            ctx = Ctx(gateway, None, body, key)
+            self.command = place_order_command(ctx)
+            self.viewer = ctx.viewer()
             gateway.bridge.submit_waiter(self.command, self)
         except ApiError as error:
             self.settle()

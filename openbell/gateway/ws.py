@@ -9,8 +9,11 @@ Server -> client:
   {"type": "snapshot", "symbol", "seq", "bids": [[price, quantity], ...], "asks": [...]}
   {"type": "delta", "symbol", "seq", "side", "price", "quantity"}  quantity "0": level gone
   {"type": "trade", "symbol", "seq", "trade_id", "price", "quantity", "aggressor"}
-  {"type": "execution"|..., "account", ...}  every event of the account (execution reports,
-                                             balance changes), decimals as in the REST API
+  {"type": "OrderAccepted"|"Execution"|..., "account", ...}  the account's own events
+      (``visibility.OWNED_EVENTS``: execution reports, balance changes, account state, kill
+      switch, holds), decimals as in the REST API; never another account's (so no trade, no
+      counterparty). A trader key subscribes only to its own accounts; operators and auditors
+      to any.
   {"type": "error", "code", "message"}
 
 ``seq`` counts the book channel's messages per instrument (deltas and trades) and the snapshot
@@ -34,20 +37,10 @@ from openbell.core.engine import Engine
 from openbell.gateway.bridge import Bridge
 from openbell.gateway.errors import ApiError
 from openbell.gateway.keys import ApiKey
+from openbell.gateway.visibility import OWNED_EVENTS
 
 QUEUE_LIMIT = 10_000
 FULL_DEPTH = 1 << 30
-_ACCOUNT_EVENTS = (
-    e.OrderAccepted,
-    e.OrderTriggered,
-    e.Execution,
-    e.OrderCancelled,
-    e.OrderExpired,
-    e.OrderReplaced,
-    e.BalanceChanged,
-    e.AccountStateChanged,
-    e.KillSwitchActivated,
-)
 
 
 class Subscriber:
@@ -111,8 +104,8 @@ class Hub:
                     }
                 for sub in subs:
                     sub.send(message)
-        elif self.account_subs and isinstance(event, _ACCOUNT_EVENTS):
-            subs = self.account_subs.get(event.account)
+        elif self.account_subs and isinstance(event, OWNED_EVENTS):
+            subs = self.account_subs.get(event.account)  # type: ignore[union-attr]
             if subs:
                 message = self.bridge.venue.event_json(event)
                 for sub in subs:

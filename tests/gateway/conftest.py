@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,24 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
         for client in [*clients, public]:
             client.close()
         server.stop()
+
+
+def walk(node: Any) -> Iterator[tuple[str | None, Any]]:
+    """Every (key, value) in a JSON document, depth first (list items have key None)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield None, value
+            yield from walk(value)
+
+
+def accounts_named(document: Any) -> set[int]:
+    """Every account number a document names (fields whose name says ``account``)."""
+    return {
+        value
+        for key, value in walk(document)
+        if key is not None and "account" in key and isinstance(value, int)
+    }

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from openbell.core.commands import InstrumentSpec
 from openbell.core.engine import Engine, EngineConfig
-from openbell.core.types import MAX_PRICE_TICKS
+from openbell.core.types import FEE_ACCOUNT, MAX_PRICE_TICKS
 from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
 from openbell.gateway.auth import sign
 from openbell.gateway.client import signed_headers
@@ -33,7 +33,7 @@ from openbell.gateway.keys import create_key
 from openbell.gateway.units import InstrumentUnits
 from openbell.sim.flow import MarketFlow, venue_setup
 
-from .conftest import OTHER, TRADER
+from .conftest import OTHER, TRADER, accounts_named
 
 ORDER = '{{"account": {account}, "symbol": "{symbol}", "side": "{side}", "quantity": "{qty}", ' \
     '"price": "{price}", "client_order_id": "{coid}"{more}}}'  # fmt: skip
@@ -133,7 +133,13 @@ GOOD = [
     ("trader", order(coid="retry-1", price="95.10", more=', "request_id": "r-1"')),  # duplicate
     ("trader", order(coid="band-1", price="500.00")),  # 422 PRICE_OUT_OF_BAND, with seq
     ("trader", order(symbol="GLOBEX", qty="10", price="40.05", coid="globex-1")),
+    # the two traders trade with each other: each answer shows its own side only, the retry too
+    ("other", order(account=OTHER, side="SELL", coid="sell-2", price="100.10", qty="2")),
+    ("trader", order(coid="take-1", price="100.10", more=', "request_id": "take-r"')),
+    ("trader", order(coid="take-1", price="100.10", more=', "request_id": "take-r"')),
+    ("operator", order(coid="op-1", price="100.10")),  # the operator sees both sides
 ]
+OWN = {"trader": {TRADER}, "other": {OTHER}}
 BAD = [
     (None, order()),  # unsigned
     ("auditor", order()),  # role
@@ -157,9 +163,20 @@ BAD = [
 
 def test_good_orders_answer_alike(pair: tuple[Side, Side]) -> None:
     before = pair[0].fast_served()
-    statuses = [same(pair, who, body)[0] for who, body in GOOD]
-    assert statuses == [200, 200, 200, 200, 200, 422, 200]
+    answers = [same(pair, who, body) for who, body in GOOD]
+    assert [a[0] for a in answers] == [200, 200, 200, 200, 200, 422, 200, 200, 200, 200, 200]
     assert pair[0].fast_served() - before == len(GOOD)
+    for (who, _), (status, _, _, answer) in zip(GOOD, answers, strict=True):
+        if status == 200 and who in OWN:
+            assert accounts_named(answer) <= OWN[who], answer
+    sell_2, take, retry, by_operator = (a[3] for a in answers[-4:])
+    (trade,) = [ev for ev in take["events"] if ev["type"] == "Trade"]
+    assert trade["buy_account"] == TRADER and trade["taker_order_id"] == take["order_id"]
+    assert trade["sell_account"] is trade["maker_order_id"] is trade["sell_fee"] is None
+    assert retry["duplicate"] and retry["events"] == take["events"]
+    (trade,) = [ev for ev in by_operator["events"] if ev["type"] == "Trade"]
+    assert trade["sell_account"] == OTHER and trade["maker_order_id"] == sell_2["order_id"]
+    assert {TRADER, OTHER, FEE_ACCOUNT} <= accounts_named(by_operator)
     assert pair[1].fast_served() == 0
     # one order without client_order_id: the generated one differs, nothing else
     body = b'{"account": 17, "symbol": "ACME", "side": "BUY", "quantity": "1", "price": "94.00"}'
