@@ -183,10 +183,13 @@ class InstrumentState(msgspec.Struct, gc=False, omit_defaults=True):
 
 
 class AssetState(msgspec.Struct, gc=False):
+    """Balance columns as views: encoded straight from the live arrays (no copy while the
+    sequencer waits) and decoded as zero-copy views of the snapshot blob."""
+
     asset: str
     scale: int
-    available: bytes
-    frozen: bytes
+    available: memoryview
+    frozen: memoryview
 
 
 class EngineState(msgspec.Struct, gc=False):
@@ -1599,7 +1602,7 @@ class Engine:
             accounts_count=self.ledger.accounts_count,
             account_states=list(self.account_states.items()),
             assets=[
-                AssetState(b.asset, b.scale, b.available.tobytes(), b.frozen.tobytes())
+                AssetState(b.asset, b.scale, memoryview(b.available), memoryview(b.frozen))
                 for b in self.ledger.assets.values()
             ],
             instruments=[
@@ -1637,8 +1640,10 @@ class Engine:
         for a in state.assets:
             engine.ledger.add_asset(a.asset, a.scale)
             bal = engine.ledger.assets[a.asset]
-            bal.available = array("q", a.available)
-            bal.frozen = array("q", a.frozen)
+            bal.available = array("q")
+            bal.available.frombytes(a.available)
+            bal.frozen = array("q")
+            bal.frozen.frombytes(a.frozen)
         restored: list[Order] = []
         for s in state.instruments:
             spec = s.spec

@@ -162,7 +162,7 @@ class OfferingState(msgspec.Struct, gc=False):
     spec: OfferingSpec
     phase: IpoPhase
     rows: int
-    columns: list[bytes]  # _COLUMNS order, little-endian, ``rows`` long
+    columns: list[memoryview]  # _COLUMNS order, little-endian, ``rows`` long (views)
     allotment: Allotment | None
     chunk_done: bytes
     settlement: Settlement
@@ -271,7 +271,8 @@ class Offering:
             phase=self.phase,
             rows=self.n,
             columns=[
-                self.col(name).astype(np.dtype(dtype).newbyteorder("<")).tobytes()
+                # a view of the live column (no copy unless the host is big-endian)
+                np.ascontiguousarray(self.col(name), np.dtype(dtype).newbyteorder("<")).data
                 for name, dtype in _COLUMNS
             ],
             allotment=self.allotment,
