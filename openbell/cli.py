@@ -273,6 +273,10 @@ def sim_ipo(
     max_price: Annotated[
         bool, typer.Option("--max-price", help="--price is a maximum; set-price fixes it.")
     ] = False,
+    tails: Annotated[
+        bool,
+        typer.Option("--tails", help="external: the exchange publishes winning tails (tails.csv)."),
+    ] = False,
     symbol: Annotated[str, typer.Option(help="The new shares' symbol.")] = "NEWCO",
     cash_asset: Annotated[str, typer.Option(help="The currency.")] = "CNY",
     cash_scale: Annotated[int, typer.Option(min=0, max=18, help="Its decimals.")] = 2,
@@ -290,7 +294,7 @@ def sim_ipo(
     ] = 16,
 ) -> None:
     """Simulate an offering and its applicants: offering.json, population.csv, and
-    lottery_seed.hex (seeded methods) or results.csv (external)."""
+    lottery_seed.hex (seeded methods) or results.csv / tails.csv (external)."""
     from openbell.core.ipo.messages import LotteryMethod
     from openbell.ipo_ops import OpsError, parse_amount
     from openbell.sim.ipo import IpoSimConfig, generate
@@ -320,6 +324,7 @@ def sim_ipo(
         chunk_rows=chunk_rows,
         first_account=first_account,
         price_is_maximum=max_price,
+        external_tails=tails,
     )
     result = generate(config, out)
     typer.echo(
@@ -327,7 +332,10 @@ def sim_ipo(
         f"{result.units_offered:,} on offer ({result.seconds:.1f} s) -> {out}"
     )
     if result.winners:
-        typer.echo(f"results.csv: {result.winners:,} winners, {result.won_units:,} units")
+        typer.echo(
+            f"{'tails.csv' if tails else 'results.csv'}: {result.winners:,} winners, "
+            f"{result.won_units:,} units"
+        )
 
 
 @ipo_app.command("fund")
@@ -500,7 +508,9 @@ def ipo_draw(
 
 @ipo_app.command("import-results")
 def ipo_import_results(
-    results: Annotated[Path, typer.Argument(help="The exchange's results.csv.")],
+    results: Annotated[
+        Path, typer.Argument(help="The exchange's results.csv (winners) or tails.csv (tails).")
+    ],
     symbol: SymbolOption = None,
     offering: OfferingOption = None,
     data: DataOption = None,

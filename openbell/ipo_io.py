@@ -35,8 +35,8 @@ import numpy as np
 import numpy.typing as npt
 
 from openbell.core.ipo.book import IpoBook
-from openbell.core.ipo.lottery import MAX_NUMBERS, NUMBER_DIGITS
-from openbell.core.ipo.messages import BallotTier, IpoImportResults
+from openbell.core.ipo.lottery import MAX_IMPORTED_TAILS, MAX_NUMBERS, NUMBER_DIGITS, tails_draw
+from openbell.core.ipo.messages import BallotTier, IpoImportResults, IpoImportTails
 from openbell.core.ledger import exact_sum
 from openbell.core.types import FIRST_USER_ACCOUNT
 
@@ -44,6 +44,7 @@ I64 = npt.NDArray[np.int64]
 
 NUMBERING_HEADER = "account,first_number,count"
 RESULTS_HEADER = "account,won_units"
+TAILS_HEADER = "tail"
 POPULATION_HEADER = "account,units,cash_minor"
 BASIS_HEADER = "min_units,max_units,base_units,extra_units,winners"
 TRAILER = "TOTAL"
@@ -504,6 +505,98 @@ def read_results(
         total_amount_minor=f.total_amount_minor,
         source_sha256=f.sha256,
     )
+
+
+def results_kind(path: Path) -> str:
+    """``"tails"`` for a winning-tails file (header ``tail``), else ``"results"``."""
+    with path.open("rb") as fh:
+        first = fh.readline(64).strip().decode("ascii", errors="replace")
+    return "tails" if first == TAILS_HEADER else "results"
+
+
+def read_tails(
+    symbol: str,
+    path: Path,
+    request_id: str = "",
+    unit_shares: int | None = None,
+    price_minor: int | None = None,
+) -> IpoImportTails:
+    """A winning-tails file as the import command: header ``tail``, one tail a line (1..12
+    digits, leading zeros kept), then ``TOTAL,<winning numbers>,<shares>,<amount minor>``.
+    Refused as a whole (``IpoFileError``) for a missing header or trailer, a malformed line,
+    a repeated tail, a tail already covered by a shorter one, or (with ``unit_shares`` /
+    ``price_minor``) totals that disagree with each other. The winning-numbers total can only
+    be checked against the numbering, which the core does."""
+    problems = _Problems()
+    lines = path.read_bytes().decode("ascii", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    tails: list[str] = []
+    line_of: dict[str, list[int]] = {}
+    totals: list[int] | None = None
+    if not lines or lines[0] != TAILS_HEADER:
+        problems.add("missing header", 1, f"the first line must be {TAILS_HEADER!r}")
+    for number, text in enumerate(lines[1:], start=2):
+        fields = text.split(",")
+        if fields[0] == TRAILER:
+            if number != len(lines):
+                problems.add("trailer not on the last line", number, text)
+            elif len(fields) != 4 or not all(f.isascii() and f.isdigit() for f in fields[1:]):
+                problems.add("malformed trailer", number, text)
+            else:
+                totals = [int(f) for f in fields[1:]]
+        elif not (0 < len(text) <= NUMBER_DIGITS and text.isascii() and text.isdigit()):
+            problems.add(f"not a tail of 1..{NUMBER_DIGITS} digits", number, text)
+        else:
+            tails.append(text)
+            line_of.setdefault(text, []).append(number)
+    if totals is None and not any(k.endswith("trailer") for k in problems.counts):
+        problems.add("missing trailer", len(lines), f"{TRAILER},<numbers>,<shares>,<amount>")
+    for tail, where in line_of.items():
+        for number in where[1:]:
+            problems.add("repeated tail", number, tail)
+    if not problems:
+        if not 1 <= len(tails) <= MAX_IMPORTED_TAILS:
+            problems.add("tail count", 0, f"{len(tails)} tails, 1..{MAX_IMPORTED_TAILS} allowed")
+        else:
+            draw = tails_draw(tails)
+            if isinstance(draw, str):
+                problems.add("unusable tails", 0, draw)
+    if totals is not None and unit_shares is not None and not problems:
+        numbers, shares, amount = totals
+        if shares != numbers * unit_shares:
+            problems.add(
+                "control total mismatch",
+                len(lines),
+                f"shares {shares} != {numbers} x {unit_shares}",
+            )
+        elif price_minor is not None and amount != shares * price_minor:
+            problems.add(
+                "control total mismatch", len(lines), f"amount {amount} != {shares} x {price_minor}"
+            )
+    problems.raise_if_any(path, "tails file", len(lines), len(tails))
+    assert totals is not None
+    return IpoImportTails(
+        request_id=request_id,
+        symbol=symbol,
+        tails=tails,
+        total_winning_numbers=totals[0],
+        total_shares=totals[1],
+        total_amount_minor=totals[2],
+        source_sha256=file_sha256(path),
+    )
+
+
+def write_tails(
+    path: Path, tails: list[str], winning_numbers: int, unit_shares: int, price_minor: int
+) -> None:
+    """A winning-tails file as an exchange publishes it (tests, simulations)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        fh.write(TAILS_HEADER + "\n")
+        fh.writelines(t + "\n" for t in tails)
+        fh.write(results_trailer(winning_numbers, unit_shares, price_minor) + "\n")
+    os.replace(tmp, path)
 
 
 class Numbering(msgspec.Struct, frozen=True):

@@ -1063,7 +1063,8 @@ def draw(
 def import_results(
     target: Target, symbol: str, results: Path, *, options: RunOptions = DEFAULT_OPTIONS
 ) -> PhaseReport:
-    """Check the exchange's results file (refused as a whole with a report) and import it."""
+    """Check the exchange's results file (winners per account, or winning tails: told apart
+    by the header; refused as a whole with a report) and import it."""
 
     async def body(session: Session) -> PhaseReport:
         report = PhaseReport("import-results")
@@ -1079,15 +1080,21 @@ def import_results(
                 )
             report.already_done = True
             return _drawn_report(report, view, await _scale(session, view))
-        command = ipo_io.read_results(
-            symbol, results, unit_shares=spec.unit_shares, price_minor=view.final_price_minor
-        )
-        size = len(command.accounts) + len(command.won_units) + FRAME_OVERHEAD_BYTES
-        if size > MAX_FRAME_BYTES:
-            raise OpsError(
-                f"{results}: {len(command.accounts) // 8:,} winners do not fit one request "
-                f"frame ({MAX_FRAME_BYTES} bytes, about {MAX_BATCH_ROWS:,} winners)"
+        command: c.Command
+        if ipo_io.results_kind(results) == "tails":
+            command = ipo_io.read_tails(
+                symbol, results, unit_shares=spec.unit_shares, price_minor=view.final_price_minor
             )
+        else:
+            command = ipo_io.read_results(
+                symbol, results, unit_shares=spec.unit_shares, price_minor=view.final_price_minor
+            )
+            size = len(command.accounts) + len(command.won_units) + FRAME_OVERHEAD_BYTES
+            if size > MAX_FRAME_BYTES:
+                raise OpsError(
+                    f"{results}: {len(command.accounts) // 8:,} winners do not fit one request "
+                    f"frame ({MAX_FRAME_BYTES} bytes, about {MAX_BATCH_ROWS:,} winners)"
+                )
         submitted = await _phase_step(session, symbol, IpoPhase.NUMBERED, command, "import-results")
         report.already_done = not submitted
         view = _need(await session.resilient(lambda: session.offering(symbol)), symbol)

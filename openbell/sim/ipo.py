@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from openbell import ipo_io
+from openbell.core.ipo import lottery
 from openbell.core.ipo.book import fee_of_many
 from openbell.core.ipo.messages import LotteryMethod, OfferingSpec
 from openbell.core.ledger import exact_sum
@@ -38,6 +39,7 @@ OFFERING_FILE = "offering.json"
 SEED_FILE = "lottery_seed.hex"
 POPULATION_FILE = "population.csv"
 RESULTS_FILE = "results.csv"
+TAILS_FILE = "tails.csv"
 LARGE_APPLICANTS_PER = 200  # one applicant in this many applies for the top tenth of sizes
 SPARE_CASH_TENTHS = 3  # this many applicants in ten hold spare cash
 WEIGHT_SCALE = 10**15
@@ -61,6 +63,7 @@ class IpoSimConfig(msgspec.Struct, frozen=True, kw_only=True):
     first_account: int = int(FIRST_USER_ACCOUNT)
     price_is_maximum: bool = False
     cancellable: bool = False
+    external_tails: bool = False  # external: the exchange publishes winning tails (tails.csv)
 
 
 class IpoSimResult(msgspec.Struct, frozen=True):
@@ -146,14 +149,26 @@ def generate(config: IpoSimConfig, out_dir: Path) -> IpoSimResult:
     (out_dir / OFFERING_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(spec)) + b"\n")
     ipo_io.write_population(out_dir / POPULATION_FILE, accounts, units, cash)
     winners = won_total = 0
-    if config.method is LotteryMethod.EXTERNAL:
-        (out_dir / SEED_FILE).unlink(missing_ok=True)
+    price = config.final_price_minor or config.price_minor
+    for stale in (SEED_FILE, RESULTS_FILE, TAILS_FILE):
+        (out_dir / stale).unlink(missing_ok=True)
+    if config.method is LotteryMethod.EXTERNAL and config.external_tails:
+        # The exchange numbers the applications in subscription order (the population file's
+        # order, which `openbell ipo subscribe` keeps) and draws tails with its own seed.
+        draw = lottery.draw_tails(
+            lottery_seed(config.seed + 1), config.symbol, units_applied, units_offered
+        )
+        ipo_io.write_tails(
+            out_dir / TAILS_FILE, draw.labels(), draw.winning_units, config.unit_shares, price
+        )
+        won = lottery.won_units(units, draw)
+        winners, won_total = int(np.count_nonzero(won)), exact_sum(won)
+    elif config.method is LotteryMethod.EXTERNAL:
         by_account = np.argsort(accounts)
         won = rng.multivariate_hypergeometric(
             units[by_account], min(units_offered, units_applied), method="marginals"
         ).astype(np.int64)
         winning = won > 0
-        price = config.final_price_minor or config.price_minor
         ipo_io.write_results(
             out_dir / RESULTS_FILE,
             accounts[by_account][winning],
@@ -164,7 +179,6 @@ def generate(config: IpoSimConfig, out_dir: Path) -> IpoSimResult:
         winners, won_total = int(winning.sum()), exact_sum(won)
     else:
         (out_dir / SEED_FILE).write_text(seed.hex() + "\n")
-        (out_dir / RESULTS_FILE).unlink(missing_ok=True)
     return IpoSimResult(
         out_dir=str(out_dir),
         spec=spec,

@@ -285,3 +285,33 @@ def test_bad_results_change_nothing_on_the_node(nodes: NodeRunner, tmp_path: Pat
     assert asyncio.run(_state_hash(data)) != before
     again = ipo_ops.import_results(target, "NEWCO", sim / RESULTS_FILE, options=QUIET)
     assert again.already_done
+
+
+def test_tails_file_round_trip_and_refusals(tmp_path: Path) -> None:
+    good = tmp_path / "tails.csv"
+    ipo_io.write_tails(good, ["0", "13", "007"], 6, 500, 1_000)
+    assert ipo_io.results_kind(good) == "tails"
+    cmd = ipo_io.read_tails("NEWCO", good, unit_shares=500, price_minor=1_000)
+    assert cmd.tails == ["0", "13", "007"]  # leading zeros kept
+    assert (cmd.total_winning_numbers, cmd.total_shares, cmd.total_amount_minor) == (
+        6,
+        3_000,
+        3_000_000,
+    )
+    assert cmd.source_sha256 == ipo_io.file_sha256(good)
+    cases = {
+        "missing header": "0\n13\nTOTAL,6,3000,3000000\n",
+        "not a tail": "tail\n0\n1x\nTOTAL,6,3000,3000000\n",
+        "repeated tail": "tail\n13\n13\nTOTAL,6,3000,3000000\n",
+        "missing trailer": "tail\n0\n13\n",
+        "trailer not on the last line": "tail\n0\nTOTAL,6,3000,3000000\n13\n",
+        "malformed trailer": "tail\n0\nTOTAL,6,-1,3000000\n",
+        "unusable tails": "tail\n3\n13\nTOTAL,6,3000,3000000\n",  # 13 ends in 3
+        "control total mismatch": "tail\n0\n13\nTOTAL,6,2999,3000000\n",
+    }
+    for kind, text in cases.items():
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        with pytest.raises(ipo_io.IpoFileError) as caught:
+            ipo_io.read_tails("NEWCO", bad, unit_shares=500, price_minor=1_000)
+        assert any(k.startswith(kind) for k in caught.value.report.counts), caught.value.report

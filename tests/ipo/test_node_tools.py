@@ -31,6 +31,7 @@ from openbell.sim.ipo import (
     POPULATION_FILE,
     RESULTS_FILE,
     SEED_FILE,
+    TAILS_FILE,
     IpoSimConfig,
     generate,
     holds_minor,
@@ -134,7 +135,8 @@ def _through_the_draw(
     if spec.price_is_maximum:
         reports["set-price"] = ipo_ops.set_price(target, S, FINAL_PRICE_MINOR, options=QUIET)
     if spec.method is LotteryMethod.EXTERNAL:
-        reports["draw"] = ipo_ops.import_results(target, S, sim / RESULTS_FILE, options=QUIET)
+        exchange = sim / TAILS_FILE if (sim / TAILS_FILE).exists() else sim / RESULTS_FILE
+        reports["draw"] = ipo_ops.import_results(target, S, exchange, options=QUIET)
     elif spec.method is LotteryMethod.BALLOT:
         reports["basis"] = ipo_ops.basis(target, S, sim / "basis.csv", options=QUIET)
         reports["draw"] = ipo_ops.draw(
@@ -293,6 +295,41 @@ def test_full_offering_through_a_real_node(
             )
     else:
         _verify_draw_cli(sim, target, data, basis=method is LotteryMethod.BALLOT)
+
+
+def test_exchange_tails_matched_against_our_numbering(nodes: NodeRunner, tmp_path: Path) -> None:
+    """External results as the exchange's winning tails: the node matches them against its
+    own numbering, and the winners are exactly the numbers ending in a tail."""
+    sim = _sim(tmp_path, LotteryMethod.EXTERNAL, external_tails=True)
+    tails = ipo_io.read_tails(S, sim / TAILS_FILE)
+    node, target, r = _through_the_draw(nodes, tmp_path, sim, "node")
+    drawn = r["draw"].numbers
+    assert drawn["tails"] == sorted(tails.tails, key=lambda t: (len(t), t))
+    assert drawn["won_units"] == tails.total_winning_numbers
+    numbering = ipo_io.read_numbering(sim / "numbering-node.csv")
+    want: dict[int, int] = {}
+    for account, first, count in zip(
+        numbering.accounts.tolist(),
+        numbering.first_numbers.tolist(),
+        numbering.counts.tolist(),
+        strict=True,
+    ):  # by enumerating 12-digit numbers, on purpose: an independent check of the matcher
+        hits = sum(
+            any(f"{n:012d}".endswith(t) for t in tails.tails) for n in range(first, first + count)
+        )
+        if hits:
+            want[account] = hits
+    assert _published(node.data_dir) == want
+    ipo_ops.settle(target, S, options=QUIET)
+    price = read_offering(sim / OFFERING_FILE).price_minor
+    _check_ledger(node.data_dir, sim, price, listed=False)
+    # A tampered file (one tail changed) is refused whole: nothing changes.
+    bad = tmp_path / "bad-tails.csv"
+    text = (sim / TAILS_FILE).read_text().splitlines()
+    text[1] = text[2]  # a repeated tail
+    bad.write_text("\n".join(text) + "\n")
+    with pytest.raises(ipo_io.IpoFileError, match="repeated tail"):
+        ipo_io.read_tails(S, bad)
 
 
 def _verify(sim: Path, numbering: Path, seed: Path, basis: bool, *where: str) -> tuple[int, str]:

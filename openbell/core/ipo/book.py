@@ -335,6 +335,8 @@ class IpoBook:
             return self.draw(seq, off, cmd)
         if isinstance(cmd, m.IpoImportResults):
             return self.import_results(seq, off, cmd)
+        if isinstance(cmd, m.IpoImportTails):
+            return self.import_tails(seq, off, cmd)
         if isinstance(cmd, m.IpoSettleChunk):
             return self.settle_chunk(ledger, seq, off, cmd)
         return self.list_offering(ledger, seq, off, cmd)
@@ -710,6 +712,46 @@ class IpoBook:
             f"{name}: rows {got}, control {declared}"
             for name, got, declared in (
                 ("won units", a.won_units, cmd.total_won_units),
+                ("shares", a.won_shares, cmd.total_shares),
+                ("amount", a.amount_minor, cmd.total_amount_minor),
+            )
+            if got != declared
+        ]
+        if report:
+            raise Reject(m.CONTROL_TOTALS_MISMATCH, "; ".join(report))
+        if a.won_shares > spec.shares_offered:
+            raise Reject(
+                m.CONTROL_TOTALS_MISMATCH, f"won shares {a.won_shares} > {spec.shares_offered}"
+            )
+        # ---- validated: mutations start here ----
+        off.cols["won"][: off.n] = won
+        return self._drawn(seq, off, a)
+
+    def import_tails(
+        self, seq: int, off: Offering, cmd: m.IpoImportTails
+    ) -> tuple[list[Any], Touched]:
+        """External results as winning tails: every numbered unit whose allotment number ends
+        in one of them wins. Malformed, repeated or overlapping tails (one already covered by a
+        shorter one), or totals that differ from the exchange's, refuse the whole file."""
+        self._phase(off, IpoPhase.NUMBERED)
+        spec = off.spec
+        if spec.method is not LotteryMethod.EXTERNAL:
+            raise Reject(m.WRONG_METHOD, f"{spec.symbol} is drawn by {spec.method}")
+        self._check_price_set(off)
+        draw = lottery.tails_draw(cmd.tails)  # or why the tails cannot be used
+        if isinstance(draw, str):
+            raise Reject(R.INVALID_FIELD, draw)
+        active = off.col("status") == ACTIVE
+        units = off.col("units").astype(np.int64)
+        won = np.zeros(off.n, dtype=np.int64)
+        won[active] = lottery.won_units(units[active], draw)
+        if exact_sum(won) != lottery.count_winners(off.active_units, draw):
+            raise InvariantViolation(f"{spec.symbol}: tail matching counts disagree")
+        a = self._allotment(off, won, LotteryMethod.EXTERNAL, "", draw.labels(), cmd.source_sha256)
+        report = [
+            f"{name}: our numbering gives {got}, the exchange says {declared}"
+            for name, got, declared in (
+                ("winning numbers", a.won_units, cmd.total_winning_numbers),
                 ("shares", a.won_shares, cmd.total_shares),
                 ("amount", a.amount_minor, cmd.total_amount_minor),
             )

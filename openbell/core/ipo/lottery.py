@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections import Counter
 
 import msgspec
 import numpy as np
@@ -205,6 +206,39 @@ def draw_tails(seed: bytes, symbol: str, units_subscribed: int, units_offered: i
             break
     _check_disjoint(groups)
     return TailDraw(False, "".join(map(str, digits[:used])), tuple(groups), winners)
+
+
+MAX_IMPORTED_TAILS = 100_000
+
+
+def tails_draw(labels: list[str]) -> TailDraw | str:
+    """The draw that imported winning tails describe (``winning_units`` is left 0: it
+    depends on the numbering), or why they cannot be used: a tail must be 1..12 digits,
+    appear once, and not end in a shorter winning tail (that number would win twice)."""
+    if not 1 <= len(labels) <= MAX_IMPORTED_TAILS:
+        return f"1..{MAX_IMPORTED_TAILS} tails"
+    bad = [t for t in labels if not (0 < len(t) <= NUMBER_DIGITS and t.isascii() and t.isdigit())]
+    if bad:
+        return f"{len(bad)} malformed tails (1..{NUMBER_DIGITS} digits): {bad[:10]}"
+    repeated = sorted(t for t, n in Counter(labels).items() if n > 1)
+    if repeated:
+        return f"{len(repeated)} tails repeated: {repeated[:10]}"
+    by_length: dict[int, list[int]] = {}
+    for t in labels:
+        by_length.setdefault(len(t), []).append(int(t))
+    groups = [TailGroup(k, tuple(sorted(v))) for k, v in sorted(by_length.items())]
+    shorter: list[tuple[int, set[int]]] = []
+    covered: list[str] = []
+    for g in groups:
+        covered += [
+            str(t).zfill(g.length)
+            for t in g.tails
+            if any(t % POW10[k] in tails for k, tails in shorter)
+        ]
+        shorter.append((g.length, set(g.tails)))
+    if covered:
+        return f"{len(covered)} tails already covered by a shorter tail: {covered[:10]}"
+    return TailDraw(False, "", tuple(groups), 0)
 
 
 def _check_disjoint(groups: list[TailGroup]) -> None:

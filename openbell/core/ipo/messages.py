@@ -184,6 +184,18 @@ class IpoImportResults(_IpoCommand, frozen=True):
     source_sha256: str = ""
 
 
+class IpoImportTails(_IpoCommand, frozen=True):
+    """External lottery results as the exchange's winning tails (A-share style: a number wins
+    if it ends in one of them), matched against this venue's numbering, with the exchange's
+    control totals: winning numbers, shares and amount."""
+
+    tails: list[str]
+    total_winning_numbers: int
+    total_shares: int
+    total_amount_minor: int
+    source_sha256: str = ""
+
+
 class IpoSettleChunk(_IpoCommand, frozen=True):
     chunk: int
 
@@ -210,6 +222,7 @@ IpoCommand = (
     | IpoSetPrice
     | IpoDraw
     | IpoImportResults
+    | IpoImportTails
     | IpoSettleChunk
     | IpoList
 )
@@ -223,6 +236,7 @@ IPO_COMMANDS: tuple[type, ...] = (
     IpoSetPrice,
     IpoDraw,
     IpoImportResults,
+    IpoImportTails,
     IpoSettleChunk,
     IpoList,
 )
