@@ -85,6 +85,9 @@ class Gateway:
         self.metrics = Metrics(self._queue_depth)
         self.bridge = Bridge(self.node, self.metrics)
         self.hub = Hub(self.bridge)
+        from openbell.gateway.ipo import track_share_assets  # ipo imports this module
+
+        self.bridge.listeners.append(track_share_assets(self.bridge.venue))
         self.auth = Authenticator(KeyStore(config.data_dir))
         self.started = threading.Event()
         self.app = build_app(self)
@@ -224,6 +227,7 @@ class Endpoint:
     body: type | None = None
     query: dict[str, str] = field(default_factory=dict)
     tag: str = "trading"
+    description: str = ""  # OpenAPI, after the roles
 
 
 def error_body(error: ApiError) -> bytes:
@@ -633,6 +637,8 @@ async def kill_switch(ctx: Ctx) -> Any:
 
 
 def endpoints() -> list[Endpoint]:
+    from openbell.gateway.ipo import ipo_endpoints  # ipo imports this module
+
     acct = {"account": "integer"}
     return [
         Endpoint("GET", "/v1/instruments", list_instruments, "List instruments", None,
@@ -666,6 +672,7 @@ def endpoints() -> list[Endpoint]:
                  body=s.KillSwitchBody, tag="operator"),
         Endpoint("GET", "/v1/status", status, "Sequence number and state hash", ALL_ROLES,
                  tag="operator"),
+        *ipo_endpoints(),
     ]  # fmt: skip
 
 
@@ -720,6 +727,8 @@ def openapi(eps: list[Endpoint]) -> dict[str, Any]:
         if ep.roles is not None:
             op["security"] = [{"OBKey": [], "OBTimestamp": [], "OBNonce": [], "OBSignature": []}]
             op["description"] = "Roles: " + ", ".join(sorted(r.value for r in ep.roles))
+        if ep.description:
+            op["description"] = (op.get("description", "") + ". " + ep.description).lstrip(". ")
         if ep.body is not None:
             op["requestBody"] = {
                 "required": True,

@@ -8,7 +8,20 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from openbell.core.types import OrderType, Phase, SelfTradePrevention, Side, TimeInForce
+from openbell.core.ipo.messages import LotteryMethod
+from openbell.core.types import (
+    BPS_DENOMINATOR,
+    EXTERNAL_ACCOUNT,
+    MAX_AMOUNT_MINOR,
+    MAX_BATCH_ACCOUNTS,
+    MAX_FEE_BPS,
+    MAX_QUANTITY_LOTS,
+    OrderType,
+    Phase,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
 
 RequestId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,40}$", description="idempotency key")]
 ClientOrderId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,40}$")]
@@ -64,6 +77,89 @@ class HaltBody(_Body):
 
 class KillSwitchBody(_Body):
     reason: Reason = ""
+
+
+# -- IPO (openbell.gateway.ipo) ----------------------------------------------------------------
+Count = Annotated[int, Meta(ge=1, le=MAX_QUANTITY_LOTS)]
+Count0 = Annotated[int, Meta(ge=0, le=MAX_QUANTITY_LOTS)]
+ClientSubscriptionId = Annotated[
+    str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="idempotency key of the subscription")
+]
+SeedCommitment = Annotated[
+    str, Meta(pattern=r"^([0-9a-f]{64})?$", description="lowercase hex SHA-256 of the seed")
+]
+SeedHex = Annotated[
+    str, Meta(pattern=r"^([0-9a-fA-F]{2}){1,1024}$", description="the revealed seed, hex")
+]
+
+
+class IpoOfferingBody(_Body):
+    """An ``OfferingSpec`` with the price as a decimal string (cash asset per share). Shares
+    (``unit_shares``, ``shares_offered``) are integers in minor units of the new share asset
+    (``10**share_scale`` a share); units are integers."""
+
+    symbol: Symbol
+    cash_asset: Asset
+    price: Decimal
+    unit_shares: Count
+    max_units: Count
+    shares_offered: Annotated[int, Meta(ge=1, le=MAX_AMOUNT_MINOR)]
+    fee_bps: Annotated[int, Meta(ge=0, le=MAX_FEE_BPS)] = 0
+    method: LotteryMethod = LotteryMethod.TAIL_LOTTERY
+    seed_commitment: SeedCommitment = ""
+    chunk_rows: Annotated[int, Meta(ge=1, le=MAX_BATCH_ACCOUNTS)] = 1_000_000
+    issuer_account: AccountNo = EXTERNAL_ACCOUNT
+    share_scale: Annotated[int, Meta(ge=0, le=18)] = 0
+    price_is_maximum: bool = False
+    cancellable: bool = False
+
+
+class IpoSubscribeBody(_Body):
+    account: AccountNo
+    units: Count
+    client_subscription_id: ClientSubscriptionId
+
+
+class IpoStepBody(_Body):
+    """A phase step that takes nothing but an optional request id (close, number)."""
+
+
+class IpoPriceBody(_Body):
+    final_price: Decimal
+
+
+class IpoBasisTier(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One row of a ballot's basis of allotment (``BallotTier``)."""
+
+    min_units: Count
+    max_units: Count
+    base_units: Count0 = 0
+    extra_units: Count0 = 0
+    winners: Count0 = 0
+
+
+class IpoDrawBody(_Body):
+    seed_hex: SeedHex
+    basis: Annotated[list[IpoBasisTier], Meta(max_length=1000)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class IpoSettleBody(_Body):
+    chunk: Count0
+
+
+class IpoSettleAllBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Settle every chunk not yet settled (at most ``max_chunks`` in this request). No request
+    id: settling is idempotent per chunk (a settled chunk is skipped)."""
+
+    max_chunks: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+
+
+class IpoListBody(_Body):
+    lot_shares: Count = 1
+    tick: Decimal | None = None  # cash asset per share; None: one minor unit
+    band_bps: Annotated[int, Meta(ge=0, le=BPS_DENOMINATOR)] = 0
 
 
 class ErrorBody(msgspec.Struct):

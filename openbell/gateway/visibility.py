@@ -10,7 +10,16 @@ event whole. A trader key sees, of its accounts only (``ApiKey.accounts``):
   plus ITS side of the trade; the other side's account, order id and fee are ``null`` (so a
   trade between two other accounts, e.g. a stop it triggered, shows no account at all);
 - public market-data events, which name no account (``BookDelta``, ``PhaseChanged``,
-  ``AuctionUncrossed``), and its own request's ``Rejected`` / ``DuplicateRequest``.
+  ``AuctionUncrossed``), and its own request's ``Rejected`` / ``DuplicateRequest``;
+- IPO (``IPO_OWNED_EVENTS``, ``IPO_PUBLIC_EVENTS``, ``IPO_ISSUER_EVENTS``): its own
+  subscription's ``IpoSubscribed`` / ``IpoSubscriptionCancelled`` (by ``account``; these go to
+  command answers only, not to the private WebSocket channel, which carries ``OWNED_EVENTS``);
+  the offering-wide phase events, which are public facts about the offering and carry totals,
+  never a row or an account (``IpoClosed``, ``IpoNumbered``, ``IpoPriceSet``, ``IpoDrawn`` with
+  its tails or basis table and the revealed seed, ``IpoChunkSettled``); and ``IpoOfferingCreated``
+  / ``IpoListed`` with the issuer's account number hidden (``null``) unless it is the trader's
+  own (conservative: the issuer is public, its account number at this venue is not).
+  ``IpoBatchSubscribed`` (many accounts' rows, operator tooling only) is never shown to a trader.
 
 Everything else is left out of a trader's answer: other accounts' execution reports and
 balances (the counterparty's, the fee account's), transfers, holds' resolutions, account
@@ -26,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from openbell.core import events as e
+from openbell.core.ipo import messages as ipo
 from openbell.core.types import Side
 from openbell.gateway.convert import QUOTE_AMOUNT_KEYS, Venue
 from openbell.gateway.keys import ApiKey, Role
@@ -56,11 +66,30 @@ PUBLIC_EVENTS: tuple[type[e.Event], ...] = (
 )
 """Events that name no account (market data, or the caller's own request)."""
 
-_OWNED, _PUBLIC, _TRADE = 1, 2, 3
+IPO_OWNED_EVENTS: tuple[type, ...] = (ipo.IpoSubscribed, ipo.IpoSubscriptionCancelled)
+"""One account's IPO subscription, named by ``account`` (command answers only)."""
+
+IPO_PUBLIC_EVENTS: tuple[type, ...] = (
+    ipo.IpoClosed,
+    ipo.IpoNumbered,
+    ipo.IpoPriceSet,
+    ipo.IpoDrawn,
+    ipo.IpoChunkSettled,
+)
+"""Offering-wide facts: phases, totals, the draw's tails / basis table; no account."""
+
+IPO_ISSUER_EVENTS: tuple[type, ...] = (ipo.IpoOfferingCreated, ipo.IpoListed)
+"""Offering-wide facts that name the issuer's account (``issuer_account``, in ``spec`` for
+``IpoOfferingCreated``): shown with it ``null`` unless the viewer owns that account."""
+
+_OWNED, _PUBLIC, _TRADE, _ISSUER = 1, 2, 3, 4
 _RULES: dict[type, int] = {
     **dict.fromkeys(OWNED_EVENTS, _OWNED),
     **dict.fromkeys(PUBLIC_EVENTS, _PUBLIC),
     e.Trade: _TRADE,
+    **dict.fromkeys(IPO_OWNED_EVENTS, _OWNED),
+    **dict.fromkeys(IPO_PUBLIC_EVENTS, _PUBLIC),
+    **dict.fromkeys(IPO_ISSUER_EVENTS, _ISSUER),
 }
 _BUY_FEE = QUOTE_AMOUNT_KEYS["buy_fee_minor"]
 _SELL_FEE = QUOTE_AMOUNT_KEYS["sell_fee_minor"]
@@ -95,7 +124,28 @@ def event_view(
         return venue.event_json(event)
     if rule == _TRADE:
         return _trade_view(venue, events, index, viewer)
+    if rule == _ISSUER:
+        return hide_issuer(venue.event_json(event), viewer)
     return None
+
+
+def hide_issuer(document: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    """An IPO offering document (an ``IpoOfferingCreated`` / ``IpoListed`` event, or an
+    offering as the REST API shows it) with ``issuer_account`` (top level or in ``spec``) set
+    to ``null`` unless ``viewer`` may see that account. Returns a copy; the input is kept."""
+    out = dict(document)
+    spec = out.get("spec")
+    if isinstance(spec, dict) and "issuer_account" in spec:
+        spec = out["spec"] = dict(spec)
+        if not _may_see(viewer, spec["issuer_account"]):
+            spec["issuer_account"] = None
+    if "issuer_account" in out and not _may_see(viewer, out["issuer_account"]):
+        out["issuer_account"] = None
+    return out
+
+
+def _may_see(viewer: Viewer, account: object) -> bool:
+    return viewer is None or (isinstance(account, int) and account in viewer)
 
 
 def _trade_view(
@@ -137,4 +187,15 @@ def _maker_account(trade: e.Trade, events: list[e.Event], index: int) -> int | N
     return None
 
 
-__all__ = ["OWNED_EVENTS", "PUBLIC_EVENTS", "Viewer", "event_view", "sees", "viewer_for"]
+__all__ = [
+    "IPO_ISSUER_EVENTS",
+    "IPO_OWNED_EVENTS",
+    "IPO_PUBLIC_EVENTS",
+    "OWNED_EVENTS",
+    "PUBLIC_EVENTS",
+    "Viewer",
+    "event_view",
+    "hide_issuer",
+    "sees",
+    "viewer_for",
+]
