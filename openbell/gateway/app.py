@@ -85,9 +85,6 @@ class Gateway:
         self.metrics = Metrics(self._queue_depth)
         self.bridge = Bridge(self.node, self.metrics)
         self.hub = Hub(self.bridge)
-        from openbell.gateway.ipo import track_share_assets  # ipo imports this module
-
-        self.bridge.listeners.append(track_share_assets(self.bridge.venue))
         self.auth = Authenticator(KeyStore(config.data_dir))
         self.started = threading.Event()
         self.app = build_app(self)

@@ -13,6 +13,7 @@ import msgspec
 from openbell.core import events as e
 from openbell.core.book import Order
 from openbell.core.commands import InstrumentSpec
+from openbell.core.ipo.messages import IpoOfferingCreated
 from openbell.gateway.units import InstrumentUnits, amount
 
 PRICE_KEYS = {
@@ -73,6 +74,8 @@ class Venue:
             self.scales[event.asset] = event.scale  # type: ignore[union-attr]
         elif kind is e.InstrumentCreated:
             self._add_instrument(event.spec)  # type: ignore[union-attr, arg-type]
+        elif kind is IpoOfferingCreated:  # creates its share asset (no AssetCreated event)
+            self.scales[event.symbol] = event.spec.share_scale  # type: ignore[union-attr]
 
     def after(self, event: e.Event) -> None:
         kind = type(event)

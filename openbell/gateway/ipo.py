@@ -33,14 +33,12 @@ from openbell.core.ipo.lottery import NUMBER_DIGITS
 from openbell.core.types import RejectReason
 from openbell.gateway import schemas as s
 from openbell.gateway.bridge import CommandResult
-from openbell.gateway.convert import Venue
 from openbell.gateway.errors import ApiError
 from openbell.gateway.keys import Role
 from openbell.gateway.units import amount, amount_to_minor
 from openbell.gateway.visibility import Viewer, hide_issuer
 
 if TYPE_CHECKING:
-    from openbell.core import events as e
     from openbell.gateway.app import Ctx, Endpoint
 
 ALL_ROLES = frozenset(Role)
@@ -467,7 +465,7 @@ async def list_offering(ctx: Ctx) -> Any:
 
 
 # =============================================================================================
-# Routes, and the venue's view of new share assets
+# Routes
 # =============================================================================================
 def ipo_endpoints() -> list[Endpoint]:
     from openbell.gateway.app import Endpoint
@@ -536,16 +534,4 @@ def ipo_endpoints() -> list[Endpoint]:
     ]  # fmt: skip
 
 
-def track_share_assets(venue: Venue) -> Any:
-    """A bridge listener: an offering creates its share asset without an ``AssetCreated``
-    event, so the decimal view of the venue learns the asset's scale from
-    ``IpoOfferingCreated`` (balances in it, and the instrument a listing opens, need it)."""
-
-    def on_event(event: e.Event) -> None:
-        if type(event) is m.IpoOfferingCreated:
-            venue.scales[event.symbol] = event.spec.share_scale
-
-    return on_event
-
-
-__all__ = ["ipo_endpoints", "track_share_assets"]
+__all__ = ["ipo_endpoints"]
