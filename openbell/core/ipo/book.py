@@ -708,24 +708,34 @@ class IpoBook:
         won = np.zeros(off.n, dtype=np.int64)
         won[rows] = won_in
         a = self._allotment(off, won, LotteryMethod.EXTERNAL, "", [], cmd.source_sha256)
-        report = [
-            f"{name}: rows {got}, control {declared}"
-            for name, got, declared in (
-                ("won units", a.won_units, cmd.total_won_units),
-                ("shares", a.won_shares, cmd.total_shares),
-                ("amount", a.amount_minor, cmd.total_amount_minor),
-            )
-            if got != declared
-        ]
-        if report:
-            raise Reject(m.CONTROL_TOTALS_MISMATCH, "; ".join(report))
-        if a.won_shares > spec.shares_offered:
-            raise Reject(
-                m.CONTROL_TOTALS_MISMATCH, f"won shares {a.won_shares} > {spec.shares_offered}"
-            )
+        declared = (cmd.total_won_units, cmd.total_shares, cmd.total_amount_minor)
+        self._check_control_totals(off, a, ("won units", *declared), "rows {got}, control {want}")
         # ---- validated: mutations start here ----
         off.cols["won"][: off.n] = won
         return self._drawn(seq, off, a)
+
+    @staticmethod
+    def _check_control_totals(
+        off: Offering, a: Allotment, declared: tuple[str, int, int, int], wording: str
+    ) -> None:
+        """External results must add up to the file's control totals (won units or winning
+        numbers, shares, amount) and never allot more shares than are on offer."""
+        units_name, units, shares, amount = declared
+        report = [
+            f"{name}: " + wording.format(got=got, want=want)
+            for name, got, want in (
+                (units_name, a.won_units, units),
+                ("shares", a.won_shares, shares),
+                ("amount", a.amount_minor, amount),
+            )
+            if got != want
+        ]
+        if report:
+            raise Reject(m.CONTROL_TOTALS_MISMATCH, "; ".join(report))
+        if a.won_shares > off.spec.shares_offered:
+            raise Reject(
+                m.CONTROL_TOTALS_MISMATCH, f"won shares {a.won_shares} > {off.spec.shares_offered}"
+            )
 
     def import_tails(
         self, seq: int, off: Offering, cmd: m.IpoImportTails
@@ -748,21 +758,13 @@ class IpoBook:
         if exact_sum(won) != lottery.count_winners(off.active_units, draw):
             raise InvariantViolation(f"{spec.symbol}: tail matching counts disagree")
         a = self._allotment(off, won, LotteryMethod.EXTERNAL, "", draw.labels(), cmd.source_sha256)
-        report = [
-            f"{name}: our numbering gives {got}, the exchange says {declared}"
-            for name, got, declared in (
-                ("winning numbers", a.won_units, cmd.total_winning_numbers),
-                ("shares", a.won_shares, cmd.total_shares),
-                ("amount", a.amount_minor, cmd.total_amount_minor),
-            )
-            if got != declared
-        ]
-        if report:
-            raise Reject(m.CONTROL_TOTALS_MISMATCH, "; ".join(report))
-        if a.won_shares > spec.shares_offered:
-            raise Reject(
-                m.CONTROL_TOTALS_MISMATCH, f"won shares {a.won_shares} > {spec.shares_offered}"
-            )
+        declared = (cmd.total_winning_numbers, cmd.total_shares, cmd.total_amount_minor)
+        self._check_control_totals(
+            off,
+            a,
+            ("winning numbers", *declared),
+            "our numbering gives {got}, the exchange says {want}",
+        )
         # ---- validated: mutations start here ----
         off.cols["won"][: off.n] = won
         return self._drawn(seq, off, a)
