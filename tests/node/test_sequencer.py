@@ -249,6 +249,49 @@ def test_group_commit_puts_many_commands_in_one_append(journal: GatedJournal) ->
     sequencer.stop()
 
 
+def test_under_load_a_batch_lingers_for_more_commands_until_its_deadline(
+    journal: GatedJournal,
+) -> None:
+    journal.gate.set()
+    sequencer = _sequencer(journal, max_linger_us=1_000_000)
+    _set_up(sequencer, journal)
+    replies = Replies()
+    started = time.monotonic()
+    sequencer.submit(_deposit(0), replies)  # a lone command is never held back
+    replies.wait(1)
+    assert time.monotonic() - started < 0.9
+    release = threading.Event()
+
+    def stall() -> None:  # hold the sequencer thread while commands queue up behind it
+        release.clear()
+        answers = Answers()
+        sequencer.query(lambda engine: release.wait(WAIT_S), answers)
+        time.sleep(0.05)
+
+    stall()
+    before = sequencer.batches
+    sequencer.submit(_deposit(1), replies)
+    sequencer.submit(_deposit(2), replies)
+    release.set()
+    time.sleep(0.3)  # inside the batch's linger: this one joins it
+    sequencer.submit(_deposit(3), replies)
+    replies.wait(4)
+    assert sequencer.batches - before == 1
+    # A steady trickle does not keep one batch open: it is cut at its deadline.
+    stall()
+    before = sequencer.batches
+    sequencer.submit(_deposit(4), replies)
+    sequencer.submit(_deposit(5), replies)
+    release.set()
+    for n in range(6, 36):  # 30 more, one every 0.1 s: about 3 s
+        time.sleep(0.1)
+        sequencer.submit(_deposit(n), replies)
+    replies.wait(36)
+    assert sequencer.batches - before >= 3
+    assert _balance(sequencer.engine) == FUND_MINOR + 36
+    sequencer.stop()
+
+
 def test_a_failed_append_halts_the_node(journal: GatedJournal) -> None:
     sequencer = _sequencer(journal)
     _set_up(sequencer, journal)
