@@ -2,12 +2,19 @@
 
 client = Client("http://127.0.0.1:8000", key_id, secret)
 client.place_order(account=17, symbol="ACME", side="BUY", quantity="5", price="100.01")
+client.ipo_subscribe("NEWCO", account=17, units=3, client_subscription_id="c-1")
+
+IPO methods are named ``ipo_*`` (``Client.close`` closes the connection). Money is a decimal
+string in the offering's cash asset; units, shares and chunks are integers; every method
+answers the parsed JSON and raises ``GatewayError`` for an error answer. Each IPO endpoint is
+described once (``_ipo_*`` below, method + path + query + body) and called by both clients.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -126,9 +133,184 @@ class _Api:
     def status(self) -> Any:
         return self.request("GET", "/v1/status")
 
+    # -- IPO (``openbell.gateway.ipo``) ---------------------------------------------------------
+    def ipo_offering(self, symbol: str) -> Any:
+        return self.request(*_ipo_offering(symbol))
+
+    def ipo_subscribe(
+        self,
+        symbol: str,
+        account: int,
+        units: int,
+        client_subscription_id: str,
+        request_id: str | None = None,
+    ) -> Any:
+        return self.request(
+            *_ipo_subscribe(symbol, account, units, client_subscription_id, request_id)
+        )
+
+    def ipo_cancel_subscription(
+        self, symbol: str, account: int, request_id: str | None = None
+    ) -> Any:
+        return self.request(*_ipo_cancel_subscription(symbol, account, request_id))
+
+    def ipo_subscription(self, symbol: str, account: int) -> Any:
+        return self.request(*_ipo_subscription(symbol, account))
+
+    def ipo_create_offering(
+        self,
+        symbol: str,
+        cash_asset: str,
+        price: str,
+        unit_shares: int,
+        max_units: int,
+        shares_offered: int,
+        *,
+        fee_bps: int | None = None,
+        method: str | None = None,
+        seed_commitment: str | None = None,
+        chunk_rows: int | None = None,
+        issuer_account: int | None = None,
+        share_scale: int | None = None,
+        price_is_maximum: bool | None = None,
+        cancellable: bool | None = None,
+        request_id: str | None = None,
+    ) -> Any:
+        body = _offering_body(
+            symbol, cash_asset, price, unit_shares, max_units, shares_offered, fee_bps, method,
+            seed_commitment, chunk_rows, issuer_account, share_scale, price_is_maximum,
+            cancellable, request_id,
+        )  # fmt: skip
+        return self.request(*_ipo_create_offering(body))
+
+    def ipo_close(self, symbol: str, request_id: str | None = None) -> Any:
+        return self.request(*_ipo_step(symbol, "close", {"request_id": request_id}))
+
+    def ipo_number(self, symbol: str, request_id: str | None = None) -> Any:
+        return self.request(*_ipo_step(symbol, "number", {"request_id": request_id}))
+
+    def ipo_set_price(self, symbol: str, final_price: str, request_id: str | None = None) -> Any:
+        body = {"final_price": final_price, "request_id": request_id}
+        return self.request(*_ipo_step(symbol, "price", body))
+
+    def ipo_draw(
+        self,
+        symbol: str,
+        seed_hex: str,
+        basis: Sequence[Mapping[str, int]] | None = None,
+        request_id: str | None = None,
+    ) -> Any:
+        return self.request(*_ipo_draw(symbol, seed_hex, basis, request_id))
+
+    def ipo_settle(self, symbol: str, chunk: int, request_id: str | None = None) -> Any:
+        body = {"chunk": chunk, "request_id": request_id}
+        return self.request(*_ipo_step(symbol, "settle", body))
+
+    def ipo_settle_all(self, symbol: str, max_chunks: int | None = None) -> Any:
+        return self.request(*_ipo_step(symbol, "settle-all", {"max_chunks": max_chunks}))
+
+    def ipo_list(
+        self,
+        symbol: str,
+        lot_shares: int | None = None,
+        tick: str | None = None,
+        band_bps: int | None = None,
+        request_id: str | None = None,
+    ) -> Any:
+        body = {
+            "lot_shares": lot_shares, "tick": tick, "band_bps": band_bps,
+            "request_id": request_id,
+        }  # fmt: skip
+        return self.request(*_ipo_step(symbol, "list", body))
+
 
 def _clean(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
+
+
+# =============================================================================================
+# IPO endpoints (``openbell.gateway.ipo``): method, path, query, body; None fields are left out
+# =============================================================================================
+_Call = tuple[str, str, dict[str, Any] | None, Any]
+_IPO = "/v1/ipo/offerings"
+
+
+def _ipo_offering(symbol: str) -> _Call:
+    return "GET", f"{_IPO}/{symbol}", None, None
+
+
+def _ipo_subscribe(
+    symbol: str, account: int, units: int, client_subscription_id: str, request_id: str | None
+) -> _Call:
+    body = {
+        "account": account,
+        "units": units,
+        "client_subscription_id": client_subscription_id,
+        "request_id": request_id,
+    }
+    return "POST", f"{_IPO}/{symbol}/subscriptions", None, _clean(body)
+
+
+def _ipo_subscription(symbol: str, account: int) -> _Call:
+    return "GET", f"{_IPO}/{symbol}/subscriptions/{account}", None, None
+
+
+def _ipo_cancel_subscription(symbol: str, account: int, request_id: str | None) -> _Call:
+    path = f"{_IPO}/{symbol}/subscriptions/{account}"
+    return "DELETE", path, {"request_id": request_id}, None
+
+
+def _ipo_create_offering(body: dict[str, Any]) -> _Call:
+    return "POST", _IPO, None, _clean(body)
+
+
+def _ipo_step(symbol: str, step: str, body: dict[str, Any]) -> _Call:
+    return "POST", f"{_IPO}/{symbol}/{step}", None, _clean(body)
+
+
+def _ipo_draw(
+    symbol: str, seed_hex: str, basis: Sequence[Mapping[str, int]] | None, request_id: str | None
+) -> _Call:
+    tiers = None if basis is None else [dict(tier) for tier in basis]
+    return _ipo_step(
+        symbol, "draw", {"seed_hex": seed_hex, "basis": tiers, "request_id": request_id}
+    )
+
+
+def _offering_body(
+    symbol: str,
+    cash_asset: str,
+    price: str,
+    unit_shares: int,
+    max_units: int,
+    shares_offered: int,
+    fee_bps: int | None,
+    method: str | None,
+    seed_commitment: str | None,
+    chunk_rows: int | None,
+    issuer_account: int | None,
+    share_scale: int | None,
+    price_is_maximum: bool | None,
+    cancellable: bool | None,
+    request_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "cash_asset": cash_asset,
+        "price": price,
+        "unit_shares": unit_shares,
+        "max_units": max_units,
+        "shares_offered": shares_offered,
+        "fee_bps": fee_bps,
+        "method": method,
+        "seed_commitment": seed_commitment,
+        "chunk_rows": chunk_rows,
+        "issuer_account": issuer_account,
+        "share_scale": share_scale,
+        "price_is_maximum": price_is_maximum,
+        "cancellable": cancellable,
+        "request_id": request_id,
+    }
 
 
 class Client(_Api):
@@ -185,6 +367,98 @@ class AsyncClient:
 
     async def open_orders(self, account: int) -> Any:
         return await self.request("GET", "/v1/orders", {"account": account})
+
+    # -- IPO (``openbell.gateway.ipo``) ---------------------------------------------------------
+    async def ipo_offering(self, symbol: str) -> Any:
+        return await self.request(*_ipo_offering(symbol))
+
+    async def ipo_subscribe(
+        self,
+        symbol: str,
+        account: int,
+        units: int,
+        client_subscription_id: str,
+        request_id: str | None = None,
+    ) -> Any:
+        return await self.request(
+            *_ipo_subscribe(symbol, account, units, client_subscription_id, request_id)
+        )
+
+    async def ipo_cancel_subscription(
+        self, symbol: str, account: int, request_id: str | None = None
+    ) -> Any:
+        return await self.request(*_ipo_cancel_subscription(symbol, account, request_id))
+
+    async def ipo_subscription(self, symbol: str, account: int) -> Any:
+        return await self.request(*_ipo_subscription(symbol, account))
+
+    async def ipo_create_offering(
+        self,
+        symbol: str,
+        cash_asset: str,
+        price: str,
+        unit_shares: int,
+        max_units: int,
+        shares_offered: int,
+        *,
+        fee_bps: int | None = None,
+        method: str | None = None,
+        seed_commitment: str | None = None,
+        chunk_rows: int | None = None,
+        issuer_account: int | None = None,
+        share_scale: int | None = None,
+        price_is_maximum: bool | None = None,
+        cancellable: bool | None = None,
+        request_id: str | None = None,
+    ) -> Any:
+        body = _offering_body(
+            symbol, cash_asset, price, unit_shares, max_units, shares_offered, fee_bps, method,
+            seed_commitment, chunk_rows, issuer_account, share_scale, price_is_maximum,
+            cancellable, request_id,
+        )  # fmt: skip
+        return await self.request(*_ipo_create_offering(body))
+
+    async def ipo_close(self, symbol: str, request_id: str | None = None) -> Any:
+        return await self.request(*_ipo_step(symbol, "close", {"request_id": request_id}))
+
+    async def ipo_number(self, symbol: str, request_id: str | None = None) -> Any:
+        return await self.request(*_ipo_step(symbol, "number", {"request_id": request_id}))
+
+    async def ipo_set_price(
+        self, symbol: str, final_price: str, request_id: str | None = None
+    ) -> Any:
+        body = {"final_price": final_price, "request_id": request_id}
+        return await self.request(*_ipo_step(symbol, "price", body))
+
+    async def ipo_draw(
+        self,
+        symbol: str,
+        seed_hex: str,
+        basis: Sequence[Mapping[str, int]] | None = None,
+        request_id: str | None = None,
+    ) -> Any:
+        return await self.request(*_ipo_draw(symbol, seed_hex, basis, request_id))
+
+    async def ipo_settle(self, symbol: str, chunk: int, request_id: str | None = None) -> Any:
+        body = {"chunk": chunk, "request_id": request_id}
+        return await self.request(*_ipo_step(symbol, "settle", body))
+
+    async def ipo_settle_all(self, symbol: str, max_chunks: int | None = None) -> Any:
+        return await self.request(*_ipo_step(symbol, "settle-all", {"max_chunks": max_chunks}))
+
+    async def ipo_list(
+        self,
+        symbol: str,
+        lot_shares: int | None = None,
+        tick: str | None = None,
+        band_bps: int | None = None,
+        request_id: str | None = None,
+    ) -> Any:
+        body = {
+            "lot_shares": lot_shares, "tick": tick, "band_bps": band_bps,
+            "request_id": request_id,
+        }  # fmt: skip
+        return await self.request(*_ipo_step(symbol, "list", body))
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -5,15 +5,15 @@ Starlette route) is its events AS THE CALLER MAY SEE THEM. Operators and auditor
 event whole. A trader key sees, of its accounts only (``ApiKey.accounts``):
 
 - execution reports and account events whose ``account`` is one of its accounts
-  (``OWNED_EVENTS``; the private WebSocket channel delivers exactly these, per account);
+  (``OWNED_EVENTS``; the private WebSocket channel delivers these, per account);
 - ``Trade``: what the public trade feed shows (trade id, symbol, price, quantity, aggressor)
   plus ITS side of the trade; the other side's account, order id and fee are ``null`` (so a
   trade between two other accounts, e.g. a stop it triggered, shows no account at all);
 - public market-data events, which name no account (``BookDelta``, ``PhaseChanged``,
   ``AuctionUncrossed``), and its own request's ``Rejected`` / ``DuplicateRequest``;
 - IPO (``IPO_OWNED_EVENTS``, ``IPO_PUBLIC_EVENTS``, ``IPO_ISSUER_EVENTS``): its own
-  subscription's ``IpoSubscribed`` / ``IpoSubscriptionCancelled`` (by ``account``; these go to
-  command answers only, not to the private WebSocket channel, which carries ``OWNED_EVENTS``);
+  subscription's ``IpoSubscribed`` / ``IpoSubscriptionCancelled`` (by ``account``; the private
+  WebSocket channel of that account carries them too, ``ws.ACCOUNT_CHANNEL_EVENTS``);
   the offering-wide phase events, which are public facts about the offering and carry totals,
   never a row or an account (``IpoClosed``, ``IpoNumbered``, ``IpoPriceSet``, ``IpoDrawn`` with
   its tails or basis table and the revealed seed, ``IpoChunkSettled``); and ``IpoOfferingCreated``
@@ -67,7 +67,8 @@ PUBLIC_EVENTS: tuple[type[e.Event], ...] = (
 """Events that name no account (market data, or the caller's own request)."""
 
 IPO_OWNED_EVENTS: tuple[type, ...] = (ipo.IpoSubscribed, ipo.IpoSubscriptionCancelled)
-"""One account's IPO subscription, named by ``account`` (command answers only)."""
+"""One account's IPO subscription, named by ``account`` (command answers, and that account's
+private WebSocket channel)."""
 
 IPO_PUBLIC_EVENTS: tuple[type, ...] = (
     ipo.IpoClosed,

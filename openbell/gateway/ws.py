@@ -10,11 +10,33 @@ Server -> client:
   {"type": "delta", "symbol", "seq", "side", "price", "quantity"}  quantity "0": level gone
   {"type": "trade", "symbol", "seq", "trade_id", "price", "quantity", "aggressor"}
   {"type": "OrderAccepted"|"Execution"|..., "account", ...}  the account's own events
-      (``visibility.OWNED_EVENTS``: execution reports, balance changes, account state, kill
-      switch, holds), decimals as in the REST API; never another account's (so no trade, no
-      counterparty). A trader key subscribes only to its own accounts; operators and auditors
-      to any.
+      (``ACCOUNT_CHANNEL_EVENTS``: ``visibility.OWNED_EVENTS`` — execution reports, balance
+      changes, account state, kill switch, holds — and ``visibility.IPO_OWNED_EVENTS`` — its own
+      ``IpoSubscribed`` / ``IpoSubscriptionCancelled``), decimals as in the REST API (IPO
+      amounts as the REST IPO answers write them: ``frozen``, ``released``, in the offering's
+      cash asset); never another account's (so no trade, no counterparty). A trader key
+      subscribes only to its own accounts; operators and auditors to any.
   {"type": "error", "code", "message"}
+
+IPO on the private channel. A subscription shows up as its ``IpoSubscribed`` (``repeated``
+true for an idempotent retry, which changed nothing) followed by the ``BalanceChanged`` of the
+cash hold; a cancellation as ``IpoSubscriptionCancelled`` and the ``BalanceChanged`` of the
+release. Settlement is different: the core settles a chunk of rows at once and emits one
+compact ``IpoChunkSettled`` (totals and a row range, no account, no per-account
+``BalanceChanged``; DESIGN.md: batch events, not one object per row), so the hub makes the
+per-account signal itself. For every ``IpoChunkSettled`` while any account channel is open, it
+reads — on the sequencer thread, between batches — which subscribed accounts had their
+subscription in that chunk and now settled (SETTLED or REFUNDED), and sends each of them
+``BalanceChanged`` for the offering's cash asset and its share asset: the account's balances
+as of ``seq`` (the last command applied when read, >= the chunk's seq), placed in the channel
+exactly there (``Bridge.query_then``), so they are never older than a message sent before them.
+The draw (WIN / LOSE) changes no balance and is not pushed per account: read it with
+``GET /v1/ipo/offerings/{symbol}/subscriptions/{account}``.
+
+The IPO amounts need the offering's cash asset: the hub learns it from every
+``IpoOfferingCreated`` it sees, and from one read of the existing offerings made before the
+first account channel opens (an account subscription is registered, and ``subscribed`` sent,
+once that read is in).
 
 ``seq`` counts the book channel's messages per instrument (deltas and trades) and the snapshot
 carries the seq it is current at: a client that sees seq jump by more than one has lost a
@@ -27,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import msgspec
@@ -34,13 +57,19 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from openbell.core import events as e
 from openbell.core.engine import Engine
+from openbell.core.ipo import messages as m
 from openbell.gateway.bridge import Bridge
 from openbell.gateway.errors import ApiError
+from openbell.gateway.ipo import ipo_event_json
 from openbell.gateway.keys import ApiKey
-from openbell.gateway.visibility import OWNED_EVENTS
+from openbell.gateway.visibility import IPO_OWNED_EVENTS, OWNED_EVENTS
 
 QUEUE_LIMIT = 10_000
 FULL_DEPTH = 1 << 30
+ACCOUNT_CHANNEL_EVENTS: tuple[type, ...] = (*OWNED_EVENTS, *IPO_OWNED_EVENTS)
+"""What an account's private channel carries (besides the settlement balances, see above)."""
+_SETTLED = (m.SubscriptionStatus.SETTLED, m.SubscriptionStatus.REFUNDED)
+log = logging.getLogger("openbell.gateway")
 
 
 class Subscriber:
@@ -49,6 +78,7 @@ class Subscriber:
         self.books: set[str] = set()
         self.accounts: set[int] = set()
         self.overflowed = False
+        self.closed = False  # the connection is gone: register nothing more for it
 
     def send(self, message: dict[str, Any]) -> None:
         if self.overflowed:
@@ -68,6 +98,9 @@ class Hub:
         self.book_seq: dict[str, int] = {}
         self.book_subs: dict[str, set[Subscriber]] = {}
         self.account_subs: dict[int, set[Subscriber]] = {}
+        # offering symbol -> its cash asset (for the decimals of IPO events)
+        self.offering_cash: dict[str, str] = {}
+        self.offerings_loaded = False
         bridge.listeners.append(self.on_event)
 
     # called on the loop for every event, in sequence order
@@ -104,12 +137,91 @@ class Hub:
                     }
                 for sub in subs:
                     sub.send(message)
-        elif self.account_subs and isinstance(event, OWNED_EVENTS):
+        elif kind is m.IpoOfferingCreated:
+            assert isinstance(event, m.IpoOfferingCreated)
+            self.offering_cash[event.symbol] = event.spec.cash_asset
+        elif not self.account_subs:
+            return
+        elif isinstance(event, OWNED_EVENTS):
             subs = self.account_subs.get(event.account)  # type: ignore[union-attr]
             if subs:
                 message = self.bridge.venue.event_json(event)
                 for sub in subs:
                     sub.send(message)
+        elif isinstance(event, IPO_OWNED_EVENTS):
+            assert isinstance(event, m.IpoSubscribed | m.IpoSubscriptionCancelled)
+            subs = self.account_subs.get(event.account)
+            if subs:
+                ipo_message = self._ipo_json(event)
+                if ipo_message is not None:
+                    for sub in subs:
+                        sub.send(ipo_message)
+        elif kind is m.IpoChunkSettled:
+            assert isinstance(event, m.IpoChunkSettled)
+            self._send_settled_balances(event)
+
+    def _ipo_json(
+        self, event: m.IpoSubscribed | m.IpoSubscriptionCancelled
+    ) -> dict[str, Any] | None:
+        """The event as the REST IPO answers write it (amounts as decimal strings)."""
+        venue = self.bridge.venue
+        cash = self.offering_cash.get(event.symbol)
+        scale = None if cash is None else venue.scales.get(cash)
+        if scale is None:  # cannot happen once the offerings are loaded: say so, send nothing
+            log.error("no cash asset scale for IPO %s; %s not sent", event.symbol, event)
+            return None
+        return ipo_event_json(venue.event_json(event), scale, frozenset({event.account}))
+
+    def _send_settled_balances(self, event: m.IpoChunkSettled) -> None:
+        """Each subscribed account settled in ``event``'s chunk gets its cash and share
+        balances (``BalanceChanged``), read between batches and sent at that point."""
+        symbol, chunk = event.symbol, event.chunk
+        accounts = list(self.account_subs)
+
+        def read(engine: Engine) -> list[e.BalanceChanged]:
+            return _settled_balances(engine, symbol, chunk, accounts)
+
+        def on_loop(answer: Any, error: str) -> None:
+            if error:
+                log.error("reading IPO settlement balances of %s failed: %s", symbol, error)
+                return
+            for balance in answer:
+                subs = self.account_subs.get(balance.account)
+                if subs:
+                    message = self.bridge.venue.event_json(balance)
+                    for sub in subs:
+                        sub.send(message)
+
+        try:
+            self.bridge.query_then(read, on_loop)
+        except ApiError as error:  # the node halted: nothing more will be delivered anyway
+            log.error("IPO settlement balances of %s not sent: %s", symbol, error.message)
+
+    def subscribe_account(self, sub: Subscriber, account: int) -> None:
+        """Register ``sub`` for ``account``'s private channel and send ``subscribed`` (after
+        the one read of the existing offerings' cash assets, the first time)."""
+
+        def register() -> None:
+            if sub.closed:
+                return
+            self.account_subs.setdefault(account, set()).add(sub)
+            sub.accounts.add(account)
+            sub.send({"type": "subscribed", "channel": "account", "account": account})
+
+        if self.offerings_loaded:
+            register()
+            return
+
+        def on_loop(answer: Any, error: str) -> None:
+            if error:
+                sub.send({"type": "error", "code": "QUERY_FAILED", "message": error})
+                return
+            for symbol, cash in answer.items():  # what the events taught since stays
+                self.offering_cash.setdefault(symbol, cash)
+            self.offerings_loaded = True
+            register()
+
+        self.bridge.query_then(_offering_cash_assets, on_loop)
 
     def subscribe_book(self, sub: Subscriber, symbol: str) -> None:
         def read(engine: Engine) -> Any:
@@ -118,6 +230,8 @@ class Hub:
         def on_loop(answer: Any, error: str) -> None:  # no await between read and register
             if error:
                 sub.send({"type": "error", "code": "QUERY_FAILED", "message": error})
+                return
+            if sub.closed:
                 return
             units = self.bridge.venue.instruments[symbol]
             self.book_subs.setdefault(symbol, set()).add(sub)
@@ -135,10 +249,41 @@ class Hub:
         self.bridge.query_then(read, on_loop)
 
     def unsubscribe_all(self, sub: Subscriber) -> None:
+        sub.closed = True
         for symbol in sub.books:
             self.book_subs.get(symbol, set()).discard(sub)
         for account in sub.accounts:
             self.account_subs.get(account, set()).discard(sub)
+
+
+def _offering_cash_assets(engine: Engine) -> dict[str, str]:
+    return {symbol: off.spec.cash_asset for symbol, off in engine.ipo.offerings.items()}
+
+
+def _settled_balances(
+    engine: Engine, symbol: str, chunk: int, accounts: list[int]
+) -> list[e.BalanceChanged]:
+    """Of ``accounts``, those whose subscription to ``symbol`` is in settlement chunk
+    ``chunk`` and settled: their balances of the cash and the share asset, now."""
+    book = engine.ipo
+    offering = book.offerings.get(symbol)
+    if offering is None:
+        return []
+    spec = offering.spec
+    first_row = chunk * spec.chunk_rows
+    cash = engine.ledger.assets[spec.cash_asset]
+    shares = engine.ledger.assets[symbol]
+    out: list[e.BalanceChanged] = []
+    for account in accounts:
+        if not first_row <= offering.row_for(account) < first_row + spec.chunk_rows:
+            continue
+        view = book.subscription_view(symbol, account)
+        if view is None or view.status not in _SETTLED:
+            continue
+        for asset in (cash, shares):
+            available, frozen = asset.get(account)
+            out.append(e.BalanceChanged(engine.seq, account, asset.asset, available, frozen))
+    return out
 
 
 class _Op(msgspec.Struct, forbid_unknown_fields=True):
@@ -212,9 +357,7 @@ def _handle_op(hub: Hub, sub: Subscriber, key: ApiKey | None, op: _Op) -> None:
         if not key.may_access(account):
             raise ApiError(403, "FORBIDDEN", f"key may not read account {account}")
         if op.op == "subscribe":
-            hub.account_subs.setdefault(account, set()).add(sub)
-            sub.accounts.add(account)
-            sub.send({"type": "subscribed", "channel": "account", "account": account})
+            hub.subscribe_account(sub, account)
         elif op.op == "unsubscribe":
             hub.account_subs.get(account, set()).discard(sub)
             sub.accounts.discard(account)
@@ -224,4 +367,4 @@ def _handle_op(hub: Hub, sub: Subscriber, key: ApiKey | None, op: _Op) -> None:
         raise ApiError(400, "INVALID_MESSAGE", f"unknown channel {op.channel!r}")
 
 
-__all__ = ["Hub", "serve_ws"]
+__all__ = ["ACCOUNT_CHANNEL_EVENTS", "Hub", "serve_ws"]
