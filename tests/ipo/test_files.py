@@ -4,7 +4,6 @@ the core checks the control totals again)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,6 @@ from openbell.node.client import NodeClient
 from openbell.sim.ipo import OFFERING_FILE, POPULATION_FILE, RESULTS_FILE, IpoSimConfig, generate
 
 QUIET = ipo_ops.RunOptions(quiet=True, retry=ipo_ops.RetryPolicy(attempts=3, first_delay_s=0.05))
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[NodeRunner]:
-    """Node processes started by the test, all killed at teardown (as in tests/node)."""
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    runner = NodeRunner(log_dir)
-    try:
-        yield runner
-    finally:
-        runner.cleanup()
 
 
 def _refused(path: Path, **kw: Any) -> ipo_io.FileReport:

@@ -10,7 +10,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +44,6 @@ CHUNK_ROWS = 100  # 20 settlement chunks
 FINAL_PRICE_MINOR = 800  # the ballot offering's final price (its maximum is 1,000)
 RETRY = ipo_ops.RetryPolicy(attempts=3, first_delay_s=0.05, max_delay_s=0.2)
 QUIET = ipo_ops.RunOptions(quiet=True, retry=RETRY)
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[NodeRunner]:
-    """Node processes started by the test, all killed at teardown (as in tests/node)."""
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    runner = NodeRunner(log_dir)
-    try:
-        yield runner
-    finally:
-        runner.cleanup()
 
 
 def _sim(tmp_path: Path, method: LotteryMethod, **kw: Any) -> Path:

@@ -1,4 +1,5 @@
-"""Fixtures for the node tests: every node process a test starts is killed at teardown."""
+"""Shared fixtures: ``nodes`` starts real node processes and kills every one at teardown
+(the node, IPO and any other tests that need a running ``openbell serve``)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from .harness import NodeRunner
+from node.harness import NodeRunner
 
 
 @pytest.fixture
