@@ -24,6 +24,8 @@ from openbell.core.auction import find_uncross
 from openbell.core.book import Book, Level, Order
 from openbell.core.commands import InstrumentSpec
 from openbell.core.errors import InvariantViolation, Reject
+from openbell.core.figures import lots as lots_of
+from openbell.core.figures import minor, ticks
 from openbell.core.ipo import IpoBook, IpoState
 from openbell.core.ipo.messages import (
     IPO_COMMANDS,
@@ -289,7 +291,11 @@ class Engine:
         except Reject as reject:
             if events or self._touched:
                 self._fail(f"seq {seq}: rejected after a change ({reject.reason})")
-            return [e.Rejected(seq, request_id, reject.reason, reject.detail)]
+            return [
+                e.Rejected(
+                    seq, request_id, reject.reason, reject.detail, reject.template, reject.figures
+                )
+            ]
         except InvariantViolation as violation:
             self._fail(f"seq {seq}: {violation}")
         except BaseException as error:  # a bug or an interrupt mid-mutation: untrustworthy state
@@ -345,7 +351,12 @@ class Engine:
         if band and ref and not inst.band_free:
             width = ref * band // BPS_DENOMINATOR
             if price > ref + width or price < ref - width:
-                raise Reject(R.PRICE_OUT_OF_BAND, f"{price} outside {ref}±{width}")
+                sym = inst.spec.symbol
+                raise Reject(
+                    R.PRICE_OUT_OF_BAND,
+                    "{0} outside {1}..{2}",
+                    (ticks(sym, price), ticks(sym, ref - width), ticks(sym, ref + width)),
+                )
 
     def _protection_price(self, inst: Instrument, side: Side, ref: int) -> int:
         """The worst price a market order may execute at: ``ref`` ± the protection width,
@@ -404,12 +415,12 @@ class Engine:
                 hold = notional + notional * inst.max_fee_bps // BPS_DENOMINATOR
                 bal = inst.quote
                 if (bal.available[account] if account < len(bal.available) else 0) < hold:
-                    raise Reject(R.INSUFFICIENT_FUNDS, f"needs {hold} {bal.asset}")
+                    raise Reject(R.INSUFFICIENT_FUNDS, "needs {0}", (minor(bal.asset, hold),))
             else:
                 hold = lots * spec.lot_size
                 bal = inst.base
                 if (bal.available[account] if account < len(bal.available) else 0) < hold:
-                    raise Reject(R.INSUFFICIENT_POSITION, f"needs {hold} {bal.asset}")
+                    raise Reject(R.INSUFFICIENT_POSITION, "needs {0}", (minor(bal.asset, hold),))
             # ---- validated: mutations start here ----
             bal.available[account] -= hold
             bal.frozen[account] += hold
@@ -473,7 +484,12 @@ class Engine:
         if lots <= 0 or lots > MAX_QUANTITY_LOTS:
             raise Reject(R.INVALID_QUANTITY, str(lots))
         if lots > inst.spec.max_order_lots:
-            raise Reject(R.MAX_QUANTITY_EXCEEDED, f"{lots} > {inst.spec.max_order_lots}")
+            sym = inst.spec.symbol
+            raise Reject(
+                R.MAX_QUANTITY_EXCEEDED,
+                "{0} > {1}",
+                (lots_of(sym, lots), lots_of(sym, inst.spec.max_order_lots)),
+            )
         raise Reject(R.INVALID_FIELD, "client_order_id must be 1..64 characters")
 
     def _check_special_order(

@@ -7,14 +7,23 @@ the node must halt (fail-stop) and never continue.
 
 from __future__ import annotations
 
+from openbell.core.figures import Figure
 from openbell.core.types import RejectReason
 
 
 class Reject(Exception):
-    def __init__(self, reason: RejectReason, detail: str = "") -> None:
-        super().__init__(f"{reason.value}: {detail}")
+    """A refused command. With ``figures``, ``detail`` is a template whose ``{0}``, ``{1}``, ...
+    stand for the figures: the core fills them in internal units (ticks, lots, minor units) for
+    its own log, and the edges render them in the user's decimals (see ``events.Figure``)."""
+
+    def __init__(
+        self, reason: RejectReason, detail: str = "", figures: tuple[Figure, ...] = ()
+    ) -> None:
         self.reason = reason
-        self.detail = detail
+        self.template = detail if figures else ""
+        self.figures = figures
+        self.detail = detail.format(*[f.value for f in figures]) if figures else detail
+        super().__init__(f"{reason.value}: {self.detail}")
 
 
 class InvariantViolation(AssertionError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from openbell.core.commands import InstrumentSpec
+from openbell.core.figures import Figure
 from openbell.core.ipo.messages import IpoEvent
 from openbell.core.types import (
     AccountState,
@@ -30,9 +31,15 @@ class _Event(msgspec.Struct, tag=True, frozen=True, gc=False):
 
 
 class Rejected(_Event, frozen=True):
+    """A refused command; nothing changed. ``detail`` is in the core's integer units; where it
+    quotes figures, ``template`` is the same text with ``{0}``, ``{1}``, ... in their place and
+    ``figures`` carries them with their units, for the edges to render in decimals."""
+
     request_id: str
     reason: RejectReason
     detail: str
+    template: str = ""
+    figures: tuple[Figure, ...] = ()
 
 
 class DuplicateRequest(_Event, frozen=True):
