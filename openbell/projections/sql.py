@@ -262,6 +262,12 @@ class ReadModel:
         self._transfer(
             seq, ts, ev.kind, ev.from_account, ev.to_account, ev.asset, ev.amount_minor, 1
         )
+        # A deposit or withdrawal reports no BalanceChanged for the external account: read both
+        # sides from the engine, which is at this very seq.
+        bal = eng.ledger.assets[ev.asset]
+        for account in (ev.from_account, ev.to_account):
+            available, frozen = bal.get(account)
+            self._balances[(account, ev.asset)] = (available, frozen, seq)
 
     def _bulk_deposited(
         self, ev: e.BulkDeposited, seq: int, ts: int, eng: Engine, cmd: c.Command
