@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from openbell import __version__
+from openbell.cli_cluster import cluster_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 journal_app = typer.Typer(no_args_is_help=True, help="Inspect and verify command journals.")
 app.add_typer(journal_app, name="journal")
+app.add_typer(cluster_app, name="cluster")
 
 
 @app.command()

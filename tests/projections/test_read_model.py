@@ -73,10 +73,14 @@ def test_read_model_agrees_with_the_engine(sample: tuple[Path, Engine]) -> None:
         filled = conn.execute(
             sa.text("SELECT order_id FROM orders WHERE status = 'FILLED' LIMIT 1")
         ).scalar()
-        kinds = conn.execute(
-            sa.text("SELECT kind FROM order_events WHERE order_id = :o ORDER BY seq, idx"),
-            {"o": filled},
-        ).scalars().all()
+        kinds = (
+            conn.execute(
+                sa.text("SELECT kind FROM order_events WHERE order_id = :o ORDER BY seq, idx"),
+                {"o": filled},
+            )
+            .scalars()
+            .all()
+        )
         assert kinds[0] == "ACCEPTED" and kinds[-1] == "FILL"
         # IPO: one row per subscription with the engine's outcome
         off = engine.ipo.offerings[IPO_SYMBOL]
@@ -162,7 +166,9 @@ def test_migrations_create_exactly_the_schema(tmp_path: Path) -> None:
     ReadModel(model.url)  # a second upgrade is a no-op
 
 
-def test_postgres_read_model_equals_sqlite(sample: tuple[Path, Engine], fresh_postgres: str) -> None:
+def test_postgres_read_model_equals_sqlite(
+    sample: tuple[Path, Engine], fresh_postgres: str
+) -> None:
     data, engine = sample
     pg = project(data, fresh_postgres, chunk=3_000)
     assert pg.position() == engine.seq
