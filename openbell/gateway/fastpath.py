@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from openbell.gateway.bridge import CommandResult, Waiter
 from openbell.gateway.errors import ApiError
+from openbell.gateway.security import SECURITY_HEADER_BYTES
 
 if TYPE_CHECKING:
     from openbell.gateway.app import Gateway
@@ -93,7 +94,11 @@ class FastOrder(Waiter):
         gateway = self.protocol.gateway
         body = self.body
         try:
-            key = authorize(gateway, self.protocol.roles, "POST", FAST_PATH, "", self.headers, body)
+            client = self.protocol.client
+            ip = str(client[0]) if client else ""
+            key = authorize(
+                gateway, self.protocol.roles, "POST", FAST_PATH, "", self.headers, body, ip
+            )
             ctx = Ctx(gateway, None, body, key)
             self.command = place_order_command(ctx)
             self.viewer = ctx.viewer()
@@ -149,6 +154,7 @@ class FastOrder(Waiter):
         parts = [
             STATUS_LINE[status],
             protocol.default_header_bytes(),
+            SECURITY_HEADER_BYTES,
             extra_headers,
             b"content-length: %d\r\n" % len(body),
             _JSON_TAIL,
