@@ -239,6 +239,7 @@ def run_node(
         journal.close()
         return EXIT_STEPPED_DOWN
     replica.close()
+    replica.epoch = epoch
     print(
         f"openbell cluster node {name}: leader in epoch {epoch} from seq {replica.engine.seq}",
         flush=True,
