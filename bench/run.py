@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.cluster_bench import run_all as bench_cluster
 from bench.engine_bench import bench_engine
 from bench.gateway_bench import bench_gateway
 from bench.ipo_bench import run_all as bench_ipo
@@ -104,6 +105,9 @@ def main() -> None:
 
     console.print("gateway: signed HTTP orders, WebSocket fan-out (server in its own process) ...")
     results.update(bench_gateway(quick))
+
+    console.print("cluster: NATS JetStream R3 journal, leader and NATS-server kills ...")
+    results.update(bench_cluster(setup, node_work, quick))
 
     table = Table(title="OpenBell benchmarks")
     table.add_column("metric")

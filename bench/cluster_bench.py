@@ -1,0 +1,211 @@
+"""Cluster benchmarks: the NATS JetStream journal (R3, fsync always) and failover.
+
+- ``journal.nats_r3.raw.*``: the journal's own append rate (1,000 commands x 40 bytes a
+  message, one synchronous append at a time, as the sequencer's journal thread does);
+- ``journal.nats_r3.cmd_per_s_max`` / ``ack_ms_p99_at_100k``: the sequencer on the NATS
+  journal with the standard workload (engine-bound until the compiled core lands);
+- ``failover.leader_kill.rto_s_p50|p99``: kill -9 of the leader under load, longest time
+  without an acknowledgement (3 NATS + 3 node processes);
+- ``failover.nats_kill.stall_s_p99``: kill -9 of one NATS server under load, the same measure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from openbell.core import commands as c
+from openbell.core.engine import Engine
+from openbell.core.events import Event
+from openbell.journal.nats import NatsJournal
+from openbell.node.cluster import Cluster, ClusterClient, make_cluster_spec
+from openbell.node.codec import encode_batch
+from openbell.node.natsd import NatsCluster, make_spec
+from openbell.node.sequencer import Busy, Pending, Sequencer
+
+
+def _noop(seq: int, events: list[Event] | None, error: str) -> None:
+    pass
+
+
+def bench_raw(journal: NatsJournal, appends: int) -> dict[str, float]:
+    payload = os.urandom(1000 * 40)
+    latencies = np.empty(appends, dtype=np.float64)
+    started = time.perf_counter()
+    for index in range(appends):
+        t0 = time.perf_counter()
+        last = journal.last_seq
+        journal.append(last, last + 1, 1000, payload)
+        latencies[index] = (time.perf_counter() - t0) * 1000
+    seconds = time.perf_counter() - started
+    return {
+        "journal.nats_r3.raw.appends_per_s": appends / seconds,
+        "journal.nats_r3.raw.cmd_per_s": appends * 1000 / seconds,
+        "journal.nats_r3.raw.ack_ms_p50": float(np.percentile(latencies, 50)),
+        "journal.nats_r3.raw.ack_ms_p99": float(np.percentile(latencies, 99)),
+    }
+
+
+def bench_sequencer_nats(
+    journal: NatsJournal,
+    setup: Sequence[c.Command],
+    work: Sequence[c.Command],
+    offered_per_s: int | None,
+    seconds: float,
+) -> dict[str, float]:
+    """The sequencer on the NATS journal; ack = submit -> durable-and-applied."""
+    engine = Engine()
+    journal.append(0, 1, len(setup), encode_batch(0, setup))  # a fresh stream
+    for i, command in enumerate(setup):
+        engine.apply(i + 1, 0, command)
+    latencies_ns: list[int] = []
+
+    def on_durable(first_seq: int, batch: list[Pending], results: list[list[Event]]) -> None:
+        now = time.perf_counter_ns()
+        latencies_ns.extend([now - p.token for p in batch])
+
+    sequencer = Sequencer(engine, journal, on_durable=on_durable, queue_capacity=50_000)
+    sequencer.start()
+    clock = time.perf_counter_ns
+    start_ns = clock()
+    deadline_ns = start_ns + int(seconds * 1e9)
+    sent = 0
+    total = len(work)
+    while sent < total and clock() < deadline_ns:
+        if offered_per_s is None:
+            target = total
+        else:
+            target = min(total, (clock() - start_ns) * offered_per_s // 1_000_000_000 + 1)
+        while sent < target:
+            try:
+                sequencer.submit(work[sent], _noop, clock())
+            except Busy:
+                time.sleep(0.0005)
+                break
+            sent += 1
+        if offered_per_s is not None:
+            time.sleep(0.0005)
+    sequencer.stop()
+    elapsed = (clock() - start_ns) / 1e9
+    lat = np.array(latencies_ns, dtype=np.float64) / 1e6
+    return {
+        "cmd_per_s": len(latencies_ns) / elapsed,
+        "ack_ms_p50": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+        "ack_ms_p99": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+    }
+
+
+def bench_journal(
+    setup: Sequence[c.Command], work: Sequence[c.Command], quick: bool
+) -> dict[str, float]:
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="openbell-nats-") as tmp:
+        nats = NatsCluster(Path(tmp), make_spec("bench"))
+        nats.start()
+        try:
+            with NatsJournal(nats.urls, "BENCHRAW", node="bench") as journal:
+                results.update(bench_raw(journal, 200 if quick else 2000))
+            seconds = 1.0 if quick else 4.0
+            with NatsJournal(nats.urls, "BENCHMAX", node="bench") as journal:
+                r = bench_sequencer_nats(journal, setup, work, None, seconds)
+            results["journal.nats_r3.cmd_per_s_max"] = r["cmd_per_s"]
+            results["journal.nats_r3.ack_ms_p99_at_max"] = r["ack_ms_p99"]
+            with NatsJournal(nats.urls, "BENCH100K", node="bench") as journal:
+                r = bench_sequencer_nats(journal, setup, work, 100_000, seconds)
+            results["journal.nats_r3.cmd_per_s_at_100k"] = r["cmd_per_s"]
+            results["journal.nats_r3.ack_ms_p50_at_100k"] = r["ack_ms_p50"]
+            results["journal.nats_r3.ack_ms_p99_at_100k"] = r["ack_ms_p99"]
+        finally:
+            nats.stop()
+    return results
+
+
+async def _failovers(cluster: Cluster, leader_kills: int, nats_kills: int) -> dict[str, float]:
+    client = ClusterClient(cluster.data_dirs, request_timeout_s=2.0, deadline_s=60.0)
+    acks: list[float] = []
+    ids = itertools.count(1)
+    stop = asyncio.Event()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            n = next(ids)
+            command = c.Deposit(account=16 + n % 4, asset="USD", amount_minor=1, request_id=f"b{n}")
+            await client.submit(command)
+            acks.append(time.monotonic())
+
+    def stall(since: float) -> float:
+        times = sorted(t for t in acks if t > since - 0.2)
+        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+
+    await client.submit(c.CreateAsset(asset="USD", scale=2, request_id="setup-asset"))
+    await client.submit(c.OpenAccounts(count=4, request_id="setup-accounts"))
+    tasks = [asyncio.create_task(worker()) for _ in range(4)]
+    rto: list[float] = []
+    stalls: list[float] = []
+    try:
+        for _ in range(leader_kills):
+            await asyncio.sleep(1.0)
+            leader = next(
+                (n for n, s in cluster.node_status().items() if s.get("role") == "leader"), None
+            )
+            if leader is None:
+                continue
+            killed = time.monotonic()
+            cluster.kill_node(leader, signal.SIGKILL)
+            await asyncio.sleep(6.0)
+            rto.append(stall(killed))
+        for index in range(nats_kills):
+            await asyncio.sleep(1.0)
+            victim = cluster.spec.nats.servers[index % len(cluster.spec.nats.servers)].name
+            killed = time.monotonic()
+            cluster.nats.kill(victim, signal.SIGKILL)
+            await asyncio.sleep(2.0)
+            cluster.nats.start_server(victim)
+            await asyncio.sleep(8.0)
+            stalls.append(stall(killed))
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        await client.close()
+    out: dict[str, float] = {}
+    if rto:
+        out["failover.leader_kill.rto_s_p50"] = float(np.percentile(rto, 50))
+        out["failover.leader_kill.rto_s_p99"] = float(np.percentile(rto, 99))
+        out["failover.leader_kill.samples"] = float(len(rto))
+    if stalls:
+        out["failover.nats_kill.stall_s_p99"] = float(np.percentile(stalls, 99))
+        out["failover.nats_kill.samples"] = float(len(stalls))
+    return out
+
+
+def bench_failover(quick: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="openbell-cluster-") as tmp:
+        cluster = Cluster(make_cluster_spec(Path(tmp), ttl_s=1.5, checkpoint_every=5_000))
+        cluster.start(supervise=True)
+        try:
+            return asyncio.run(_failovers(cluster, 2 if quick else 10, 1 if quick else 5))
+        finally:
+            cluster.stop()
+
+
+def run_all(setup: Sequence[c.Command], work: Sequence[c.Command], quick: bool) -> dict[str, float]:
+    results = bench_journal(setup, work, quick)
+    results.update(bench_failover(quick))
+    return results
+
+
+if __name__ == "__main__":
+    from bench.workload_cache import load
+
+    quick_run = os.environ.get("OPENBELL_BENCH_QUICK") == "1"
+    standard_setup, standard_work = load(20_000 if quick_run else 400_000)
+    for key, value in run_all(standard_setup, standard_work, quick_run).items():
+        print(f"{key:>44}: {value:,.3f}")
