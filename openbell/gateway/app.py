@@ -742,6 +742,7 @@ async def kill_switch(ctx: Ctx) -> Any:
 
 def endpoints() -> list[Endpoint]:
     from openbell.gateway.ipo import ipo_endpoints  # ipo imports this module
+    from openbell.gateway.history import history_endpoints  # read model (projections)
 
     acct = {"account": "integer"}
     return [
@@ -785,6 +786,7 @@ def endpoints() -> list[Endpoint]:
         Endpoint("GET", "/v1/status", status, "Sequence number and state hash", ALL_ROLES,
                  tag="operator"),
         *ipo_endpoints(),
+        *history_endpoints(),
     ]  # fmt: skip
 
 
