@@ -16,6 +16,7 @@ from pj_helpers import fingerprint
 
 from openbell.core.engine import Engine
 from openbell.projections import db
+from openbell.projections.audit import verify
 from openbell.projections.projector import Projector
 from openbell.projections.sample import build_journal
 from openbell.projections.sql import ReadModel
@@ -30,10 +31,10 @@ def bigger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Engine]:
     return data, build_journal(data, commands=15_000, seed=3)
 
 
-def _spawn(data: Path, url: str, chunk: int) -> subprocess.Popen[bytes]:
+def _spawn(data: Path, url: str, chunk: int, audit: bool) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "openbell.projections", str(data), "--db", url,
-         "--chunk", str(chunk)],
+         "--chunk", str(chunk), *(["--audit"] if audit else [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -46,12 +47,14 @@ def _position(url: str) -> int:
         return 0
 
 
-def kill_and_restart(data: Path, url: str, engine: Engine, seed: int) -> list[int]:
+def kill_and_restart(
+    data: Path, url: str, engine: Engine, seed: int, audit: bool = False
+) -> list[int]:
     """Kill -9 the projector ``KILLS`` times at random moments, then let it finish."""
     rng = random.Random(seed)
     positions: list[int] = []
     for _ in range(KILLS):
-        process = _spawn(data, url, chunk=rng.choice((7, 13, 40)))
+        process = _spawn(data, url, chunk=rng.choice((7, 13, 40)), audit=audit)
         deadline = time.monotonic() + 30
         before = _position(url)
         # wait until it has committed something past the previous kill, then a random extra
@@ -64,7 +67,7 @@ def kill_and_restart(data: Path, url: str, engine: Engine, seed: int) -> list[in
             os.kill(process.pid, signal.SIGKILL)
         process.wait(30)
         positions.append(_position(url))
-    final = _spawn(data, url, chunk=50)
+    final = _spawn(data, url, chunk=50, audit=audit)
     assert final.wait(120) == 0
     assert _position(url) == engine.seq
     return positions
@@ -75,11 +78,15 @@ def test_kill9_of_the_projector_is_exactly_once(
 ) -> None:
     data, engine = sample
     url = f"sqlite:///{tmp_path / 'killed.sqlite'}"
-    positions = kill_and_restart(data, url, engine, seed=11)
+    positions = kill_and_restart(data, url, engine, seed=11, audit=True)
     assert any(0 < p < engine.seq for p in positions), positions  # killed mid-way at least once
     clean = ReadModel(db.default_url(data))
     Projector(data, [clean]).catch_up()
     assert fingerprint(url) == fingerprint(clean.url)
+    # the audit chain, written by the same killed processes: whole, once, and as recomputed
+    report = verify(data, url)
+    assert report.ok, report.tampered
+    assert report.last_seq == engine.seq and report.entries == report.sql_entries
     assert fingerprint(url)["trades"][0] == engine.next_trade_id - 1
 
 
