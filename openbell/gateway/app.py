@@ -120,6 +120,9 @@ class Gateway:
         """Lock the data directory and recover (before serving: a locked data directory or a
         damaged journal is then a plain exception for the caller, not a failed lifespan)."""
         if not self._opened:
+            if self.node.config.port is not None:  # a token file others may read: refuse now
+                self.node.dirs.root.mkdir(parents=True, exist_ok=True)
+                self.node.dirs.token()
             self.node.open(self._on_durable, self.node_server.remember)
             self._opened = True
 

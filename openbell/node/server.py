@@ -374,6 +374,9 @@ async def serve(node: Node, after_start: Callable[[], Awaitable[None]] | None = 
     2 if ``after_start`` — e.g. applying a venue file — failed)."""
     failed_start = False
     server = NodeServer(node)
+    if node.config.port is not None:  # refuse a token file others may read before anything
+        node.dirs.root.mkdir(parents=True, exist_ok=True)
+        node.dirs.token()
     report = node.open(on_durable=server.on_durable, on_replayed=server.remember)
     node.start()
     stop = asyncio.Event()
