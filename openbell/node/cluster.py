@@ -39,6 +39,7 @@ from openbell.journal.errors import FencedError
 from openbell.journal.nats import DEFAULT_STREAM, NatsJournal
 from openbell.node.client import NodeClient, NodeError
 from openbell.node.datadir import DataDir
+from openbell.node.dr import DR_DOMAIN, PRIMARY_DOMAIN, create_mirror, promote
 from openbell.node.lease import DEFAULT_TTL_S, Lease, LeaseKeeper
 from openbell.node.natsd import NatsCluster, NatsClusterSpec, make_spec, pid_alive
 from openbell.node.protocol import Response
@@ -65,6 +66,7 @@ class ClusterSpec(msgspec.Struct, frozen=True):
     stream: str = DEFAULT_STREAM
     ttl_s: float = DEFAULT_TTL_S
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    dr: NatsClusterSpec | None = None  # the second site's NATS cluster (a mirror), if any
 
     @property
     def spec_path(self) -> Path:
@@ -378,11 +380,20 @@ def make_cluster_spec(
     ttl_s: float = DEFAULT_TTL_S,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     size: int = 3,
+    dr: bool = False,
 ) -> ClusterSpec:
+    """``dr``: also a second site, a NATS cluster of its own mirroring the stream."""
     root = Path(root)
     nodes = [NodeSpec(f"ob{i + 1}", str(root / f"ob{i + 1}")) for i in range(size)]
-    nats = make_spec("openbell", size)
-    return ClusterSpec(str(root), nats, nodes, stream, ttl_s, checkpoint_every)
+    if not dr:
+        return ClusterSpec(
+            str(root), make_spec("openbell", size), nodes, stream, ttl_s, checkpoint_every
+        )
+    nats = make_spec("openbell", size, domain=PRIMARY_DOMAIN, leaf_listen=True)
+    second = make_spec(
+        "openbell-dr", size, prefix="d", domain=DR_DOMAIN, leaf_remotes=nats.leaf_urls()
+    )
+    return ClusterSpec(str(root), nats, nodes, stream, ttl_s, checkpoint_every, second)
 
 
 class Cluster:
@@ -395,7 +406,10 @@ class Cluster:
     def __init__(self, spec: ClusterSpec) -> None:
         self.spec = spec
         self.root = Path(spec.root)
-        self.nats = NatsCluster(self.root / "nats", spec.nats)
+        self.nats = NatsCluster(self.root / f"nats-{spec.nats.name}", spec.nats)
+        self.dr_nats = (
+            None if spec.dr is None else NatsCluster(self.root / f"nats-{spec.dr.name}", spec.dr)
+        )
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, int] = {}
         self._supervisor: threading.Thread | None = None
@@ -417,8 +431,14 @@ class Cluster:
     def start(self, supervise: bool = False) -> None:
         self.save()
         self.nats.start()
+        if self.dr_nats is not None:
+            self.dr_nats.start()
         for node in self.spec.nodes:
             self.start_node(node.name)
+        if self.dr_nats is not None:
+            with NatsJournal(self.nats.urls, self.spec.stream, node="setup", connect_deadline_s=60):
+                pass  # the stream exists before its mirror is made
+            create_mirror(self.dr_nats.urls, self.spec.stream)
         if supervise:
             self._supervising.set()
             self._supervisor = threading.Thread(target=self._supervise, daemon=True)
@@ -460,6 +480,12 @@ class Cluster:
             log_file.close()
         self.starts[name] = self.starts.get(name, 0) + 1
 
+    def stop_supervising(self) -> None:
+        self._supervising.clear()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+            self._supervisor = None
+
     def _supervise(self) -> None:
         while self._supervising.is_set():
             for name, process in list(self.nodes.items()):
@@ -492,9 +518,7 @@ class Cluster:
         return result
 
     def stop(self) -> None:
-        self._supervising.clear()
-        if self._supervisor is not None:
-            self._supervisor.join(timeout=5)
+        self.stop_supervising()
         for process in self.nodes.values():
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -507,6 +531,8 @@ class Cluster:
                 process.kill()
                 process.wait(timeout=10)
         self.nats.stop()
+        if self.dr_nats is not None:
+            self.dr_nats.stop()
 
     def __enter__(self) -> Cluster:
         self.start()
@@ -514,6 +540,19 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def promote_dr(root: Path) -> int:
+    """Disaster recovery: make the second site's mirror the primary stream, and rewrite the
+    cluster's spec so the next ``Cluster.load(root).start()`` (``openbell cluster up``) runs the
+    nodes on the second site. Returns the promoted stream's last stream seq."""
+    spec = msgspec.json.decode((Path(root) / "cluster.json").read_bytes(), type=ClusterSpec)
+    if spec.dr is None:
+        raise RuntimeError("this cluster has no second site (start it with --dr)")
+    last = promote(spec.dr.urls, spec.stream)
+    promoted = msgspec.structs.replace(spec, nats=spec.dr, dr=None)
+    spec.spec_path.write_bytes(msgspec.json.format(msgspec.json.encode(promoted)))
+    return last
 
 
 def stream_status(spec: ClusterSpec) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class NatsServerSpec(msgspec.Struct, frozen=True):
     client_port: int
     cluster_port: int
     gateway_port: int
+    leaf_port: int = 0  # accepts leafnode connections (another site's servers) when set
 
 
 class NatsClusterSpec(msgspec.Struct, frozen=True):
@@ -51,6 +52,11 @@ class NatsClusterSpec(msgspec.Struct, frozen=True):
     servers: list[NatsServerSpec]
     # other clusters this one joins by gateway (super-cluster): name -> gateway url
     gateways: dict[str, list[str]] = {}
+    # JetStream domain (each site its own, so each keeps its own meta group when the other
+    # is gone) and the leafnode urls of another site to connect to (the DR site's servers
+    # connect to the primary's)
+    domain: str = ""
+    leaf_remotes: list[str] = []
 
     @property
     def urls(self) -> list[str]:
@@ -59,13 +65,29 @@ class NatsClusterSpec(msgspec.Struct, frozen=True):
     def gateway_urls(self) -> list[str]:
         return [f"nats://127.0.0.1:{s.gateway_port}" for s in self.servers]
 
+    def leaf_urls(self) -> list[str]:
+        return [f"nats-leaf://127.0.0.1:{s.leaf_port}" for s in self.servers if s.leaf_port]
 
-def make_spec(name: str, size: int = 3, prefix: str = "n") -> NatsClusterSpec:
+
+def make_spec(
+    name: str,
+    size: int = 3,
+    prefix: str = "n",
+    domain: str = "",
+    leaf_listen: bool = False,
+    leaf_remotes: list[str] | None = None,
+) -> NatsClusterSpec:
     servers = [
-        NatsServerSpec(f"{prefix}{i + 1}", free_port(), free_port(), free_port())
+        NatsServerSpec(
+            f"{prefix}{i + 1}",
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port() if leaf_listen else 0,
+        )
         for i in range(size)
     ]
-    return NatsClusterSpec(name, servers)
+    return NatsClusterSpec(name, servers, domain=domain, leaf_remotes=list(leaf_remotes or []))
 
 
 def _config(spec: NatsClusterSpec, server: NatsServerSpec, root: Path) -> str:
@@ -82,6 +104,7 @@ def _config(spec: NatsClusterSpec, server: NatsServerSpec, root: Path) -> str:
         "jetstream {",
         f'  store_dir: "{store}"',
         "  sync_interval: always",
+        *([f"  domain: {spec.domain}"] if spec.domain else []),
         "}",
         "cluster {",
         f"  name: {spec.name}",
@@ -89,6 +112,14 @@ def _config(spec: NatsClusterSpec, server: NatsServerSpec, root: Path) -> str:
         f"  routes: [{routes}]",
         "}",
     ]
+    if server.leaf_port or spec.leaf_remotes:
+        lines.append("leafnodes {")
+        if server.leaf_port:
+            lines.append(f"  listen: 127.0.0.1:{server.leaf_port}")
+        if spec.leaf_remotes:
+            joined = ", ".join(f'"{u}"' for u in spec.leaf_remotes)
+            lines.append(f"  remotes: [{{urls: [{joined}]}}]")
+        lines.append("}")
     if spec.gateways:
         lines += ["gateway {", f"  name: {spec.name}", f"  listen: 127.0.0.1:{server.gateway_port}"]
         lines.append("  gateways: [")
