@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from openbell import __version__
-from openbell.cli_cluster import cluster_app
+from openbell.cli_cluster import cluster_app, dr_app
 
 DEFAULT_SEGMENT_BYTES = 64 << 20  # openbell.journal.file.DEFAULT_SEGMENT_BYTES (checked in tests)
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 journal_app = typer.Typer(no_args_is_help=True, help="Inspect and verify command journals.")
 app.add_typer(journal_app, name="journal")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(dr_app, name="dr")
 
 
 def _version(value: bool) -> None:
