@@ -6,7 +6,9 @@
   journal with the standard workload (engine-bound until the compiled core lands);
 - ``failover.leader_kill.rto_s_p50|p99``: kill -9 of the leader under load, longest time
   without an acknowledgement (3 NATS + 3 node processes);
-- ``failover.nats_kill.stall_s_p99``: kill -9 of one NATS server under load, the same measure.
+- ``failover.nats_kill.stall_s_p99``: kill -9 of one NATS server under load, the same measure;
+- ``dr.mirror.rpo_ms_*``: the second site's asynchronous mirror, acknowledgement at the
+  primary to arrival at the DR site, per message.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import itertools
 import os
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +28,10 @@ import numpy as np
 from openbell.core import commands as c
 from openbell.core.engine import Engine
 from openbell.core.events import Event
-from openbell.journal.nats import NatsJournal
+from openbell.journal.nats import Follower, NatsJournal
 from openbell.node.cluster import Cluster, ClusterClient, make_cluster_spec
 from openbell.node.codec import encode_batch
+from openbell.node.dr import DR_DOMAIN, PRIMARY_DOMAIN, create_mirror
 from openbell.node.natsd import NatsCluster, make_spec
 from openbell.node.sequencer import Busy, Pending, Sequencer
 
@@ -196,9 +200,70 @@ def bench_failover(quick: bool) -> dict[str, float]:
             cluster.stop()
 
 
+def bench_dr(quick: bool) -> dict[str, float]:
+    """The second site's asynchronous mirror: for every message, the time from its
+    acknowledgement at the primary to its arrival at the DR site (what a disaster at that
+    moment would lose), under a steady append load."""
+    seconds = 2.0 if quick else 10.0
+    with tempfile.TemporaryDirectory(prefix="openbell-dr-") as tmp:
+        primary = NatsCluster(
+            Path(tmp) / "primary", make_spec("p", domain=PRIMARY_DOMAIN, leaf_listen=True)
+        )
+        primary.start()
+        second = NatsCluster(
+            Path(tmp) / "dr",
+            make_spec("d", prefix="d", domain=DR_DOMAIN, leaf_remotes=primary.spec.leaf_urls()),
+        )
+        second.start()
+        try:
+            writer = NatsJournal(primary.urls, "DRBENCH", node="bench")
+            create_mirror(second.urls, "DRBENCH")
+            reader = NatsJournal(second.urls, "DRBENCH", node="reader")
+            acked: dict[int, float] = {}
+            arrived: dict[int, float] = {}
+            done = threading.Event()
+
+            def follow() -> None:
+                follower = Follower(reader, 1)
+                try:
+                    while not (done.is_set() and len(arrived) >= len(acked)):
+                        for entry in follower.next_entries(timeout_s=0.2):
+                            arrived[entry.stream_seq] = time.perf_counter()
+                finally:
+                    follower.close()
+
+            thread = threading.Thread(target=follow, daemon=True)
+            thread.start()
+            payload = os.urandom(1000 * 40)
+            warm_until = time.perf_counter() + 1.0  # the mirror's first connection is not RPO
+            deadline = warm_until + seconds
+            while time.perf_counter() < deadline:
+                last = writer.last_seq
+                writer.append(last, last + 1, 1000, payload)
+                acked[writer.stream_seq] = time.perf_counter()
+                time.sleep(0.002)  # a steady ~400 batches/s, not a flood
+            done.set()
+            thread.join(timeout=60)
+            writer.close()
+            reader.close()
+        finally:
+            second.stop()
+            primary.stop()
+    lags_ms = [
+        (arrived[seq] - t) * 1000 for seq, t in acked.items() if seq in arrived and t > warm_until
+    ]
+    return {
+        "dr.mirror.rpo_ms_p50": float(np.percentile(lags_ms, 50)),
+        "dr.mirror.rpo_ms_p99": float(np.percentile(lags_ms, 99)),
+        "dr.mirror.rpo_ms_max": float(max(lags_ms)),
+        "dr.mirror.messages": float(len(lags_ms)),
+    }
+
+
 def run_all(setup: Sequence[c.Command], work: Sequence[c.Command], quick: bool) -> dict[str, float]:
     results = bench_journal(setup, work, quick)
     results.update(bench_failover(quick))
+    results.update(bench_dr(quick))
     return results
 
 
