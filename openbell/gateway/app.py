@@ -141,10 +141,14 @@ class Gateway:
     async def _watch_keys(self) -> None:
         """Re-read the keys file when it changes; close the WebSockets of keys revoked or
         rotated since (``openbell keys revoke|rotate`` run by another process)."""
+        keys = self.auth.keys
+        seen = keys.version
         while True:
             await asyncio.sleep(self.config.key_check_s)
-            if self.auth.keys.refresh():
-                self.hub.drop_stale_keys(self.auth.keys)
+            keys.refresh()
+            if keys.version != seen:  # re-read here or by a request since the last check
+                seen = keys.version
+                self.hub.drop_stale_keys(keys)
 
     async def shutdown(self) -> None:
         self.bridge.stop_sweeper()
@@ -744,8 +748,8 @@ async def kill_switch(ctx: Ctx) -> Any:
 
 
 def endpoints() -> list[Endpoint]:
-    from openbell.gateway.ipo import ipo_endpoints  # ipo imports this module
     from openbell.gateway.history import history_endpoints  # read model (projections)
+    from openbell.gateway.ipo import ipo_endpoints  # ipo imports this module
 
     acct = {"account": "integer"}
     return [
@@ -930,7 +934,7 @@ def build_app(gateway: Gateway) -> Starlette:
         ip = client_ip(ws.scope)
         refusal = gateway.limits.ws_admit(ip)
         if refusal:
-            await ws.close(code=1013, reason=refusal)  # try again later
+            await refuse(ws, 1013, refusal)  # try again later
             return
         try:
             key = None
@@ -947,17 +951,23 @@ def build_app(gateway: Gateway) -> Starlette:
                 except ApiError as error:
                     if error.status == 401:
                         gateway.limits.failed_login(ip)
-                    await ws.close(code=1008, reason=f"{error.code}: {error.message}"[:120])
+                    await refuse(ws, 1008, f"{error.code}: {error.message}")
                     return
             else:
                 try:
                     gateway.limits.public(ip)
                 except ApiError as error:
-                    await ws.close(code=1013, reason=error.message[:120])
+                    await refuse(ws, 1013, f"{error.code}: {error.message}")
                     return
             await serve_ws(ws, gateway.hub, key)
         finally:
             gateway.limits.ws_closed(ip)
+
+    async def refuse(ws: WebSocket, code: int, reason: str) -> None:
+        """Accept, then close with a reason the client can read (closing before the accept
+        would only answer HTTP 403); a close reason holds at most 123 bytes."""
+        await ws.accept()
+        await ws.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -198,6 +198,7 @@ class KeyStore:
         self._data_dir = data_dir
         self._stamp: tuple[int, int, int] = (-1, -1, -1)
         self._keys: dict[str, ApiKey] = {}
+        self.version = 0  # incremented at every re-read (whoever triggered it)
 
     def refresh(self) -> bool:
         """Re-read the keys file if it changed (mtime, size, inode: an atomic replace makes a
@@ -212,6 +213,7 @@ class KeyStore:
             return False
         self._keys = load_keys(self._data_dir)
         self._stamp = stamp
+        self.version += 1
         return True
 
     def get(self, key_id: str) -> ApiKey | None:

@@ -10,11 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from openbell.core import commands as c
-from openbell.node.client import NodeClient, NodeError
-from openbell.node.protocol import LENGTH, SubmitRequest, frame, request_encoder
-from tests.node.harness import (
+from node.harness import (
     NodeRunner,
     close_client,
     connect,
@@ -23,6 +19,10 @@ from tests.node.harness import (
     setup_with_ids,
     submit,
 )
+
+from openbell.core import commands as c
+from openbell.node.client import NodeClient, NodeError
+from openbell.node.protocol import LENGTH, SubmitRequest, frame, request_encoder
 
 ACCOUNT = 16
 

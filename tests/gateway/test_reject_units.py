@@ -120,12 +120,15 @@ def test_the_renderer() -> None:
     assert render_figures("needs {0}", (minor("USD", 475142500),), scales, instruments) == (
         "needs 4751425.00 USD"
     )
-    assert render_figures(
-        "{0} outside {1}..{2}",
-        (ticks("INITECH", 2000), ticks("INITECH", 1305), ticks("INITECH", 1595)),
-        scales,
-        instruments,
-    ) == "10.000 USD outside 6.525 USD..7.975 USD"
+    assert (
+        render_figures(
+            "{0} outside {1}..{2}",
+            (ticks("INITECH", 2000), ticks("INITECH", 1305), ticks("INITECH", 1595)),
+            scales,
+            instruments,
+        )
+        == "10.000 USD outside 6.525 USD..7.975 USD"
+    )
     assert render_figures("{0} > {1}", (lots("GLOBEX", 100_001), lots("GLOBEX", 100_000)),
                           scales, instruments) == "1000010 GLOBEX > 1000000 GLOBEX"  # fmt: skip
     # unknown asset or instrument, unknown unit, no figures: the caller keeps the core's text
