@@ -374,3 +374,30 @@ def verify_chain(entries: list[AuditEntry]) -> Tampered | None:
                             expected=digest, found=entry.hash)  # fmt: skip
         prev = digest
     return None
+
+
+# ------------------------------------------------------------------------------------------
+# operator actions outside the journal (e.g. an override of a reconciliation check)
+# ------------------------------------------------------------------------------------------
+OPERATOR_FILE = "operator.jsonl"
+
+
+def append_operator_action(data_dir: Path, kind: str, content: dict[str, Any]) -> AuditEntry:
+    """Append one entry to the operator log, its own hash chain (seq 0: not a journal command),
+    fsynced before returning."""
+    path = Path(data_dir) / AUDIT_DIR / OPERATOR_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    last_idx, last_hash = _cut_file(path, 0)
+    chain = ChainBuilder(last_idx=last_idx, last_hash=last_hash)
+    out: list[AuditEntry] = []
+    chain._append(out, 0, kind, canonical(content))
+    with open(path, "ab") as handle:
+        handle.write(_entry_line(out[0]))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return out[0]
+
+
+def operator_actions(data_dir: Path) -> list[AuditEntry]:
+    path = Path(data_dir) / AUDIT_DIR / OPERATOR_FILE
+    return [entry for entry in read_file(path) if isinstance(entry, AuditEntry)]
