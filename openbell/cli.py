@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from openbell import __version__
+from openbell.cli_backoffice import audit_app, recon_app, report_app
 from openbell.cli_cluster import cluster_app, dr_app
 
 DEFAULT_SEGMENT_BYTES = 64 << 20  # openbell.journal.file.DEFAULT_SEGMENT_BYTES (checked in tests)
@@ -29,6 +30,9 @@ journal_app = typer.Typer(no_args_is_help=True, help="Inspect and verify command
 app.add_typer(journal_app, name="journal")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(dr_app, name="dr")
+app.add_typer(report_app, name="report")
+app.add_typer(recon_app, name="recon")
+app.add_typer(audit_app, name="audit")
 
 
 def _version(value: bool) -> None:
