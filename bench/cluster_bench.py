@@ -177,11 +177,14 @@ async def _failovers(cluster: Cluster, leader_kills: int, nats_kills: int) -> di
     try:
         for _ in range(leader_kills):
             await asyncio.sleep(1.0)
-            leader = next(
-                (n for n, s in cluster.node_status().items() if s.get("role") == "leader"), None
-            )
-            if leader is None:
+            leaders = [
+                (int(s.get("epoch", 0)), n)
+                for n, s in cluster.node_status().items()
+                if s.get("role") == "leader"
+            ]
+            if not leaders:
                 continue
+            leader = max(leaders)[1]
             killed = time.monotonic()
             cluster.kill_node(leader, signal.SIGKILL)
             await asyncio.sleep(6.0)

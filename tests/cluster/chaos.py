@@ -102,9 +102,14 @@ class Load:
 def leader_of(cluster: Cluster, timeout_s: float = 30.0) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for name, status in cluster.node_status().items():
-            if status.get("role") == "leader":
-                return name
+        # a deposed leader may still think it leads for a moment: the newest epoch leads
+        leaders = [
+            (int(status.get("epoch", 0)), name)
+            for name, status in cluster.node_status().items()
+            if status.get("role") == "leader"
+        ]
+        if leaders:
+            return max(leaders)[1]
         time.sleep(0.05)
     raise TimeoutError("no leader")
 
