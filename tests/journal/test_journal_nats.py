@@ -161,3 +161,39 @@ def test_appends_go_on_when_a_nats_server_is_killed(
     finally:
         nats_cluster.start_server(victim)
         nats_cluster.wait_ready()
+
+
+def test_a_fresh_node_boots_from_the_newest_snapshot_plus_the_tail(
+    make_journal: MakeJournal,
+) -> None:
+    from openbell.core import commands as c
+    from openbell.core.engine import Engine
+    from openbell.node.codec import encode_batch
+    from openbell.node.replica import Replica, boot_engine
+
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    leader = Engine()
+    snapshot_seq = -1
+    batches: list[list[c.Command]] = [
+        [c.CreateAsset(asset="USD", scale=2, request_id="a"), c.OpenAccounts(count=4)],
+        *[
+            [c.Deposit(account=16 + i % 4, asset="USD", amount_minor=i + 1, request_id=f"d{i}")]
+            for i in range(30)
+        ],
+    ]
+    for index, batch in enumerate(batches):
+        first = leader.seq + 1
+        for offset, command in enumerate(batch):
+            leader.apply(first + offset, 1_000 + index, command)
+        journal.append(first - 1, first, len(batch), encode_batch(1_000 + index, batch))
+        if index == 10:
+            journal.put_snapshot(leader.seq, "digest", leader.snapshot())
+            snapshot_seq = leader.seq
+    engine, start = boot_engine(journal, leader.config)
+    assert engine.seq == snapshot_seq  # from the snapshot, not from the start of the stream
+    replica = Replica(journal, engine, start)
+    replica.catch_up(deadline_s=30)
+    replica.close()
+    assert engine.seq == leader.seq
+    assert engine.state_hash() == leader.state_hash()
