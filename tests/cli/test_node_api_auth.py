@@ -158,3 +158,26 @@ def test_a_token_file_others_may_read_stops_the_start(nodes: NodeRunner, tmp_pat
     assert node.wait_exit() == 2
     assert "others may read it" in node.stderr()
     assert "listening" not in node.stdout()
+
+
+def test_a_killed_nodes_stale_socket_is_replaced(nodes: NodeRunner, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    node = nodes.run(data, "--no-tcp")
+    node.kill()  # not kill_and_wait: that also removes the socket file
+    node.process.wait(timeout=30)
+    assert stat.S_ISSOCK((data / "node.sock").stat().st_mode)  # left behind, nobody listening
+
+    async def refused() -> None:
+        with pytest.raises(OSError):
+            await NodeClient.connect_data_dir(data)
+
+    asyncio.run(refused())
+    node = nodes.run(data, "--no-tcp")
+
+    async def works() -> None:
+        client = await connect(node)
+        assert (await query(client, "status"))["seq"] == 0
+        await close_client(client)
+
+    asyncio.run(works())
+    assert node.terminate() == 0

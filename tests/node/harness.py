@@ -109,8 +109,11 @@ class NodeProcess:
             self.process.send_signal(signal.SIGKILL)
 
     def kill_and_wait(self) -> None:
+        """SIGKILL, wait, and remove the socket file the killed node left behind (the next node
+        would replace it; tests that copy a data directory cannot copy a socket)."""
         self.kill()
         self.process.wait(timeout=STOP_TIMEOUT_S)
+        (self.data_dir / "node.sock").unlink(missing_ok=True)
 
     def terminate(self, signum: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """Send ``signum`` and wait for the exit code."""
