@@ -197,3 +197,51 @@ def test_a_fresh_node_boots_from_the_newest_snapshot_plus_the_tail(
     replica.close()
     assert engine.seq == leader.seq
     assert engine.state_hash() == leader.state_hash()
+
+
+def test_a_state_hash_mismatch_halts_the_venue_with_a_diagnostic_bundle(
+    make_journal: MakeJournal, tmp_path: Path
+) -> None:
+    """Checkpoints (openbell.node.replica) share this NATS cluster: two nodes whose memories
+    disagree at a checkpoint both halt, each leaving a diagnostic bundle."""
+    import time
+
+    import msgspec
+
+    from openbell.core import commands as c
+    from openbell.core.engine import Engine
+    from openbell.node.replica import Checkpointer, DiagnosticBundle
+
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    halted: dict[str, str] = {}
+    checkpointers = []
+    for name, amount in (("a", 100), ("b", 101)):  # b's memory went wrong somewhere
+        directory = tmp_path / name
+        directory.mkdir()
+        checkpointer = Checkpointer(
+            journal, name, ["a", "b"], 5, directory, lambda why, n=name: halted.setdefault(n, why)
+        )
+        checkpointer.start()
+        checkpointers.append(checkpointer)
+        engine = Engine()
+        checkpointer.observe(engine)
+        commands = [c.CreateAsset(asset="USD", scale=2), c.OpenAccounts(count=2)]
+        commands += [c.Deposit(account=16, asset="USD", amount_minor=amount)] * 4
+        for seq, command in enumerate(commands, start=1):
+            engine.apply(seq, 0, command)
+        checkpointer.observe(engine)  # seq 6 crossed 5: hash, publish, compare
+    try:
+        deadline = time.monotonic() + 20
+        while len(halted) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert set(halted) == {"a", "b"}, halted
+        for name in ("a", "b"):
+            bundle = msgspec.json.decode(
+                (tmp_path / name / "diagnostic-6.json").read_bytes(), type=DiagnosticBundle
+            )
+            assert bundle.seq == 6 and bundle.node == name
+            assert (tmp_path / name / "diagnostic-6.snapshot").stat().st_size > 0
+    finally:
+        for checkpointer in checkpointers:
+            checkpointer.stop()
