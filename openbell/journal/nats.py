@@ -59,6 +59,7 @@ log = logging.getLogger("openbell.journal")
 T = TypeVar("T")
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream API error: Nats-Expected-Last-Sequence did not match
+NO_SUITABLE_PEERS = 10005  # JetStream API error: too few servers online for the replicas
 H_FIRST = "Ob-First"
 H_COUNT = "Ob-Count"
 H_EPOCH = "Ob-Epoch"
@@ -180,8 +181,10 @@ async def retry_api(
                 raise
             await asyncio.sleep(0.2)
         except nats.js.errors.APIError as error:
-            # 503 / 10008 (no leader yet, e.g. at cluster start or during an election)
-            if error.code not in (503, 500) or time.monotonic() > deadline:
+            # 503 / 500: no leader yet (cluster start, an election); 10005: not enough peers
+            # online yet for the replicas (a server restarting)
+            transient = error.code in (503, 500) or error.err_code == NO_SUITABLE_PEERS
+            if not transient or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
 
@@ -339,6 +342,25 @@ class NatsJournal:
     def stream_seq(self) -> int:
         """Stream sequence of the last message this journal knows of (its fence)."""
         return self._stream_seq
+
+    def wait_replicas_current(self, timeout_s: float = 60.0) -> None:
+        """Until every replica of the stream is online and caught up (after a server restart)."""
+
+        async def wait() -> None:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                info = await retry_api(self.js.stream_info, timeout_s, self.stream)
+                cluster = info.cluster
+                replicas = (cluster.replicas or []) if cluster is not None else []
+                whole = cluster is None or cluster.leader is not None
+                current = all(r.current and not r.offline for r in replicas)
+                if whole and current and len(replicas) >= self.replicas - 1:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"stream {self.stream}: replicas not current: {replicas}")
+                await asyncio.sleep(0.2)
+
+        self.loop.run(wait(), timeout_s + 30)
 
     def refresh(self) -> tuple[int, int]:
         """Re-read the stream's tail: (stream seq, command seq); for a reader or a new leader."""

@@ -152,6 +152,7 @@ def test_appends_go_on_when_a_nats_server_is_killed(
     nats_cluster: NatsCluster, make_journal: MakeJournal, tmp_path: Path
 ) -> None:
     journal = make_journal()
+    assert isinstance(journal, NatsJournal)
     appended = fill(journal, 20)
     victim = nats_cluster.spec.servers[0].name
     nats_cluster.kill(victim, signal.SIGKILL)
@@ -161,6 +162,7 @@ def test_appends_go_on_when_a_nats_server_is_killed(
     finally:
         nats_cluster.start_server(victim)
         nats_cluster.wait_ready()
+        journal.wait_replicas_current()  # the next tests need three servers again
 
 
 def test_a_fresh_node_boots_from_the_newest_snapshot_plus_the_tail(
