@@ -1094,6 +1094,24 @@ def ipo_results(
     _print(_ipo_run(lambda: ipo_ops.export_results(target, name, out, options=_options(quiet))))
 
 
+@ipo_app.command("tails")
+def ipo_tails(
+    export: Annotated[
+        Path | None, typer.Option(help="Write the full list of winning tails here (tails file).")
+    ] = None,
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+) -> None:
+    """The full list of winning tails per length (the draw's announcement)."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.export_tails(target, name, export, options=_options(True))))
+
+
 @ipo_app.command("verify-draw")
 def ipo_verify_draw(
     offering: Annotated[Path, typer.Option(help="offering.json (with the seed commitment).")],
@@ -1103,25 +1121,41 @@ def ipo_verify_draw(
     results: Annotated[
         Path | None, typer.Option(help="The published results file (else ask the node).")
     ] = None,
+    numbering_sha256: Annotated[
+        str | None,
+        typer.Option(help="The numbering hash the node recorded (offline, with --results)."),
+    ] = None,
     data: DataOption = None,
     host: HostOption = "127.0.0.1",
     port: PortOption = None,
 ) -> None:
-    """Recompute the draw offline and compare it with the published one (exit 1 if not equal)."""
+    """Check the draw: the numbering file against the node's stored hash, the seed against
+    its commitment, every winner against the rule. One line, VERIFIED (exit 0) or MISMATCH
+    with the reasons (exit 1); exit 2 for a usage error."""
     from openbell import ipo_ops
+    from openbell.ipo_io import IpoFileError
 
-    target = None if results is not None else _target(data, host, port)
-    check = _ipo_run(
-        lambda: ipo_ops.verify_draw(
+    if results is None and data is None and port is None:
+        typer.echo("error: compare with --results FILE or a node (--data DIR / --port)", err=True)
+        raise typer.Exit(2)
+    target = None if data is None and port is None else _target(data, host, port)
+    try:
+        check = ipo_ops.verify_draw(
             offering,
             numbering,
             seed_file,
             basis_file=basis,
             results_file=results,
             target=target,
+            numbering_sha256=numbering_sha256,
             options=_options(True),
         )
-    )
+    except ipo_ops.VerifyUsageError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except (ipo_ops.OpsError, IpoFileError, OSError, ValueError) as error:
+        typer.echo(f"MISMATCH: {str(error).splitlines()[0]}")
+        raise typer.Exit(1) from None
     typer.echo(check.render())
     raise typer.Exit(0 if check.ok else 1)
 
