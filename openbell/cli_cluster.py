@@ -27,7 +27,7 @@ def up(
     ttl: Annotated[float, typer.Option(help="leadership lease TTL, seconds")] = 1.5,
     checkpoint_every: Annotated[
         int, typer.Option(help="compare state hashes every N commands")
-    ] = 10_000,
+    ] = 100_000,
     dr: Annotated[
         bool, typer.Option("--dr", help="also a second site: 3 NATS servers mirroring the stream")
     ] = False,

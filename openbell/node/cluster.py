@@ -51,7 +51,7 @@ from openbell.node.service import Node, NodeConfig
 log = logging.getLogger("openbell.node")
 
 EXIT_STEPPED_DOWN = 3
-DEFAULT_CHECKPOINT_EVERY = 10_000
+DEFAULT_CHECKPOINT_EVERY = 100_000  # a state hash pauses the sequencer: not too often
 
 
 class NodeSpec(msgspec.Struct, frozen=True):
