@@ -41,7 +41,13 @@ from openbell.node.client import NodeClient, NodeError
 from openbell.node.datadir import DataDir
 from openbell.node.dr import DR_DOMAIN, PRIMARY_DOMAIN, create_mirror, promote
 from openbell.node.lease import DEFAULT_TTL_S, Lease, LeaseKeeper
-from openbell.node.natsd import NatsCluster, NatsClusterSpec, make_spec, pid_alive
+from openbell.node.natsd import (
+    NatsCluster,
+    NatsClusterSpec,
+    make_spec,
+    pid_alive,
+    stop_processes,
+)
 from openbell.node.protocol import Response
 from openbell.node.recovery import RecoveryReport, ResultCallback
 from openbell.node.replica import Checkpointer, Replica, boot_engine
@@ -519,17 +525,7 @@ class Cluster:
 
     def stop(self) -> None:
         self.stop_supervising()
-        for process in self.nodes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGCONT)
-                process.terminate()
-        for process in self.nodes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_processes(list(self.nodes.values()))
         self.nats.stop()
         if self.dr_nats is not None:
             self.dr_nats.stop()

