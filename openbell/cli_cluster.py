@@ -89,7 +89,7 @@ def status(root: RootOption = Path("openbell-cluster")) -> None:
             typer.echo(f"{name}: down")
             continue
         seq = int(node.get("seq", 0))
-        lag = stream["seq"] - seq if role != "leader" and stream["seq"] >= 0 else 0
+        lag = max(stream["seq"] - seq, 0) if stream["seq"] >= 0 else 0
         age_s = (now_ns - int(node.get("time_ns", now_ns))) / 1e9
         typer.echo(
             f"{name}: {role:<8} pid {node.get('pid')}  seq {seq}  lag {lag}  "

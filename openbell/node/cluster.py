@@ -253,9 +253,19 @@ def run_node(
         flush=True,
     )
     write_status("leader")
+    serving = threading.Event()
+
+    def report_status() -> None:  # the engine's seq, read from this thread, is only a report
+        while not serving.wait(0.5):
+            write_status("leader")
+
+    reporter = threading.Thread(target=report_status, name="status", daemon=True)
+    reporter.start()
     node = ClusterNode(NodeConfig(data_dir=str(data_dir)), journal, replica, checkpointer)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # serve() installs its own handler
     code = 0 if stop.is_set() else asyncio.run(serve(node))
+    serving.set()
+    reporter.join(timeout=5)
     keeper.stop()
     checkpointer.stop()
     stepped_down = code != 0 or bool(halted) or node.sequencer.failure is not None
