@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -338,20 +338,21 @@ def percent(part: int, whole: int, decimals: int = 4) -> str:
     return fixed(part * 100 * 10**decimals // whole, decimals) + "%"
 
 
-RATE_DIGITS = 10  # significant digits of a published winning rate
+RATE_DECIMALS = 10  # decimals of a published winning rate (a percentage)
 
 
-def winning_rate(units_offered: int, numbers: int, digits: int = RATE_DIGITS) -> str:
-    """units offered / numbers issued as a percentage to ``digits`` significant digits (half
-    up), as the announcements print it: 45,217 / 162,192,956 -> "0.0278785227 %". Exact
-    Decimal arithmetic, never float; 100 % when every number wins."""
+def winning_rate(units_offered: int, numbers: int, decimals: int = RATE_DECIMALS) -> str:
+    """units offered / numbers issued as a percentage with ``decimals`` decimals (half up), as
+    the announcements print it: 45,217 / 162,192,956 -> "0.0278785227 %". Exact integer
+    arithmetic, never float; 100 % when every number wins."""
     if numbers <= 0:
         return "-"
     if units_offered >= numbers:
         return "100 %"
-    context = Context(prec=digits, rounding=ROUND_HALF_UP)
-    value = context.divide(Decimal(units_offered * 100), Decimal(numbers))
-    return f"{value:f} %"
+    scaled, rest = divmod(units_offered * 100 * 10**decimals, numbers)
+    if 2 * rest >= numbers:
+        scaled += 1
+    return f"{Decimal(scaled).scaleb(-decimals):f} %"
 
 
 def issuer_name(account: int) -> str:
