@@ -124,10 +124,18 @@ def test_the_gateway_honours_node_options_and_serves_admin(
     serving.append(gateway)
     port = gateway.port()
     assert (data / "node.sock").exists() and (data / "node.port").exists()  # --port honoured
-    for amount in ("1.00", "2.50"):  # the node API of the gateway's process, as the CLI uses it
-        result = admin("deposit", "--account", "17", "--asset", "USD", "--amount", amount,
-                       "--data", data)  # fmt: skip
+    # the node API of the gateway's process, as the CLI uses it: the socket, then TCP + token
+    where = [("--data", data), ("--port", (data / "node.port").read_text().strip(),
+                                "--token-file", data / "node.token")]  # fmt: skip
+    for amount, place in zip(("1.00", "2.50"), where, strict=True):
+        result = admin("deposit", "--account", "17", "--asset", "USD", "--amount", amount, *place)
         assert result.returncode == 0, result.stderr
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("0" * 64)
+    port = (data / "node.port").read_text().strip()
+    refused = admin("deposit", "--account", "17", "--asset", "USD", "--amount", "9.00",
+                    "--port", port, "--token-file", wrong)  # fmt: skip
+    assert refused.returncode == 1 and "UNAUTHORIZED" in refused.stderr
     op_key = create_key(data, "operator", rate_per_s=10_000, burst=10_000)
     operator = Client(f"http://127.0.0.1:{port}", *op_key, timeout=10)
     trader = Client(f"http://127.0.0.1:{port}", *create_key(data, "trader", [17]), timeout=10)
