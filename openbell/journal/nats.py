@@ -573,7 +573,9 @@ class NatsJournal:
         if self._object_store is None:
             bucket = f"{self.stream}_snap"
             try:
-                self._object_store = await self.js.object_store(bucket)
+                self._object_store = await retry_api(
+                    self.js.object_store, self.timeout_s * 4, bucket
+                )
             except nats.js.errors.NotFoundError:
                 self._object_store = await retry_api(
                     self.js.create_object_store,
@@ -632,7 +634,8 @@ class NatsJournal:
     def key_value(self, bucket: str, ttl_s: float | None = None, history: int = 1) -> KeyValue:
         async def open_bucket() -> KeyValue:
             try:
-                return await self.js.key_value(bucket)
+                found: KeyValue = await retry_api(self.js.key_value, self.timeout_s * 4, bucket)
+                return found
             except nats.js.errors.BucketNotFoundError:
                 config = KeyValueConfig(
                     bucket=bucket,

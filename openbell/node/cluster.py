@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import hashlib
 import logging
 import os
@@ -592,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--ttl", type=float, default=DEFAULT_TTL_S)
     node.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY)
     args = parser.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack to the log
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {args.name} %(name)s %(levelname)s %(message)s"
     )

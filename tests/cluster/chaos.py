@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import nats.js.errors
 
 from openbell.core import commands as c
 from openbell.core import events as e
 from openbell.core.engine import Engine, EngineConfig
-from openbell.journal.nats import NatsJournal
+from openbell.journal.nats import NatsJournal, retry_api
 from openbell.node.cluster import Cluster, ClusterClient
 from openbell.node.codec import decode_batch
 from openbell.node.replica import Checkpoint
@@ -163,18 +164,22 @@ def check(cluster: Cluster, load: Load, leader_hash: dict[str, Any], tally: Tall
         # every node's checkpoint hash equals every other's at the same seq
         kv = journal.key_value(f"{cluster.spec.stream}_ckpt", ttl_s=3600.0)
         try:
-            keys = journal.loop.run(kv.keys(), 10)
-        except Exception:  # no checkpoint yet
+            keys = journal.loop.run(retry_api(kv.keys, 30), 40)
+        except nats.js.errors.NoKeysError:  # no checkpoint yet
             keys = []
         by_seq: dict[str, set[str]] = {}
+        nodes_by_seq: dict[str, set[str]] = {}
         for key in keys:
             if not key.startswith("s"):
                 assert key != "halt", "the venue was halted by a checkpoint mismatch"
                 continue
-            entry_value = journal.loop.run(kv.get(key), 10).value or b""
+            entry_value = journal.loop.run(retry_api(kv.get, 30, key), 40).value or b""
             checkpoint = msgspec.json.decode(entry_value, type=Checkpoint)
             by_seq.setdefault(key.split(".")[0], set()).add(checkpoint.state_hash)
+            nodes_by_seq.setdefault(key.split(".")[0], set()).add(checkpoint.node)
         assert all(len(hashes) == 1 for hashes in by_seq.values()), by_seq
+        if tally.checks >= 1:  # from the second check on, standbys have long been hot
+            assert any(len(nodes) >= 2 for nodes in nodes_by_seq.values()), nodes_by_seq
         tally.checks += 1
         tally.acked = len(load.acked)
     finally:
