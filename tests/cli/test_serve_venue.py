@@ -132,9 +132,9 @@ def test_the_gateway_honours_node_options_and_serves_admin(
         assert result.returncode == 0, result.stderr
     wrong = tmp_path / "wrong.token"
     wrong.write_text("0" * 64)
-    port = (data / "node.port").read_text().strip()
+    node_port = (data / "node.port").read_text().strip()
     refused = admin("deposit", "--account", "17", "--asset", "USD", "--amount", "9.00",
-                    "--port", port, "--token-file", wrong)  # fmt: skip
+                    "--port", node_port, "--token-file", wrong)  # fmt: skip
     assert refused.returncode == 1 and "UNAUTHORIZED" in refused.stderr
     op_key = create_key(data, "operator", rate_per_s=10_000, burst=10_000)
     operator = Client(f"http://127.0.0.1:{port}", *op_key, timeout=10)
