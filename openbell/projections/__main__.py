@@ -22,11 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow", action="store_true", help="keep following the journal")
     parser.add_argument("--until-seq", type=int, default=None)
     parser.add_argument("--audit", action="store_true", help="also write the audit log")
-    parser.add_argument("--no-sql", action="store_true", help="no read model (audit only)")
+    parser.add_argument("--no-sql", action="store_true", help="no read model")
+    parser.add_argument("--bus", default=None, help="publish events to this NATS server")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     projector = open_projector(
-        args.data_dir, db_url=args.db, audit=args.audit, sql=not args.no_sql, chunk=args.chunk
+        args.data_dir,
+        db_url=args.db,
+        audit=args.audit,
+        sql=not args.no_sql,
+        chunk=args.chunk,
+        bus_url=args.bus,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -15,6 +15,7 @@ def open_projector(
     audit: bool = False,
     sql: bool = True,
     chunk: int = 20_000,
+    bus_url: str | None = None,
 ) -> Projector:
     data_dir = Path(data_dir)
     url = db_url or db.default_url(data_dir)
@@ -25,4 +26,8 @@ def open_projector(
         from openbell.projections.audit import AuditLog
 
         sinks.append(AuditLog.open(data_dir, url))
+    if bus_url:
+        from openbell.projections.bus import BusPublisher
+
+        sinks.append(BusPublisher(data_dir, bus_url))
     return Projector(data_dir, sinks, chunk_commands=chunk)
