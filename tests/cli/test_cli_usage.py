@@ -91,14 +91,20 @@ def test_replay_full_on_a_pruned_journal_is_a_usage_error(
 def test_help_is_plain_and_version_exists() -> None:
     version = openbell("--version")
     assert version.returncode == 0 and version.stdout.startswith("openbell ")
+    from typer.testing import CliRunner
+
+    from openbell import cli
+
+    cli._plain_docstrings(cli.app)  # what main() does before parsing
+    runner = CliRunner()
     for command in (
         [], ["serve"], ["bench"], ["keys"], ["keys", "create"], ["admin"], ["admin", "instrument"],
-        ["journal", "verify"], ["ipo"], ["demo"], ["replay"],
+        ["journal", "verify"], ["ipo"], ["ipo", "create"], ["demo"], ["replay"],
     ):  # fmt: skip
-        result = openbell(*command, "--help")
-        assert result.returncode == 0, (command, result.stderr)
-        assert "<bool>" not in result.stdout and "``" not in result.stdout, (command, result.stdout)
-    serve_help = openbell("serve", "--help").stdout
+        result = runner.invoke(cli.app, [*command, "--help"], terminal_width=100)
+        assert result.exit_code == 0, (command, result.output)
+        assert "<bool>" not in result.output and "``" not in result.output, (command, result.output)
+    serve_help = runner.invoke(cli.app, ["serve", "--help"], terminal_width=100).output
     for option in ("--segment-bytes", "--venue", "--keep", "--metrics-token-file", "--port"):
         assert option in serve_help
 
