@@ -179,3 +179,60 @@ def audit_verify(
                    f"{t.expected!r}, found {t.found!r}")  # fmt: skip
     typer.echo("OK" if report.ok else "FAILED")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@report_app.command("export")
+def report_export(
+    data: DataOpt,
+    out: Annotated[Path | None, typer.Option(help="Default: DATA/olap.")] = None,
+    day: Annotated[
+        str | None, typer.Option(help="One UTC trading day (default: every day).")
+    ] = None,
+    database: DbOpt = None,
+) -> None:
+    """Write Parquet files per trading day: trades, fills, balances, IPO results."""
+    from openbell.projections.olap import export_all, export_day
+
+    url = database or db.default_url(data)
+    target = out or data / "olap"
+    results = [export_day(url, target, day)] if day else export_all(url, target)
+    for result in results:
+        counts = ", ".join(f"{name} {n:,}" for name, n in result.rows.items())
+        typer.echo(f"{result.day}: {counts} -> {result.directory}")
+
+
+@report_app.command("daily")
+def report_daily(
+    data: DataOpt,
+    day: Annotated[str, typer.Option(help="The UTC trading day (YYYY-MM-DD).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where the export is (default DATA/olap).")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="Also write each report to PREFIX-N.csv.")
+    ] = None,
+    parquet: Annotated[Path | None, typer.Option(help="... or to PREFIX-N.parquet.")] = None,
+    database: DbOpt = None,
+) -> None:
+    """Volume by instrument, fees by account and IPO allotment statistics (DuckDB)."""
+    from openbell.projections.olap import daily_reports, scales_of, write_report
+
+    try:
+        reports = daily_reports(
+            out or data / "olap", day, scales_of(database or db.default_url(data))
+        )
+    except FileNotFoundError as error:
+        raise _fail(str(error)) from None
+    console = _console()
+    for number, report in enumerate(reports, 1):
+        table = Table(title=report.title)
+        for column in report.columns:
+            table.add_column(column, justify="right")
+        for row in report.rows:
+            table.add_row(*row)
+        console.print(table)
+        for prefix, suffix in ((csv, ".csv"), (parquet, ".parquet")):
+            if prefix is not None:
+                path = prefix.with_name(f"{prefix.name}-{number}{suffix}")
+                write_report(report, path)
+                typer.echo(f"wrote {path}")
