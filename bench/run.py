@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.backoffice_bench import run_all as bench_backoffice
 from bench.cluster_bench import run_all as bench_cluster
 from bench.engine_bench import bench_engine
 from bench.gateway_bench import bench_gateway
@@ -108,6 +109,9 @@ def main() -> None:
 
     console.print("cluster: NATS JetStream R3 journal, leader and NATS-server kills ...")
     results.update(bench_cluster(setup, node_work, quick))
+
+    console.print("back office: projections, lag, NATS bus, reconciliation, audit chain ...")
+    results.update(bench_backoffice(quick))
 
     table = Table(title="OpenBell benchmarks")
     table.add_column("metric")
