@@ -87,7 +87,7 @@ class Timed:
 def _projection(data: Path, url: str, prefix: str) -> dict[str, float]:
     timed = Timed(ReadModel(url))
     started = time.perf_counter()
-    Projector(data, [timed], chunk_commands=20_000).catch_up()  # type: ignore[list-item]
+    Projector(data, [timed], chunk_commands=20_000).catch_up()
     total = time.perf_counter() - started
     timed.close()
     return {
@@ -137,7 +137,7 @@ def _lag(source: Path, seconds: float) -> dict[str, float]:
         appended: list[tuple[int, float]] = []
         model = ReadModel(db.default_url(live))
         sink = _LagSink(model, appended)
-        projector = Projector(live, [sink], chunk_commands=5_000)  # type: ignore[list-item]
+        projector = Projector(live, [sink], chunk_commands=5_000)
         # the setup records (before the paced part) are appended and projected first
         with FileJournal(live / "journal") as journal:
             stop = threading.Event()
@@ -179,7 +179,7 @@ def _bus(data: Path) -> dict[str, float]:
 
     with nats_server() as server:
         timed = Timed(BusPublisher(data, server.url))
-        Projector(data, [timed], chunk_commands=5_000).catch_up()  # type: ignore[list-item]
+        Projector(data, [timed], chunk_commands=5_000).catch_up()
         timed.close()
         published = timed.sink.published
     return {"bus.publish.events_per_s": published / timed.seconds,
