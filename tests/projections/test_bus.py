@@ -76,7 +76,7 @@ def bus(nats: NatsServer) -> str:
 
 
 def test_every_durable_event_is_published_once_on_its_subject(
-    sample: tuple[Path, Engine], bus: str
+    sample: tuple[Path, Engine], bus: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, engine = sample
     publisher = BusPublisher(data, bus)
@@ -92,6 +92,12 @@ def test_every_durable_event_is_published_once_on_its_subject(
     trades = [msgspec.json.decode(d) for s, _, d in stored if s.startswith("openbell.md.")]
     trades = [t for t in trades if t["type"] == "Trade"]
     assert len(trades) == engine.next_trade_id - 1
+    # the README's consumer example reads the subjects
+    from openbell.projections.consumer_example import follow
+
+    asyncio.run(asyncio.wait_for(follow(bus, "ACME", 17, limit=30), 20))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 30 and any(line.startswith("openbell.md.ACME") for line in lines)
     # a second publisher on the same position publishes nothing more
     again = BusPublisher(data, bus)
     Projector(data, [again]).catch_up()
