@@ -183,7 +183,8 @@ async def retry_api(
         except nats.js.errors.APIError as error:
             # 503 / 500: no leader yet (cluster start, an election); 10005: not enough peers
             # online yet for the replicas (a server restarting)
-            transient = error.code in (503, 500) or error.err_code == NO_SUITABLE_PEERS
+            code = getattr(error, "code", None)  # a KeyNotFoundError has none
+            transient = code in (503, 500) or getattr(error, "err_code", None) == NO_SUITABLE_PEERS
             if not transient or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)

@@ -163,20 +163,33 @@ def check(cluster: Cluster, load: Load, leader_hash: dict[str, Any], tally: Tall
         assert leader_hash["state_hash"] == engine.state_hash()
         # every node's checkpoint hash equals every other's at the same seq
         kv = journal.key_value(f"{cluster.spec.stream}_ckpt", ttl_s=3600.0)
-        try:
-            keys = journal.loop.run(retry_api(kv.keys, 30), 40)
-        except nats.js.errors.NoKeysError:  # no checkpoint yet
-            keys = []
-        by_seq: dict[str, set[str]] = {}
-        nodes_by_seq: dict[str, set[str]] = {}
-        for key in keys:
-            if not key.startswith("s"):
-                assert key != "halt", "the venue was halted by a checkpoint mismatch"
-                continue
-            entry_value = journal.loop.run(retry_api(kv.get, 30, key), 40).value or b""
-            checkpoint = msgspec.json.decode(entry_value, type=Checkpoint)
-            by_seq.setdefault(key.split(".")[0], set()).add(checkpoint.state_hash)
-            nodes_by_seq.setdefault(key.split(".")[0], set()).add(checkpoint.node)
+
+        def get(key: str) -> bytes | None:
+            try:
+                entry = journal.loop.run(retry_api(kv.get, 30, key), 40)
+            except nats.js.errors.KeyNotFoundError:
+                return None
+            return entry.value or b""
+
+        assert get("halt") is None, "the venue was halted by a checkpoint mismatch"
+        # The checkpoints are the ends of the batches that cross a multiple of N (the same for
+        # every node: batch boundaries are in the stream); the newest 40 are compared here.
+        every = cluster.spec.checkpoint_every
+        crossing = [
+            x.last_seq
+            for x in entries
+            if not x.is_epoch and x.last_seq // every > (x.first_seq - 1) // every
+        ]
+        by_seq: dict[int, set[str]] = {}
+        nodes_by_seq: dict[int, set[str]] = {}
+        for seq in crossing[-40:]:
+            for node in cluster.spec.nodes:
+                value = get(f"s{seq}.{node.name}")
+                if value is None:
+                    continue
+                checkpoint = msgspec.json.decode(value, type=Checkpoint)
+                by_seq.setdefault(seq, set()).add(checkpoint.state_hash)
+                nodes_by_seq.setdefault(seq, set()).add(checkpoint.node)
         assert all(len(hashes) == 1 for hashes in by_seq.values()), by_seq
         if tally.checks >= 1:  # from the second check on, standbys have long been hot
             assert any(len(nodes) >= 2 for nodes in nodes_by_seq.values()), nodes_by_seq
