@@ -7,10 +7,19 @@
   for failed logins (a request whose signature check failed), plus the WebSocket connection
   caps (per IP and in total). The tables are bounded: the least recently seen IPs are forgotten
   first, so a flood of addresses cannot grow them without end.
+
+Which address is the client's: the gateway listens on 127.0.0.1 only, so the outside world
+reaches it through a reverse proxy on the same host, which names the client in
+``X-Forwarded-For``; uvicorn trusts that header from 127.0.0.1 / ::1 and puts the address in
+the ASGI scope, and ``forwarded_client`` does the same for the fast path. A loopback client
+without a forwarded address is a local tool (a script, a benchmark, the operator's CLI): it is
+not limited per IP (its key's limits and the total WebSocket cap still apply).
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -38,6 +47,35 @@ SECURITY_HEADER_BYTES = b"".join(
     b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in SECURITY_HEADERS
 )
 MAX_TRACKED_IPS = 100_000
+
+
+TRUSTED_PROXIES = frozenset({"127.0.0.1", "::1"})  # uvicorn's default forwarded_allow_ips
+
+
+@functools.lru_cache(maxsize=4096)
+def _loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def per_ip_exempt(ip: str) -> bool:
+    """A local client (loopback, or no address at all): not limited per IP."""
+    return not ip or _loopback(ip)
+
+
+def forwarded_client(peer: str, forwarded_for: str | None) -> str:
+    """The client's address: the nearest untrusted entry of ``X-Forwarded-For`` when the peer
+    is a trusted proxy (as uvicorn's ProxyHeadersMiddleware does for the ASGI routes), else
+    the peer."""
+    if peer not in TRUSTED_PROXIES or not forwarded_for:
+        return peer
+    hosts = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for host in reversed(hosts):
+        if host not in TRUSTED_PROXIES:
+            return host
+    return hosts[0] if hosts else peer
 
 
 class LimitsConfig(msgspec.Struct, kw_only=True, frozen=True):
@@ -93,35 +131,42 @@ class IpLimits:
 
     def public(self, ip: str) -> None:
         """An unsigned request: 429 past the IP's rate."""
+        if per_ip_exempt(ip):
+            return
         wait = self._public.bucket(ip).take()
         if wait > 0:
             raise _limited(wait, "requests")
 
     def check_logins(self, ip: str) -> None:
         """Before a signature check: 429 while the IP has used up its failed logins."""
+        if per_ip_exempt(ip):
+            return
         wait = self._failures.peek_empty(ip)
         if wait > 0:
             raise _limited(wait, "failed logins")
 
     def failed_login(self, ip: str) -> None:
-        self._failures.bucket(ip).take()
+        if not per_ip_exempt(ip):
+            self._failures.bucket(ip).take()
 
     def ws_admit(self, ip: str) -> str:
         """'' if a WebSocket from ``ip`` may open (and count it), else why not."""
         if self.ws_total >= self.config.ws_total:
             return f"the gateway serves at most {self.config.ws_total} WebSockets"
-        if self.ws_open.get(ip, 0) >= self.config.ws_per_ip:
-            return f"at most {self.config.ws_per_ip} WebSockets per address"
-        self.ws_open[ip] = self.ws_open.get(ip, 0) + 1
+        if not per_ip_exempt(ip):
+            if self.ws_open.get(ip, 0) >= self.config.ws_per_ip:
+                return f"at most {self.config.ws_per_ip} WebSockets per address"
+            self.ws_open[ip] = self.ws_open.get(ip, 0) + 1
         self.ws_total += 1
         return ""
 
     def ws_closed(self, ip: str) -> None:
-        left = self.ws_open.get(ip, 0) - 1
-        if left > 0:
-            self.ws_open[ip] = left
-        else:
-            self.ws_open.pop(ip, None)
+        if not per_ip_exempt(ip):
+            left = self.ws_open.get(ip, 0) - 1
+            if left > 0:
+                self.ws_open[ip] = left
+            else:
+                self.ws_open.pop(ip, None)
         self.ws_total -= 1
 
 
@@ -150,4 +195,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-__all__ = ["SECURITY_HEADERS", "IpLimits", "LimitsConfig", "SecurityHeaders"]
+__all__ = [
+    "SECURITY_HEADERS",
+    "IpLimits",
+    "LimitsConfig",
+    "SecurityHeaders",
+    "forwarded_client",
+    "per_ip_exempt",
+]

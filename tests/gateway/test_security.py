@@ -20,7 +20,12 @@ from websockets.sync.client import ClientConnection, connect
 from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
 from openbell.gateway.client import Client, GatewayError, signed_headers, ws_headers
 from openbell.gateway.keys import create_key, revoke_key, rotate_key
-from openbell.gateway.security import SECURITY_HEADERS, LimitsConfig
+from openbell.gateway.security import (
+    SECURITY_HEADERS,
+    LimitsConfig,
+    forwarded_client,
+    per_ip_exempt,
+)
 from openbell.sim.flow import venue_setup
 
 from .conftest import OPEN_LIMITS, TRADER
@@ -145,68 +150,105 @@ def test_metrics_can_require_a_token(open_server: Server) -> None:
 # -- per-IP limits -------------------------------------------------------------------------------
 
 
+def test_which_address_is_the_clients() -> None:
+    assert forwarded_client("127.0.0.1", "203.0.113.7") == "203.0.113.7"
+    assert forwarded_client("127.0.0.1", "203.0.113.7, 127.0.0.1") == "203.0.113.7"
+    assert forwarded_client("127.0.0.1", "10.1.1.1,203.0.113.7") == "203.0.113.7"  # the nearest
+    assert forwarded_client("192.0.2.5", "203.0.113.7") == "192.0.2.5"  # an untrusted peer
+    assert forwarded_client("127.0.0.1", None) == "127.0.0.1"
+    assert per_ip_exempt("127.0.0.1") and per_ip_exempt("::1") and per_ip_exempt("")
+    assert not per_ip_exempt("203.0.113.7") and not per_ip_exempt("not an address")
+
+
+def _from(ip: str) -> dict[str, str]:
+    """What the reverse proxy in front of the gateway adds: the client's address."""
+    return {"X-Forwarded-For": ip}
+
+
 def test_public_endpoints_are_rate_limited_per_ip(tmp_path: Path) -> None:
     limits = LimitsConfig(public_rate_per_s=0.5, public_burst=10)
     with (
         serve(tmp_path, limits=limits) as server,
         httpx.Client(base_url=server.url, timeout=10) as http,
     ):
-        codes = [http.get("/v1/instruments").status_code for _ in range(14)]
+        codes = [http.get("/v1/instruments", headers=_from("203.0.113.7")).status_code
+                 for _ in range(14)]  # fmt: skip
         assert codes[:10] == [200] * 10 and codes[10:] == [429] * 4, codes
-        limited = http.get("/openapi.json")
+        limited = http.get("/openapi.json", headers=_from("203.0.113.7"))
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert http.get("/v1/instruments", headers=_from("203.0.113.8")).status_code == 200
+        # a local tool (no forwarded address) is not limited per IP
+        assert {http.get("/v1/instruments").status_code for _ in range(15)} == {200}
         # signed requests are limited per key, not by the IP's public budget
-        client = Client(server.url, *server.trader, timeout=10)
-        try:
-            assert client.balances(TRADER)["account"] == TRADER
-        finally:
-            client.close()
+        body = b""
+        path = f"/v1/accounts/{TRADER}/balances"
+        signed = {**_signed(server, server.trader, "GET", path, body), **_from("203.0.113.7")}
+        assert http.get(path, headers=signed).status_code == 200
 
 
 def test_failed_logins_are_rate_limited_per_ip(tmp_path: Path) -> None:
     limits = LimitsConfig(failed_login_rate_per_s=0.01, failed_login_burst=5)
-    with serve(tmp_path, limits=limits) as server:
-        forged = Client(server.url, server.trader[0], "not-the-secret", timeout=10)
-        good = Client(server.url, *server.trader, timeout=10)
-        try:
-            statuses = []
-            for _ in range(7):
-                with pytest.raises(GatewayError) as err:
-                    forged.balances(TRADER)
-                statuses.append(err.value.status)
-            assert statuses == [401] * 5 + [429] * 2, statuses
-            with pytest.raises(GatewayError) as err:  # the address is locked out for a while
-                good.balances(TRADER)
-            assert err.value.status == 429 and err.value.code == "RATE_LIMITED"
-            ws = connect(server.ws, additional_headers=ws_headers(*server.trader), open_timeout=5)
+    forged_key = ("k0000000000000000", "not-the-secret")  # a key id that does not exist
+    path = f"/v1/accounts/{TRADER}/balances"
+    with (
+        serve(tmp_path, limits=limits) as server,
+        httpx.Client(base_url=server.url, timeout=10) as http,
+    ):
+        forged = (server.trader[0], "not-the-secret")
+        attacker = _from("198.51.100.9")
+        statuses = [
+            http.get(path, headers={**_signed(server, forged, "GET", path), **attacker}).status_code
+            for _ in range(7)
+        ]
+        assert statuses == [401] * 5 + [429] * 2, statuses
+        good = {**_signed(server, server.trader, "GET", path), **attacker}
+        locked = http.get(path, headers=good)  # the address is locked out for a while
+        assert locked.status_code == 429 and locked.json()["code"] == "RATE_LIMITED"
+        order = b'{"account": 17, "symbol": "ACME", "side": "BUY", "quantity": "1", "price": "95"}'
+        fast = http.post("/v1/orders", content=order, headers={
+            **_signed(server, server.trader, "POST", "/v1/orders", order), **attacker,
+        })  # fmt: skip
+        assert fast.status_code == 429  # the fast path reads the forwarded address too
+        other = {**_signed(server, server.trader, "GET", path), **_from("198.51.100.10")}
+        assert http.get(path, headers=other).status_code == 200  # another address is fine
+        with connect(server.ws, open_timeout=5, additional_headers={
+            **ws_headers(*server.trader), **attacker,
+        }) as ws:  # fmt: skip
             assert _closed(ws)[0] == 1008
-        finally:
-            forged.close()
-            good.close()
+        # forged keys from a fresh address through the fast path count as failed logins
+        fresh = _from("198.51.100.11")
+        codes = [
+            http.post("/v1/orders", content=order, headers={
+                **_signed(server, forged_key, "POST", "/v1/orders", order), **fresh,
+            }).status_code
+            for _ in range(6)
+        ]  # fmt: skip
+        assert codes == [401] * 5 + [429], codes
 
 
 def test_websocket_connections_are_capped_per_ip_and_in_total(tmp_path: Path) -> None:
-    limits = LimitsConfig(ws_per_ip=2, ws_total=3)
+    limits = LimitsConfig(ws_per_ip=2, ws_total=4)
     with serve(tmp_path, limits=limits) as server:
-        first = connect(server.ws, open_timeout=5)
-        second = connect(server.ws, open_timeout=5)
-        third = connect(server.ws, open_timeout=5)
+        first = connect(server.ws, open_timeout=5, additional_headers=_from("192.0.2.1"))
+        second = connect(server.ws, open_timeout=5, additional_headers=_from("192.0.2.1"))
+        third = connect(server.ws, open_timeout=5, additional_headers=_from("192.0.2.1"))
         code, reason = _closed(third)
         assert code == 1013 and "per address" in reason
-        other_ip = connect(server.ws, open_timeout=5, source_address=("127.0.0.2", 0))
+        other_ip = connect(server.ws, open_timeout=5, additional_headers=_from("192.0.2.2"))
         other_ip.send(json.dumps({"op": "subscribe", "channel": "book", "symbol": "ACME"}))
         assert json.loads(other_ip.recv(timeout=5))["type"] == "snapshot"
-        fourth = connect(server.ws, open_timeout=5, source_address=("127.0.0.3", 0))
-        code, reason = _closed(fourth)
-        assert code == 1013 and "at most 3" in reason
+        local = connect(server.ws, open_timeout=5)  # a local tool: counts in the total only
+        fifth = connect(server.ws, open_timeout=5, additional_headers=_from("192.0.2.3"))
+        code, reason = _closed(fifth)
+        assert code == 1013 and "at most 4" in reason
         first.close()
         deadline = time.monotonic() + 5
-        while server.gateway.limits.ws_total > 2 and time.monotonic() < deadline:
+        while server.gateway.limits.ws_total > 3 and time.monotonic() < deadline:
             time.sleep(0.02)
-        again = connect(server.ws, open_timeout=5)  # a slot is free again
+        again = connect(server.ws, open_timeout=5, additional_headers=_from("192.0.2.1"))
         again.send(json.dumps({"op": "subscribe", "channel": "book", "symbol": "ACME"}))
-        assert json.loads(again.recv(timeout=5))["type"] == "snapshot"
-        for ws in (second, other_ip, again):
+        assert json.loads(again.recv(timeout=5))["type"] == "snapshot"  # a slot is free again
+        for ws in (second, other_ip, local, again):
             ws.close()
 
 
