@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -82,9 +83,20 @@ def chunks(accounts: I64, first_numbers: I64, counts: I64) -> Iterator[bytes]:
         yield render_rows(accounts[lo:hi], first_numbers[lo:hi], counts[lo:hi])
 
 
-def sha256(accounts: I64, first_numbers: I64, counts: I64) -> str:
-    """The numbering file's SHA-256 (hex)."""
-    digest = hashlib.sha256()
-    for piece in chunks(accounts, first_numbers, counts):
-        digest.update(piece)
+def sha256(
+    accounts: npt.NDArray[Any],
+    first_numbers: I64,
+    counts: I64,
+    rows: npt.NDArray[np.bool_] | None = None,
+) -> str:
+    """The numbering file's SHA-256 (hex) of the rows where ``rows`` is True (all rows when
+    None), in order; chunk by chunk, so no full-length copy is made."""
+    digest = hashlib.sha256(HEADER)
+    for lo in range(0, len(accounts), CHUNK_ROWS):
+        hi = lo + CHUNK_ROWS
+        a, f, c = accounts[lo:hi], first_numbers[lo:hi], counts[lo:hi]
+        if rows is not None:
+            keep = rows[lo:hi]
+            a, f, c = a[keep], f[keep], c[keep]
+        digest.update(render_rows(a.astype(np.int64), f, c))
     return digest.hexdigest()
