@@ -149,6 +149,11 @@ class TailDraw(msgspec.Struct, frozen=True, gc=False):
     def labels(self) -> list[str]:
         return [label for g in self.groups for label in g.labels()]
 
+    def per_length(self, units_subscribed: int) -> list[tuple[int, int, int]]:
+        """(length, tails, winning numbers they give in 1..units_subscribed) per length; the
+        winning numbers add up to ``winning_units``."""
+        return [(g.length, len(g.tails), count_upto(units_subscribed, g)) for g in self.groups]
+
 
 def rate_digits(units_offered: int, units_subscribed: int, count: int) -> list[int]:
     """The first ``count`` decimal digits of units_offered / units_subscribed (truncated)."""
