@@ -17,6 +17,7 @@ from openbell.projections import db
 from openbell.projections.projector import Projector
 from openbell.projections.sample import IPO_SYMBOL, build_journal
 from openbell.projections.schema import metadata
+from openbell.projections.source import FileJournalTail
 from openbell.projections.sql import ReadModel, live_status
 
 
@@ -135,7 +136,7 @@ def test_follows_a_journal_being_written(tmp_path: Path) -> None:
     live = tmp_path / "live"
     (live / "journal").mkdir(parents=True)
     (live / "engine.json").write_bytes((source / "engine.json").read_bytes())
-    records = list(FileJournal(source / "journal").read(1))
+    records = list(FileJournalTail(source / "journal").read(1))
     model = ReadModel(db.default_url(live))
     projector = Projector(live, [model], chunk_commands=100)
     stop = threading.Event()
