@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -173,4 +174,14 @@ def test_postgres_read_model_equals_sqlite(
     data, engine = sample
     pg = project(data, fresh_postgres, chunk=3_000)
     assert pg.position() == engine.seq
+    assert fingerprint(fresh_postgres) == fingerprint(project(data).url)
+
+
+def test_postgres_columnar_batches_equal_sqlite(
+    sample: tuple[Path, Engine], fresh_postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every insert and per-row update through COPY (as at IPO scale), even tiny batches."""
+    monkeypatch.setattr(db, "COPY_THRESHOLD", 1)
+    data, _ = sample
+    project(data, fresh_postgres, chunk=3_000)
     assert fingerprint(fresh_postgres) == fingerprint(project(data).url)
