@@ -147,48 +147,48 @@ def _parse_sql(table: str, path: Path, raw: bool) -> str:
     )
 
 
+_GROUPED = (
+    "kind, k1, k2, asset_id, any_value(cash) AS cash, min(account) AS account, "
+    "bool_and(known_account) AS known, SUM(amount) AS amount, COUNT(*) AS n, "
+    "bool_or(account IS NULL OR amount IS NULL) AS bad"
+)
+
+
 def _load(con: Any, ledger: Ledger, clearing: Path, bank: Path) -> None:
+    """``g_<source>``: one row per key and source (lines, total, account, whether every
+    account is known), straight from the ledger's columns and the files (nothing else is
+    materialised)."""
     create_asset_table(con, ledger)
     con.register("ledger_cols", ledger.movements.columns())
     con.execute(
-        "CREATE TABLE ledger AS SELECT m.kind, m.k1, m.k2, m.asset_id, m.account, "
-        "m.amount, a.cash, true AS known_account "
-        "FROM ledger_cols m JOIN assets a USING (asset_id)"
+        f"CREATE TABLE g_ledger AS SELECT {_GROUPED} FROM (SELECT m.kind, m.k1, m.k2, "
+        "m.asset_id, m.account, m.amount, a.cash, true AS known_account FROM ledger_cols m "
+        "JOIN assets a USING (asset_id)) GROUP BY kind, k1, k2, asset_id"
     )
     con.register("known_cols", {"account": ledger.accounts})
     con.execute("CREATE TABLE known AS SELECT DISTINCT account FROM known_cols")
     for table, path in (("clearing", clearing), ("bank", bank)):
         try:
             con.execute(
-                f"CREATE TABLE {table} AS SELECT p.*, k.account IS NOT NULL AS known_account "
+                f"CREATE TABLE g_{table} AS SELECT {_GROUPED} FROM (SELECT p.*, "
+                "k.account IS NOT NULL AS known_account "
                 f"FROM ({_parse_sql(table, path, raw=False)}) p "
-                "LEFT JOIN known k ON k.account = p.account"
+                "LEFT JOIN known k ON k.account = p.account) GROUP BY kind, k1, k2, asset_id"
             )
         except duckdb.Error as error:  # an unreadable file, an amount out of range
             raise ReconError(f"{table} file {path}: {error}") from None
-        valid = (
-            "kind IS NULL OR k1 IS NULL OR asset_id IS NULL OR account IS NULL OR amount IS NULL"
-        )
-        if con.execute(f"SELECT COUNT(*) FROM {table} WHERE {valid}").fetchone()[0]:
+        invalid = "kind IS NULL OR k1 IS NULL OR asset_id IS NULL OR bad"
+        if con.execute(f"SELECT COUNT(*) FROM g_{table} WHERE {invalid}").fetchone()[0]:
             bad = con.execute(
                 f"SELECT raw_ref, raw_asset, raw_amount FROM ({_parse_sql(table, path, raw=True)}) "
-                f"WHERE {valid} LIMIT 1"
+                "WHERE kind IS NULL OR k1 IS NULL OR asset_id IS NULL OR account IS NULL "
+                "OR amount IS NULL LIMIT 1"
             ).fetchone() or ("", "", "")
             raise ReconError(
                 f"{table} file: a line that is not a movement (ref {bad[0]!r}, asset {bad[1]!r}, "
                 f"amount {bad[2]!r}): unknown asset, malformed reference or amount, or more "
                 "decimals than the asset has"
             )
-
-
-def _group(con: Any) -> None:
-    """One row per key and source: lines, total, account, whether every account is known."""
-    for table in ("ledger", "clearing", "bank"):
-        con.execute(
-            f"CREATE TABLE g_{table} AS SELECT kind, k1, k2, asset_id, any_value(cash) AS cash, "
-            "min(account) AS account, bool_and(known_account) AS known, "
-            f"SUM(amount) AS amount, COUNT(*) AS n FROM {table} GROUP BY kind, k1, k2, asset_id"
-        )
 
 
 def _compare_sql(left: str, right: str, scope: str) -> str:
@@ -230,7 +230,6 @@ def reconcile(
     con = _connect()
     try:
         _load(con, ledger, Path(clearing), Path(bank))
-        _group(con)
         con.execute(
             "CREATE TABLE outcomes AS "
             + " UNION ALL ".join(
@@ -281,7 +280,7 @@ def _zero_sum(con: Any, ledger: Ledger) -> list[ZeroSum]:
     sums: dict[str, dict[str, int]] = {}
     for table in ("ledger", "clearing", "bank"):
         rows = con.execute(
-            f"SELECT a.name, CAST(SUM(t.amount) AS VARCHAR) FROM {table} t JOIN assets a "
+            f"SELECT a.name, CAST(SUM(t.amount) AS VARCHAR) FROM g_{table} t JOIN assets a "
             f"USING (asset_id) WHERE t.kind = {NET} GROUP BY a.name"
         ).fetchall()
         sums[table] = {str(name): int(total) for name, total in rows}
