@@ -153,6 +153,17 @@ def _lag(ctx: Ctx, position: int) -> dict[str, int]:
     return {"seq": position, "journal_seq": durable, "lag_seq": durable - position}
 
 
+MAX_ID = (1 << 63) - 1  # what the read model's BIGINT columns hold
+
+
+def _path_id(ctx: Ctx, name: str, code: str) -> int:
+    """An integer id from the path; one no column can hold is a 404 (never a server error)."""
+    value = int(ctx.req.path_params[name])
+    if not 0 <= value <= MAX_ID:
+        raise ApiError(404, code, f"no {name.replace('_', ' ')} {value}")
+    return value
+
+
 def _limit(ctx: Ctx) -> int:
     limit = ctx.int_param("limit", DEFAULT_LIMIT)
     if not 1 <= limit <= MAX_LIMIT:
@@ -243,7 +254,7 @@ async def _order_history(ctx: Ctx, order: dict[str, Any]) -> dict[str, Any]:
 # handlers
 # ------------------------------------------------------------------------------------------
 async def order_by_id(ctx: Ctx) -> Any:
-    order_id = int(ctx.req.path_params["order_id"])
+    order_id = _path_id(ctx, "order_id", "UNKNOWN_ORDER")
     position, rows = await _query(ctx, _ORDER_SELECT + " WHERE order_id = :o", {"o": order_id})
     if not rows:
         raise ApiError(
@@ -281,7 +292,7 @@ async def order_by_client_id(ctx: Ctx) -> Any:
 
 
 async def account_orders(ctx: Ctx) -> Any:
-    account = int(ctx.req.path_params["account"])
+    account = _path_id(ctx, "account", "UNKNOWN_ACCOUNT")
     ctx.require_account(account)
     limit, before = _limit(ctx), _before(ctx)
     state = ctx.req.query_params.get("state", "all")
@@ -308,7 +319,7 @@ async def account_orders(ctx: Ctx) -> Any:
 
 
 async def account_fills(ctx: Ctx) -> Any:
-    account = int(ctx.req.path_params["account"])
+    account = _path_id(ctx, "account", "UNKNOWN_ACCOUNT")
     ctx.require_account(account)
     limit, before = _limit(ctx), _before(ctx)
     where = "account = :a" + (" AND trade_id < :b" if before is not None else "")
@@ -371,8 +382,12 @@ async def recent_trades(ctx: Ctx) -> Any:
 
 
 async def ticker(ctx: Ctx) -> Any:
-    """24 hours back from the last trade's sequencer time (the venue's clock, not the host's)."""
+    """``hours`` (default 24) back from the last trade's sequencer time (the venue's clock, not
+    the host's)."""
     symbol, units = _symbol(ctx)
+    hours = ctx.int_param("hours", 24)
+    if not 1 <= hours <= 24:
+        raise ApiError(400, "INVALID_PARAMETER", "hours must be 1..24")
     position, last = await _query(
         ctx,
         "SELECT ts_ns, price_ticks FROM trades WHERE symbol = :s ORDER BY trade_id DESC LIMIT 1",
@@ -381,7 +396,7 @@ async def ticker(ctx: Ctx) -> Any:
     if not last:
         return {"symbol": symbol, "trades": 0, "read_model": _lag(ctx, position)}
     end_ns, last_price = int(last[0][0]), int(last[0][1])
-    start_ns = end_ns - DAY_NS
+    start_ns = end_ns - hours * DAY_NS // 24
     _, stats = await _query(
         ctx,
         "SELECT COUNT(*), MIN(trade_id), MAX(price_ticks), MIN(price_ticks), "
@@ -490,8 +505,8 @@ def history_endpoints() -> list[Endpoint]:
         Endpoint("GET", "/v1/history/trades/{symbol}", recent_trades, "Recent public trades",
                  None, query={"limit": "integer"}, tag=TAG, description=lag),
         Endpoint("GET", "/v1/history/ticker/{symbol}", ticker,
-                 "24-hour statistics (to the last trade's time)", None, tag=TAG,
-                 description=lag),
+                 "24-hour statistics (to the last trade's time; hours: 1..24, default 24)",
+                 None, query={"hours": "integer"}, tag=TAG, description=lag),
         Endpoint("GET", "/v1/history/candles/{symbol}", candles,
                  "OHLCV candles (interval 1m, 5m, 15m, 1h or 1d)", None,
                  query={"interval": "string", "limit": "integer"}, tag=TAG, description=lag),
