@@ -43,9 +43,7 @@ def pure_python_requested() -> bool:
 
 
 def install() -> None:
-    if pure_python_requested() and not any(
-        isinstance(f, _SourceOnlyFinder) for f in sys.meta_path
-    ):
+    if pure_python_requested() and not any(isinstance(f, _SourceOnlyFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _SourceOnlyFinder())
 
 

@@ -67,7 +67,6 @@ class AdminHandlers:
             self.check_user_account(cmd.account)
         self.cancel_matching(cmd.account, cmd.symbol, CR_MASS_CANCEL)
 
-
     # ======================================================================================
     # Phases, halts, account states
     # ======================================================================================
@@ -180,4 +179,3 @@ class AdminHandlers:
             raise Reject(R.TOO_MANY_ACCOUNTS)
         first = self.ledger.open_accounts(cmd.count)
         self.events.append(e.AccountsOpened(self.seq, first, cmd.count))
-

@@ -9,6 +9,9 @@ cdef class Level:
     cdef public long long head
     cdef public long long tail
 
+@cython.locals(level=Level)
+cdef Level new_level(long long price_ticks)
+
 cdef class Book:
     cdef public str symbol
     cdef public OrderPool pool

@@ -56,6 +56,17 @@ class Level:
         self.tail = NIL
 
 
+def new_level(price_ticks: int) -> Level:
+    """A new empty level, without the cost of a Python-level ``__init__`` call when compiled."""
+    level = Level.__new__(Level)
+    level.price_ticks = price_ticks
+    level.lots = 0
+    level.count = 0
+    level.head = NIL
+    level.tail = NIL
+    return level
+
+
 class Book:
     """Both sides of one instrument's book (typed in ``book.pxd``)."""
 
@@ -86,7 +97,7 @@ class Book:
         if pool.side[slot] == BUY_CODE:
             level = self.bids.get(price)
             if level is None:
-                level = Level(price)
+                level = new_level(price)
                 self.bids[price] = level
                 prices = self.bid_prices
                 if not prices or price > prices[-1]:
@@ -96,7 +107,7 @@ class Book:
         else:
             level = self.asks.get(price)
             if level is None:
-                level = Level(price)
+                level = new_level(price)
                 self.asks[price] = level
                 keys = self.ask_keys
                 key = -price

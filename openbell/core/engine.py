@@ -20,7 +20,6 @@ The engine is split by job:
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Iterator, Mapping
 
 import msgspec
@@ -248,7 +247,7 @@ class Engine(MatchingCore, AdminHandlers, MoneyHandlers, IpoHandlers):
             key_id = (pool.account[slot], pool.client_ids[slot])
             if self.live_client_ids.get(key_id) != pool.order_id[slot]:
                 raise InvariantViolation(f"client order id of order {pool.order_id[slot]} lost")
-        if sum(self.open_counts.values()) != pool.live_count:
+        if sum(self.open_counts_arr) != pool.live_count:
             raise InvariantViolation("open order counts out of step")
         for hold in self.holds.values():
             if hold.resolved or hold.hold_id in self._resolved_holds:
@@ -337,8 +336,7 @@ class Engine(MatchingCore, AdminHandlers, MoneyHandlers, IpoHandlers):
             [h.hold_id for h in state.holds if h.resolved] + state.resolved_holds
         )
         engine.ipo = IpoBook.from_state(state.ipo)
-        engine.results = dict(state.results)
-        engine.results_order = deque(engine.results)
+        engine.remember_all(dict(state.results))
         return engine
 
     def _restore_order(self, inst: Instrument, order: Order) -> int:
@@ -361,8 +359,10 @@ class Engine(MatchingCore, AdminHandlers, MoneyHandlers, IpoHandlers):
         pool.stop[slot] = order.stop_price_ticks
         pool.hold[slot] = order.hold_minor
         pool.client_ids[slot] = order.client_order_id
-        self.live_client_ids[(order.account, order.client_order_id)] = order.order_id
-        self.open_counts[order.account] = self.open_counts.get(order.account, 0) + 1
+        key = (order.account, order.client_order_id)
+        pool.client_keys[slot] = key
+        self.live_client_ids[key] = order.order_id
+        self.count_open_order(order.account)
         return slot
 
     def state_hash(self) -> str:

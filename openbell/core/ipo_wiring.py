@@ -95,4 +95,3 @@ class IpoHandlers:
             state = states[blocked[0]]
             reason = R.ACCOUNT_SUSPENDED if state is ACCT_SUSPENDED else R.REDUCE_ONLY
             raise Reject(reason, f"account {blocked[0]} is {state.value}")
-

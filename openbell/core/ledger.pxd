@@ -7,3 +7,7 @@ cdef class AssetBalances:
     cdef long long[::1] av
     cdef long long[::1] fr
     cpdef ensure(self, long long account)
+
+cdef class Ledger:
+    cdef public dict assets
+    cdef public long long accounts_count

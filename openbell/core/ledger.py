@@ -88,7 +88,7 @@ def _exact_sum(column: array[int]) -> int:
 
 
 class Ledger:
-    __slots__ = ("accounts_count", "assets")
+    """Typed in ``ledger.pxd`` (a C class when compiled)."""
 
     def __init__(self) -> None:
         self.assets: dict[str, AssetBalances] = {}

@@ -60,23 +60,35 @@ cdef class MatchingCore:
     cdef public long long next_trade_id
     cdef public object failure
     cdef public dict live_client_ids
-    cdef public dict open_counts
+    cdef public object open_counts_arr
+    cdef long long[::1] open_counts
     cdef public dict results
-    cdef public object results_order
+    cdef public list results_ring
+    cdef public long long results_next
+    cdef public object seq_obj
     cdef public list events
     cdef public dict touched
     cdef public dict handlers
+    cdef public bint emit
 
     @cython.locals(events=list, kind=object)
     cpdef list apply(self, long long seq, long long ts_ns, object cmd)
-    @cython.locals(events=list, seq=cython.longlong, account=cython.longlong, bal=AssetBalances)
+    @cython.locals(out=list, seq=cython.longlong, events=list)
+    cpdef list apply_batch(self, long long first_seq, long long ts_ns, list commands, bint emit=*)
+    @cython.locals(events=list, account=cython.longlong, bal=AssetBalances)
     cdef void _balance_events(self) except *
+    @cython.locals(ring=list, at=cython.longlong)
+    cdef void _remember(self, object request_id) except *
+    cpdef remember_all(self, dict results)
     cpdef touch(self, long long account, AssetBalances bal)
+    cdef void _grow_open_counts(self, long long account) except *
+    cpdef count_open_order(self, long long account)
+    cpdef long long open_orders_of(self, long long account)
 
     @cython.locals(inst=Instrument, account=cython.longlong, lots=cython.longlong,
                    side=cython.longlong, price=cython.longlong, tif=cython.longlong,
                    stop=cython.longlong, hold=cython.longlong, bal=AssetBalances,
-                   order_id=cython.longlong, pool=OrderPool, slot=cython.longlong,
+                   pool=OrderPool, slot=cython.longlong,
                    order_type=cython.longlong, open_count=cython.longlong)
     cdef void _place(self, object cmd) except *
     cpdef check_user_account(self, object account)
@@ -93,7 +105,7 @@ cdef class MatchingCore:
 
     @cython.locals(level=Level)
     cdef void _rest(self, Instrument inst, long long slot) except *
-    @cython.locals(pool=OrderPool, book=Book, events=list, seq=cython.longlong,
+    @cython.locals(pool=OrderPool, book=Book, events=list,
                    limit=cython.longlong, taker_id=cython.longlong,
                    taker_account=cython.longlong, is_buy=cython.bint, keys=list, levels=dict,
                    maker_side=cython.longlong, aggressor=cython.longlong, stopped=cython.bint,
@@ -110,7 +122,7 @@ cdef class MatchingCore:
                    taker_bps=cython.longlong, quote=AssetBalances, base=AssetBalances,
                    b=cython.longlong, s=cython.longlong, new_hold=cython.longlong,
                    paid=cython.longlong, refund=cython.longlong, shares=cython.longlong,
-                   trade_id=cython.longlong, seq=cython.longlong, events=list,
+                   trade_id=cython.longlong, events=list,
                    leaves=cython.longlong, touched=dict)
     cdef void _execute(self, Instrument inst, long long maker, long long taker, long long price,
                       long long lots, long long aggressor) except *
@@ -129,7 +141,7 @@ cdef class MatchingCore:
     @cython.locals(slot=cython.longlong)
     cpdef long long owned_order(self, object account, object order_id) except? -1
     cdef void _cancel(self, object cmd) except *
-    @cython.locals(pool=OrderPool, inst=Instrument, seq=cython.longlong, events=list,
+    @cython.locals(pool=OrderPool, inst=Instrument, events=list,
                    level=Level, leaves=cython.longlong, hold=cython.longlong,
                    bal=AssetBalances, account=cython.longlong)
     cpdef cancel_order(self, long long slot, object reason)

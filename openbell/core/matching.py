@@ -14,7 +14,7 @@ integers, so an absurd value is refused the same way compiled and interpreted.
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +83,7 @@ TIF_CODE = {t: i for i, t in enumerate(TIFS)}
 STP_CODE = {t: i for i, t in enumerate(STPS)}
 NO_AGGRESSOR = -1  # a trade out of a call auction
 I64_MAX = (1 << 63) - 1
+_NO_COUNTS: array[int] = array("q")  # what the view holds while the counts grow
 
 _PlaceOrder = c.PlaceOrder
 _CancelOrder = c.CancelOrder
@@ -218,18 +219,23 @@ class MatchingCore:
         self.next_trade_id = 1
         self.failure: str | None = None
         self.live_client_ids: dict[tuple[int, str], int] = {}
-        self.open_counts: dict[int, int] = {}
+        # Open orders per account, indexed by account id (grows with the accounts that trade).
+        self.open_counts_arr: array[int] = array("q")
+        self.open_counts = self.open_counts_arr
         # Idempotency: request_id -> the seq of the command that used it, forgotten oldest
         # first. Request ids are unique venue-wide: the gateway namespaces the ids clients
         # choose by their API key. Rejected commands are not remembered, so a corrected retry
         # with the same id is possible.
         self.results: dict[str, int] = {}
-        self.results_order: deque[str] = deque()
+        self.results_ring: list[str | None] = [None] * max(1, window)
+        self.results_next = 0
+        self.seq_obj: int = 0
         self.events: list[Any] = []
         # (account, asset) pairs whose balances changed during the command, in first-change
         # order; each becomes one BalanceChanged event at the end.
         self.touched: dict[tuple[int, str], AssetBalances] = {}
         self.handlers: dict[type, Callable[[Any], None]] = {}
+        self.emit = True  # False while a replay applies commands without building events
 
     # ======================================================================================
     # Entry point
@@ -239,6 +245,7 @@ class MatchingCore:
         if seq != self.seq + 1 or self.failure is not None:
             self._refuse(seq)
         self.seq = seq
+        self.seq_obj = seq  # the caller's int object, put in every event of the command
         self.ts_ns = ts_ns
         request_id = cmd.request_id
         if request_id and request_id in self.results:
@@ -273,21 +280,83 @@ class MatchingCore:
         if self.touched:
             self._balance_events()
         if request_id:
-            self.results[request_id] = seq
-            order = self.results_order
-            order.append(request_id)
-            if len(order) > self.idempotency_window:
-                del self.results[order.popleft()]
+            self._remember(request_id)
         return events
 
+    def _remember(self, request_id: str) -> None:
+        """Keep ``request_id`` in the idempotency window; the oldest id beyond the window is
+        forgotten. The window's order is a ring of ids (no per-command allocation)."""
+        ring = self.results_ring
+        at = self.results_next
+        oldest = ring[at]
+        if oldest is not None:
+            del self.results[oldest]
+        self.results[request_id] = self.seq_obj
+        ring[at] = request_id
+        at += 1
+        self.results_next = 0 if at == len(ring) else at
+
+    @property
+    def results_order(self) -> list[str]:
+        """Remembered request ids, oldest first."""
+        ring = self.results_ring
+        at = self.results_next
+        return [r for r in ring[at:] + ring[:at] if r is not None]
+
+    def remember_all(self, results: dict[str, int]) -> None:
+        """Restore the window from a snapshot: ``results`` in order, oldest first."""
+        self.results = {}
+        self.results_ring = [None] * max(1, self.idempotency_window)
+        self.results_next = 0
+        for request_id, seq in results.items():
+            self.seq_obj = seq
+            self._remember(request_id)
+
+    def apply_batch(
+        self, first_seq: int, ts_ns: int, commands: list[Any], emit: bool = True
+    ) -> list[list[Any]]:
+        """Apply ``commands`` as seq ``first_seq``, ``first_seq + 1``, ... all stamped ``ts_ns``
+        (one sequencer batch: one call into the core). Returns each command's events; with
+        ``emit`` False the core builds no events at all and returns an empty list (a replay,
+        which wants only the state; rejects and duplicates are still recognised)."""
+        out: list[list[Any]] = []
+        seq = first_seq
+        self.emit = emit
+        try:
+            for cmd in commands:
+                events = self.apply(seq, ts_ns, cmd)
+                if emit:
+                    out.append(events)
+                seq += 1
+        finally:
+            self.emit = True
+        return out
+
     def _balance_events(self) -> None:
-        events = self.events
-        seq = self.seq
-        for (account, asset), bal in self.touched.items():
-            events.append(
-                _BalanceChanged(seq, account, asset, bal.av[account], bal.fr[account])
-            )
+        if self.emit:
+            events = self.events
+            seq = self.seq_obj
+            for (account, asset), bal in self.touched.items():
+                events.append(
+                    _BalanceChanged(seq, account, asset, bal.av[account], bal.fr[account])
+                )
         self.touched.clear()
+
+    def _grow_open_counts(self, account: int) -> None:
+        arr = self.open_counts_arr
+        size = max(account + 1, 2 * len(arr), 1024)
+        self.open_counts = _NO_COUNTS
+        arr.extend(array("q", bytes(8 * (size - len(arr)))))
+        self.open_counts = arr
+
+    def count_open_order(self, account: int) -> None:
+        """One more open order for ``account`` (a snapshot's restore)."""
+        if account >= len(self.open_counts):
+            self._grow_open_counts(account)
+        self.open_counts[account] += 1
+
+    def open_orders_of(self, account: int) -> int:
+        return self.open_counts[account] if 0 <= account < len(self.open_counts) else 0
 
     def _refuse(self, seq: int) -> None:
         if self.failure is not None:
@@ -341,12 +410,15 @@ class MatchingCore:
             tif = TIF_CODE[tif_obj]
         else:
             price, tif, stop = self._check_special_order(inst, cmd, side)
+            price_obj = price
         if price * lots > inst.max_notional_minor // inst.tick_value:
             raise Reject(R.MAX_NOTIONAL_EXCEEDED)
-        key = (account, client_order_id)
+        key = (account_obj, client_order_id)
         if key in self.live_client_ids:
             raise Reject(R.DUPLICATE_CLIENT_ORDER_ID, client_order_id)
-        open_count = self.open_counts.get(account, 0)
+        if account >= len(self.open_counts):
+            self._grow_open_counts(account)
+        open_count = self.open_counts[account]
         if open_count >= self.max_open_orders:
             raise Reject(R.MAX_OPEN_ORDERS_EXCEEDED)
         hold = 0
@@ -365,7 +437,7 @@ class MatchingCore:
             bal.av[account] -= hold
             bal.fr[account] += hold
             self.touched[(account, bal.asset)] = bal
-        order_id = self.next_order_id
+        order_id = self.next_order_id  # boxed once: the index key and the event
         self.next_order_id = order_id + 1
         pool = self.pool
         slot = pool.alloc(order_id)
@@ -385,24 +457,26 @@ class MatchingCore:
         pool.stop[slot] = stop
         pool.hold[slot] = hold
         pool.client_ids[slot] = client_order_id
+        pool.client_keys[slot] = key
         self.live_client_ids[key] = order_id
         self.open_counts[account] = open_count + 1
-        self.events.append(
-            _OrderAccepted(
-                self.seq,
-                order_id,
-                account,
-                inst.symbol,
-                client_order_id,
-                cmd.side,
-                cmd.order_type,
-                TIFS[tif],
-                price,
-                lots,
-                stop,
-                PENDING_TRIGGER if stop else NEW,
+        if self.emit:
+            self.events.append(
+                _OrderAccepted(
+                    self.seq_obj,
+                    order_id,
+                    account,
+                    inst.symbol,
+                    client_order_id,
+                    cmd.side,
+                    cmd.order_type,
+                    TIFS[tif],
+                    price_obj,
+                    lots_obj,
+                    stop,
+                    PENDING_TRIGGER if stop else NEW,
+                )
             )
-        )
         if stop:
             inst.stop_slots.append(slot)
             if phase is CONTINUOUS and inst.last_price_ticks:
@@ -480,7 +554,9 @@ class MatchingCore:
             raise Reject(R.ACCOUNT_SUSPENDED, str(cmd.account))
         if state is ACCT_REDUCE_ONLY and side == BUY_CODE:
             raise Reject(R.REDUCE_ONLY, "only sells lower exposure")
-        if cmd.post_only and (order_type is not OrderType.LIMIT or tif == TIF_IOC or tif == TIF_FOK):
+        if cmd.post_only and (
+            order_type is not OrderType.LIMIT or tif == TIF_IOC or tif == TIF_FOK
+        ):
             raise Reject(R.INVALID_FIELD, "post_only needs a resting limit order")
         stop = 0
         if order_type is OrderType.LIMIT:
@@ -551,17 +627,18 @@ class MatchingCore:
     # ======================================================================================
     def _rest(self, inst: Instrument, slot: int) -> None:
         level = inst.book.add(slot)
-        self.events.append(
-            _BookDelta(self.seq, inst.symbol, SIDES[self.pool.side[slot]], level.price_ticks,
-                       level.lots)
-        )  # fmt: skip
+        if self.emit:
+            self.events.append(
+                _BookDelta(self.seq_obj, inst.symbol, SIDES[self.pool.side[slot]], level.price_ticks,
+                           level.lots)
+            )  # fmt: skip
 
     def _take(self, inst: Instrument, taker: int) -> None:
         """Match an incoming order against the opposite side, then rest or cancel the rest."""
         pool = self.pool
         book = inst.book
         events = self.events
-        seq = self.seq
+        seq = self.seq_obj
         symbol = inst.symbol
         limit = pool.price[taker]
         taker_id = pool.order_id[taker]
@@ -582,7 +659,8 @@ class MatchingCore:
             price = -keys[-1] if is_buy else keys[-1]
             if (price > limit) if is_buy else (price < limit):
                 break
-            level = levels[price]
+            price_obj = keys[-1] if not is_buy else price  # the level's price as an object
+            level = levels[price_obj]
             while pool.leaves[taker] and level.count:
                 maker = level.head
                 if pool.account[maker] == taker_account:
@@ -599,10 +677,12 @@ class MatchingCore:
                     book.unlink(level, maker)
                     self._finish(maker)
             if level.count:
-                events.append(_BookDelta(seq, symbol, maker_side_enum, price, level.lots))
-            elif levels.get(price) is level:  # not already dropped by self-trade prevention
+                if self.emit:
+                    events.append(_BookDelta(seq, symbol, maker_side_enum, price_obj, level.lots))
+            elif levels.get(price_obj) is level:  # not already dropped by self-trade prevention
                 book.drop_level(maker_side, price)
-                events.append(_BookDelta(seq, symbol, maker_side_enum, price, 0))
+                if self.emit:
+                    events.append(_BookDelta(seq, symbol, maker_side_enum, price_obj, 0))
             if stopped:
                 break
         if pool.order_id[taker] != taker_id:
@@ -645,6 +725,8 @@ class MatchingCore:
         """One fill: both orders' quantities, settlement, and the trade's events. The caller
         keeps the book's levels right and finishes an order that has nothing left."""
         pool = self.pool
+        price_obj = price  # boxed once for the three events
+        lots_obj = lots
         notional_ticks = price * lots
         pool.leaves[maker] -= lots
         pool.cum[maker] += lots
@@ -708,65 +790,66 @@ class MatchingCore:
             touched[(FEE_ACCOUNT, qasset)] = quote
         trade_id = self.next_trade_id
         self.next_trade_id = trade_id + 1
-        seq = self.seq
+        seq = self.seq_obj
         events = self.events
-        events.append(
-            _Trade(
-                seq,
-                trade_id,
-                inst.symbol,
-                price,
-                lots,
-                None if aggressor == NO_AGGRESSOR else SIDES[aggressor],
-                pool.order_id[maker],
-                pool.order_id[taker],
-                pool.account[buyer],
-                pool.account[seller],
-                buy_fee,
-                sell_fee,
+        if self.emit:
+            events.append(
+                _Trade(
+                    seq,
+                    trade_id,
+                    inst.symbol,
+                    price_obj,
+                    lots_obj,
+                    None if aggressor == NO_AGGRESSOR else SIDES[aggressor],
+                    pool.order_id[maker],
+                    pool.order_id[taker],
+                    pool.account[buyer],
+                    pool.account[seller],
+                    buy_fee,
+                    sell_fee,
+                )
             )
-        )
         leaves = pool.leaves[maker]
-        events.append(
-            _Execution(
-                seq,
-                pool.order_id[maker],
-                pool.account[maker],
-                PARTIALLY_FILLED if leaves else FILLED,
-                price,
-                lots,
-                pool.cum[maker],
-                leaves,
-                pool.cum_notional[maker],
+        if self.emit:
+            events.append(
+                _Execution(
+                    seq,
+                    pool.order_id[maker],
+                    pool.account[maker],
+                    PARTIALLY_FILLED if leaves else FILLED,
+                    price_obj,
+                    lots_obj,
+                    pool.cum[maker],
+                    leaves,
+                    pool.cum_notional[maker],
+                )
             )
-        )
         leaves = pool.leaves[taker]
-        events.append(
-            _Execution(
-                seq,
-                pool.order_id[taker],
-                pool.account[taker],
-                PARTIALLY_FILLED if leaves else FILLED,
-                price,
-                lots,
-                pool.cum[taker],
-                leaves,
-                pool.cum_notional[taker],
+        if self.emit:
+            events.append(
+                _Execution(
+                    seq,
+                    pool.order_id[taker],
+                    pool.account[taker],
+                    PARTIALLY_FILLED if leaves else FILLED,
+                    price_obj,
+                    lots_obj,
+                    pool.cum[taker],
+                    leaves,
+                    pool.cum_notional[taker],
+                )
             )
-        )
 
     def _finish(self, slot: int) -> None:
         """Forget a terminal order (filled, cancelled or expired) and free its slot."""
         pool = self.pool
         if pool.hold[slot]:
-            raise InvariantViolation(f"order {pool.order_id[slot]} ends with hold {pool.hold[slot]}")
+            raise InvariantViolation(
+                f"order {pool.order_id[slot]} ends with hold {pool.hold[slot]}"
+            )
         account = pool.account[slot]
-        del self.live_client_ids[(account, pool.client_ids[slot])]
-        count = self.open_counts[account] - 1
-        if count:
-            self.open_counts[account] = count
-        else:
-            del self.open_counts[account]
+        del self.live_client_ids[pool.client_keys[slot]]
+        self.open_counts[account] -= 1
         pool.release(slot)
 
     def release_hold(self, inst: Instrument, slot: int) -> None:
@@ -798,24 +881,26 @@ class MatchingCore:
             else:
                 level = inst.book.level(pool.side[slot], pool.price[slot])
                 level.lots -= lots
-            self.events.append(
-                _BookDelta(self.seq, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
-                           level.lots)
-            )  # fmt: skip
+            if self.emit:
+                self.events.append(
+                    _BookDelta(self.seq_obj, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
+                               level.lots)
+                )  # fmt: skip
         pool.leaves[slot] -= lots
         self.release_hold(inst, slot)
         leaves = pool.leaves[slot]
-        self.events.append(
-            _OrderCancelled(
-                self.seq,
-                pool.order_id[slot],
-                pool.account[slot],
-                reason,
-                pool.cum[slot],
-                lots,
-                leaves,
+        if self.emit:
+            self.events.append(
+                _OrderCancelled(
+                    self.seq_obj,
+                    pool.order_id[slot],
+                    pool.account[slot],
+                    reason,
+                    pool.cum[slot],
+                    lots,
+                    leaves,
+                )
             )
-        )
         if not leaves:
             self._finish(slot)
 
@@ -869,9 +954,10 @@ class MatchingCore:
             for slot, oid in zip(fired, fired_ids, strict=True):
                 if pool.order_id[slot] != oid:
                     continue  # ended by an earlier trigger's self-trade prevention
-                self.events.append(
-                    e.OrderTriggered(self.seq, oid, pool.account[slot], inst.symbol, last)
-                )
+                if self.emit:
+                    self.events.append(
+                        e.OrderTriggered(self.seq_obj, oid, pool.account[slot], inst.symbol, last)
+                    )
                 pool.stop[slot] = 0
                 if pool.order_type[slot] == TYPE_STOP:
                     pool.tif[slot] = TIF_IOC  # now a (protected) market order: it never rests
@@ -898,16 +984,17 @@ class MatchingCore:
         """Cancel all that remains of an open order; its whole hold returns to available."""
         pool = self.pool
         inst = self.inst_list[pool.inst[slot]]
-        seq = self.seq
+        seq = self.seq_obj
         events = self.events
         if pool.stop[slot]:
             inst.stop_slots.remove(slot)
         else:
             level = inst.book.remove(slot)
-            events.append(
-                _BookDelta(seq, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
-                           level.lots)
-            )  # fmt: skip
+            if self.emit:
+                events.append(
+                    _BookDelta(seq, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
+                               level.lots)
+                )  # fmt: skip
         leaves = pool.leaves[slot]
         pool.leaves[slot] = 0
         hold = pool.hold[slot]
@@ -918,11 +1005,12 @@ class MatchingCore:
             bal.av[account] += hold
             pool.hold[slot] = 0
             self.touched[(account, bal.asset)] = bal
-        events.append(
-            _OrderCancelled(
-                seq, pool.order_id[slot], pool.account[slot], reason, pool.cum[slot], leaves, 0
+        if self.emit:
+            events.append(
+                _OrderCancelled(
+                    seq, pool.order_id[slot], pool.account[slot], reason, pool.cum[slot], leaves, 0
+                )
             )
-        )
         self._finish(slot)
 
     def _replace(self, cmd: c.ReplaceOrder) -> None:
@@ -987,15 +1075,20 @@ class MatchingCore:
             pool.leaves[slot] = new_leaves
             pool.quantity[slot] = lots
             self.release_hold(inst, slot)
-            self.events.append(
-                e.OrderReplaced(self.seq, order_id, account, price, lots, new_leaves, True)
-            )
-            self.events.append(_BookDelta(self.seq, inst.symbol, side_enum, price, level.lots))
+            if self.emit:
+                self.events.append(
+                    e.OrderReplaced(self.seq_obj, order_id, account, price, lots, new_leaves, True)
+                )
+            if self.emit:
+                self.events.append(
+                    _BookDelta(self.seq_obj, inst.symbol, side_enum, price, level.lots)
+                )
             return
         level = book.remove(slot)
-        self.events.append(
-            _BookDelta(self.seq, inst.symbol, side_enum, level.price_ticks, level.lots)
-        )
+        if self.emit:
+            self.events.append(
+                _BookDelta(self.seq_obj, inst.symbol, side_enum, level.price_ticks, level.lots)
+            )
         pool.price[slot] = price
         pool.quantity[slot] = lots
         pool.leaves[slot] = new_leaves
@@ -1005,9 +1098,10 @@ class MatchingCore:
             bal.fr[account] += extra
             pool.hold[slot] = need
             self.touched[(account, bal.asset)] = bal
-        self.events.append(
-            e.OrderReplaced(self.seq, order_id, account, price, lots, new_leaves, False)
-        )
+        if self.emit:
+            self.events.append(
+                e.OrderReplaced(self.seq_obj, order_id, account, price, lots, new_leaves, False)
+            )
         if inst.phase is PRE_OPEN:
             self._rest(inst, slot)
             return
@@ -1044,18 +1138,20 @@ class MatchingCore:
                 inst.stop_slots.remove(slot)
             else:
                 level = inst.book.remove(slot)
-                self.events.append(
-                    _BookDelta(self.seq, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
-                               level.lots)
-                )  # fmt: skip
+                if self.emit:
+                    self.events.append(
+                        _BookDelta(self.seq_obj, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
+                                   level.lots)
+                    )  # fmt: skip
             expired = pool.leaves[slot]
             pool.leaves[slot] = 0
             self.release_hold(inst, slot)
-            self.events.append(
-                e.OrderExpired(
-                    self.seq, pool.order_id[slot], pool.account[slot], pool.cum[slot], expired
+            if self.emit:
+                self.events.append(
+                    e.OrderExpired(
+                        self.seq, pool.order_id[slot], pool.account[slot], pool.cum[slot], expired
+                    )
                 )
-            )
             self._finish(slot)
 
     def uncross(self, inst: Instrument) -> None:
@@ -1111,15 +1207,17 @@ class MatchingCore:
             levels = book.bids if side == BUY_CODE else book.asks
             remaining = levels.get(level_price)
             lots_left = remaining.lots if remaining is not None else 0
-            self.events.append(
-                _BookDelta(self.seq, inst.symbol, SIDES[side], level_price, lots_left)
-            )
+            if self.emit:
+                self.events.append(
+                    _BookDelta(self.seq_obj, inst.symbol, SIDES[side], level_price, lots_left)
+                )
         inst.set_reference(price)
-        self.events.append(
-            e.AuctionUncrossed(
-                self.seq, inst.symbol, price, found.volume_lots, found.imbalance_lots
+        if self.emit:
+            self.events.append(
+                e.AuctionUncrossed(
+                    self.seq, inst.symbol, price, found.volume_lots, found.imbalance_lots
+                )
             )
-        )
 
     def queue(self, level: Level) -> list[int]:
         """A level's slots in time priority."""
@@ -1135,8 +1233,12 @@ class MatchingCore:
         """Walk the auction's pairing at ``price`` without changing anything; return the slot of
         the newer order of the first pair that would trade with itself, or NIL."""
         pool = self.pool
-        bids = [s for p in reversed(book.bid_prices) if p >= price for s in self.queue(book.bids[p])]
-        asks = [s for k in reversed(book.ask_keys) if -k <= price for s in self.queue(book.asks[-k])]
+        bids = [
+            s for p in reversed(book.bid_prices) if p >= price for s in self.queue(book.bids[p])
+        ]
+        asks = [
+            s for k in reversed(book.ask_keys) if -k <= price for s in self.queue(book.asks[-k])
+        ]
         i = j = 0
         bid_left = pool.leaves[bids[0]] if bids else 0
         ask_left = pool.leaves[asks[0]] if asks else 0
@@ -1161,12 +1263,8 @@ def check_post_only(book: Book, side: int, price: int) -> None:
     if side == BUY_CODE:
         best = book.best_ask()
         if best and price >= best:
-            raise Reject(
-                R.POST_ONLY_WOULD_TAKE, "best ask {0}", (ticks(book.symbol, best),)
-            )
+            raise Reject(R.POST_ONLY_WOULD_TAKE, "best ask {0}", (ticks(book.symbol, best),))
     else:
         best = book.best_bid()
         if best and price <= best:
-            raise Reject(
-                R.POST_ONLY_WOULD_TAKE, "best bid {0}", (ticks(book.symbol, best),)
-            )
+            raise Reject(R.POST_ONLY_WOULD_TAKE, "best bid {0}", (ticks(book.symbol, best),))

@@ -273,4 +273,3 @@ class MoneyHandlers:
         self._resolved(hold)
         self.touch(hold.account, bal)
         self.events.append(e.HoldResolved(self.seq, hold.hold_id, 0, hold.amount_minor, -1))
-

@@ -8,6 +8,7 @@ cdef class OrderPool:
     cdef public long long oldest
     cdef public long long newest
     cdef public list client_ids
+    cdef public list client_keys
     cdef public dict overflow
     cdef public long long index_size
     cdef object _index_arr

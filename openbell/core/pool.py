@@ -61,6 +61,7 @@ class OrderPool:
         self.oldest = NIL  # the open order with the smallest id
         self.newest = NIL
         self.client_ids: list[str] = []
+        self.client_keys: list[tuple[int, str] | None] = []  # (account, client id) index keys
         self.overflow: dict[int, int] = {}  # order id -> slot, for ids the ring had to evict
         self.index_size = index_slots
         self._index_arr = _column(index_slots, NIL)
@@ -113,6 +114,7 @@ class OrderPool:
             column.extend(_column(slots))
         self._views()
         self.client_ids.extend([""] * slots)
+        self.client_keys.extend([None] * slots)
         # New slots go on the free list in ascending order.
         nxt = self.next
         for slot in range(old, new - 1):
@@ -173,6 +175,7 @@ class OrderPool:
         self._index_drop(self.order_id[slot], slot)
         self._unlink_open(slot)
         self.client_ids[slot] = ""
+        self.client_keys[slot] = None
         self.order_id[slot] = 0
         self.next[slot] = self.free_head
         self.prev[slot] = NIL

@@ -182,7 +182,7 @@ class Sequencer:
     def _sequence_loop(self) -> None:
         inbound = self._inbound
         engine = self.engine
-        apply = engine.apply
+        apply_batch = engine.apply_batch  # the whole batch in one call into the core
         max_batch = self.max_batch
         linger_s = self.max_linger_us / 1e6
         monotonic = time.monotonic
@@ -227,7 +227,7 @@ class Sequencer:
                 if batch:
                     first_seq = engine.seq + 1
                     commands = [p.command for p in batch]
-                    results = [apply(first_seq + i, ts_ns, c) for i, c in enumerate(commands)]
+                    results = apply_batch(first_seq, ts_ns, commands)
                     to_journal.put(_Sequenced(first_seq, payload, batch, results))
                     batch = []
                     self._maybe_snapshot()
