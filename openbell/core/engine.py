@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
+from functools import partial
+from typing import Any
 
 import msgspec
 
+from openbell.core import admin, ipo_wiring, money
 from openbell.core import commands as c
-from openbell.core.admin import AdminHandlers
 from openbell.core.book import BUY_CODE, SELL_CODE, Order
 from openbell.core.commands import InstrumentSpec
 from openbell.core.errors import InvariantViolation
 from openbell.core.ipo import IpoBook, IpoState
 from openbell.core.ipo.messages import IPO_COMMANDS
-from openbell.core.ipo_wiring import IpoHandlers
 from openbell.core.matching import (
     STP_CODE,
     TIF_CODE,
@@ -40,7 +41,7 @@ from openbell.core.matching import (
     MatchingCore,
     order_of,
 )
-from openbell.core.money import Hold, MoneyHandlers
+from openbell.core.money import Hold
 from openbell.core.pool import GROW_SLOTS, NIL
 from openbell.core.types import AccountState, Phase, Side
 
@@ -120,7 +121,7 @@ class OpenOrders(Mapping[int, Order]):
         return int(self._engine.pool.live_count)
 
 
-class Engine(MatchingCore, AdminHandlers, MoneyHandlers, IpoHandlers):
+class Engine(MatchingCore):
     def __init__(self, config: EngineConfig | None = None, *, pool_slots: int = GROW_SLOTS) -> None:
         """``pool_slots``: open orders the order pool holds before it grows (capacity only, not
         part of the state)."""
@@ -139,28 +140,27 @@ class Engine(MatchingCore, AdminHandlers, MoneyHandlers, IpoHandlers):
         # the id, is refused); an older id is unknown. Hold ids must be unique in that window.
         self._resolved_holds: dict[str, None] = {}
         self.orders = OpenOrders(self)
-        self.handlers.update(
-            {
-                c.MassCancel: self._mass_cancel,
-                c.CreateAsset: self._create_asset,
-                c.CreateInstrument: self._create_instrument,
-                c.OpenAccounts: self._open_accounts,
-                c.Deposit: self._deposit,
-                c.DepositMany: self._deposit_many,
-                c.DepositBatch: self._deposit_batch,
-                c.Withdraw: self._withdraw,
-                c.Transfer: self._transfer,
-                c.Freeze: self._freeze,
-                c.PostHold: self._post_hold,
-                c.ReleaseHold: self._release_hold_cmd,
-                c.SetAccountState: self._set_account_state,
-                c.KillSwitch: self._kill_switch,
-                c.SetPhase: self._set_phase,
-                c.SetVenueHalt: self._set_venue_halt,
-            }
-        )
-        for ipo_command in IPO_COMMANDS:
-            self.handlers[ipo_command] = self._ipo
+        handlers: dict[type, Any] = {
+            c.MassCancel: admin.mass_cancel,
+            c.CreateAsset: admin.create_asset,
+            c.CreateInstrument: admin.create_instrument,
+            c.OpenAccounts: admin.open_accounts,
+            c.SetAccountState: admin.set_account_state,
+            c.KillSwitch: admin.kill_switch,
+            c.SetPhase: admin.set_phase,
+            c.SetVenueHalt: admin.set_venue_halt,
+            c.Deposit: money.deposit,
+            c.DepositMany: money.deposit_many,
+            c.DepositBatch: money.deposit_batch,
+            c.Withdraw: money.withdraw,
+            c.Transfer: money.transfer,
+            c.Freeze: money.freeze,
+            c.PostHold: money.post_hold,
+            c.ReleaseHold: money.release_hold,
+        }
+        handlers.update(dict.fromkeys(IPO_COMMANDS, ipo_wiring.apply_ipo))
+        for kind, handler in handlers.items():
+            self.handlers[kind] = partial(handler, self)
 
     def add_instrument(self, spec: InstrumentSpec) -> Instrument:
         """A new instrument in CLOSED (the caller validated ``spec``)."""

@@ -629,9 +629,14 @@ class MatchingCore:
         level = inst.book.add(slot)
         if self.emit:
             self.events.append(
-                _BookDelta(self.seq_obj, inst.symbol, SIDES[self.pool.side[slot]], level.price_ticks,
-                           level.lots)
-            )  # fmt: skip
+                _BookDelta(
+                    self.seq_obj,
+                    inst.symbol,
+                    SIDES[self.pool.side[slot]],
+                    level.price_ticks,
+                    level.lots,
+                )
+            )
 
     def _take(self, inst: Instrument, taker: int) -> None:
         """Match an incoming order against the opposite side, then rest or cancel the rest."""
@@ -848,7 +853,7 @@ class MatchingCore:
                 f"order {pool.order_id[slot]} ends with hold {pool.hold[slot]}"
             )
         account = pool.account[slot]
-        del self.live_client_ids[pool.client_keys[slot]]
+        del self.live_client_ids[pool.client_keys[slot]]  # type: ignore[arg-type]
         self.open_counts[account] -= 1
         pool.release(slot)
 
@@ -1140,9 +1145,14 @@ class MatchingCore:
                 level = inst.book.remove(slot)
                 if self.emit:
                     self.events.append(
-                        _BookDelta(self.seq_obj, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
-                                   level.lots)
-                    )  # fmt: skip
+                        _BookDelta(
+                            self.seq_obj,
+                            inst.symbol,
+                            SIDES[pool.side[slot]],
+                            level.price_ticks,
+                            level.lots,
+                        )
+                    )
             expired = pool.leaves[slot]
             pool.leaves[slot] = 0
             self.release_hold(inst, slot)
