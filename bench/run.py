@@ -18,7 +18,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.backoffice_bench import run_all as bench_backoffice
 from bench.bare_book import run_bare
+from bench.cluster_bench import run_all as bench_cluster
 from bench.engine_bench import GcPauses, bench_engine, run_quiet, run_throughput
 from bench.gateway_bench import bench_gateway
 from bench.ipo_bench import run_all as bench_ipo
@@ -133,6 +135,12 @@ def main() -> None:
 
     console.print("gateway: signed HTTP orders, WebSocket fan-out (server in its own process) ...")
     results.update(bench_gateway(quick))
+
+    console.print("cluster: NATS JetStream R3 journal, leader and NATS-server kills ...")
+    results.update(bench_cluster(setup, node_work, quick))
+
+    console.print("back office: projections, lag, NATS bus, reconciliation, audit chain ...")
+    results.update(bench_backoffice(quick))
 
     table = Table(title="OpenBell benchmarks")
     table.add_column("metric")

@@ -1,26 +1,56 @@
 """The ``openbell`` command line. Thin: each command parses options and calls into a module.
 
-Commands: ``demo``, ``serve``, ``replay``, ``journal verify``, ``bench``, ``keys``, ``ipo``,
-``sim ipo``, ``version``.
+Commands: ``demo``, ``serve``, ``replay``, ``journal verify``, ``bench``, ``keys``, ``admin``,
+``ipo``, ``sim ipo``, ``version``. A mistake on the command line is one line on stderr and exit
+status 2; a refused command (an engine reject, a corrupt journal) exits 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from openbell import __version__
+from openbell.cli_backoffice import audit_app, recon_app, report_app
+from openbell.cli_cluster import cluster_app, dr_app
+
+DEFAULT_SEGMENT_BYTES = 64 << 20  # openbell.journal.file.DEFAULT_SEGMENT_BYTES (checked in tests)
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: no "<bool>" after flags, no markup read literally
+    pretty_exceptions_enable=False,
     help="OpenBell: an open-source trading venue with a deterministic matching core.",
 )
 journal_app = typer.Typer(no_args_is_help=True, help="Inspect and verify command journals.")
 app.add_typer(journal_app, name="journal")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(dr_app, name="dr")
+app.add_typer(report_app, name="report")
+app.add_typer(recon_app, name="recon")
+app.add_typer(audit_app, name="audit")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"openbell {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """OpenBell: an open-source trading venue with a deterministic matching core."""
 
 
 @app.command()
@@ -76,56 +106,166 @@ def serve(
             "a market maker and noisy traders, REST/WebSocket on --http-port.",
         ),
     ] = False,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="--demo: keep the temporary data directory at exit."),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="--demo: seed of the order flow.")] = 1,
+    venue: Annotated[
+        Path | None,
+        typer.Option(help="Venue file (TOML) applied at start: assets, instruments, accounts."),
+    ] = None,
     http_port: Annotated[
         int | None,
-        typer.Option(help="Serve the REST/WebSocket gateway on 127.0.0.1:PORT (--demo: 8000)."),
+        typer.Option(
+            help="Serve the REST/WebSocket gateway on 127.0.0.1:PORT (0: any free; --demo: 8000)."
+        ),
     ] = None,
-    port: Annotated[int, typer.Option(help="Client API port on 127.0.0.1 (0: any free).")] = 0,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also serve the node's client API on TCP 127.0.0.1:PORT (0: any free), "
+            "for clients that present the token of DIR/node.token. Default: only the Unix "
+            "socket DIR/node.sock (mode 0600)."
+        ),
+    ] = None,
     snapshot_every: Annotated[int, typer.Option(min=1, help="Snapshot every N commands.")] = (
         1_000_000
     ),
     snapshot_seconds: Annotated[int, typer.Option(min=1, help="... or every T seconds.")] = 300,
     keep_snapshots: Annotated[int, typer.Option(min=1, help="Snapshots kept (retention).")] = 2,
+    segment_bytes: Annotated[
+        int, typer.Option(min=4096, help="Journal segment size in bytes.")
+    ] = DEFAULT_SEGMENT_BYTES,
     matching_only: Annotated[
         bool, typer.Option("--matching-only", help="No funds, holds or fees (new data dir only).")
     ] = False,
+    metrics_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With the gateway: /metrics answers only 'Authorization: Bearer TOKEN', "
+            "TOKEN read from this file (mode 0600)."
+        ),
+    ] = None,
 ) -> None:
-    """Run one node until SIGTERM (finish the batch, snapshot, exit 0): the local client API,
-    or with --http-port the REST/WebSocket gateway, or with --demo a live demo venue."""
-    if demo:
-        import tempfile
-
-        from openbell.gateway.demo import run_demo_venue
-
-        data_dir = data or Path(tempfile.mkdtemp(prefix="openbell-demo-"))
-        run_demo_venue(data_dir, port=http_port or 8000)
-        return
-    if data is None:
-        typer.echo("error: --data is required (or use --demo)", err=True)
-        raise typer.Exit(2)
-    if http_port is not None:
-        from openbell.gateway.app import serve as serve_gateway
-
-        serve_gateway(data, port=http_port)
-        return
+    """Run one node until SIGTERM or Ctrl-C (finish the batch in flight, write a snapshot,
+    exit 0): the node's client API, with --http-port also the REST/WebSocket gateway, with
+    --demo a live demo venue."""
     from openbell.core.engine import EngineConfig
-    from openbell.node.commands import run_serve
-    from openbell.node.datadir import DataDirLockedError
     from openbell.node.service import NodeConfig
 
-    config = NodeConfig(
+    if demo and matching_only:
+        _usage("--matching-only does not apply to --demo (the demo trades with funds and fees)")
+    if not demo and keep:
+        _usage("--keep applies to --demo only")
+    if not demo and data is None:
+        _usage("--data is required (or use --demo)")
+    if metrics_token_file is not None and http_port is None and not demo:
+        _usage("--metrics-token-file needs the gateway (--http-port or --demo)")
+    if venue is not None and not venue.is_file():
+        _usage(f"no venue file {venue}")
+    temp_dir: Path | None = None
+    if data is None:
+        import tempfile
+
+        data = temp_dir = Path(tempfile.mkdtemp(prefix="openbell-demo-"))
+        what = "kept at exit (--keep)" if keep else "removed at exit (--keep keeps it)"
+        typer.echo(f"data directory {temp_dir} ({what})")
+    node_config = NodeConfig(
         data_dir=str(data),
         port=port,
         snapshot_every_commands=snapshot_every,
         snapshot_every_s=snapshot_seconds,
         keep_snapshots=keep_snapshots,
+        segment_bytes=segment_bytes,
     )
+    engine_config = EngineConfig(settle=not matching_only)
     try:
-        code = run_serve(config, EngineConfig(settle=not matching_only))
-    except DataDirLockedError as error:
-        typer.echo(f"error: {error}", err=True)
-        code = 2
+        if demo or http_port is not None:
+            from openbell.gateway.app import GatewayConfig
+            from openbell.gateway.run import run_gateway
+
+            gateway_config = GatewayConfig(
+                data_dir=str(data),
+                port=8000 if http_port is None else http_port,
+                metrics_token=_read_secret(metrics_token_file),
+            )
+            code = run_gateway(
+                gateway_config,
+                node_config,
+                engine_config,
+                venue_file=venue,
+                demo_seed=seed if demo else None,
+            )
+        else:
+            code = _run_node(node_config, engine_config, venue)
+    finally:
+        if temp_dir is not None and not keep:
+            import shutil
+
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            typer.echo(f"removed {temp_dir}")
     raise typer.Exit(code)
+
+
+def _usage(message: str) -> NoReturn:
+    """A mistake on the command line: one line on stderr, exit status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _read_secret(path: Path | None) -> str:
+    if path is None:
+        return ""
+    import stat
+
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_text().strip()
+    except OSError as error:
+        _usage(f"cannot read {path}: {error.strerror or error}")
+    if mode & 0o077:
+        _usage(f"{path} has mode {mode:o}: others may read it (chmod 600 {path})")
+    if len(text) < 16:
+        _usage(f"{path}: a token of 16+ characters is needed")
+    return text
+
+
+def _run_node(config: Any, engine_config: Any, venue: Path | None) -> int:
+    """The node alone (its client API), applying ``venue`` once it listens."""
+    import asyncio
+    import logging
+
+    from openbell.journal.errors import JournalError
+    from openbell.node.datadir import DataDirLockedError
+    from openbell.node.server import serve as serve_node
+    from openbell.node.service import Node
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    after_start = None
+    if venue is not None:
+        from openbell.gateway.run import apply_venue_file
+
+        def after_start() -> Any:
+            async def apply() -> None:
+                typer.echo(await apply_venue_file(Path(config.data_dir), venue))
+
+            return apply()
+
+    try:
+        return asyncio.run(serve_node(Node(config, engine_config), after_start=after_start))
+    except (DataDirLockedError, JournalError, RuntimeError) as error:
+        typer.echo(f"openbell node cannot start: {error}", err=True)
+        return 2
+
+
+def _data_dir(data: Path) -> Path:
+    """A node's data directory given on the command line (a usage error if it is not one)."""
+    if not data.is_dir():
+        _usage(f"no data directory {data}")
+    if not (data / "journal").is_dir():
+        _usage(f"{data} is not a data directory (no journal/ in it)")
+    return data
 
 
 @app.command()
@@ -136,9 +276,20 @@ def replay(
     ] = False,
 ) -> None:
     """Rebuild the state from snapshot + journal and print the state hash."""
+    from openbell.journal.errors import JournalError
     from openbell.node.commands import run_replay
+    from openbell.node.datadir import DataDirLockedError
 
-    result = run_replay(data, from_snapshot=not full)
+    _data_dir(data)
+    try:
+        result = run_replay(data, from_snapshot=not full)
+    except DataDirLockedError as error:
+        _usage(f"{error} (stop the node first)")
+    except RuntimeError as error:  # e.g. --full on a pruned journal
+        _usage(str(error))
+    except JournalError as error:
+        typer.echo(f"CORRUPT: {error}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(
         f"seq {result.seq} state_hash {result.state_hash} (snapshot {result.snapshot_seq} + "
         f"{result.replayed_commands} replayed in {result.seconds:.2f} s)"
@@ -148,23 +299,46 @@ def replay(
 @journal_app.command("verify")
 def journal_verify(
     data: Annotated[Path, typer.Argument(help="Data directory or journal directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check every record of a journal (CRC, framing, sequence continuity); read-only."""
-    from openbell.journal.errors import CorruptRecordError
-    from openbell.node.commands import run_verify
+    import msgspec
 
+    from openbell.journal.errors import CorruptRecordError
+    from openbell.journal.file import verify
+
+    journal_dir = data / "journal" if (data / "journal").is_dir() else data
+    if not journal_dir.is_dir():
+        _usage(f"no journal at {data}")
+    if not any(journal_dir.glob("*.seg")) and not (data / "journal").is_dir():
+        _usage(f"{data} is neither a data directory nor a journal directory (no segments)")
     try:
-        typer.echo(run_verify(data))
+        report = verify(journal_dir)
     except CorruptRecordError as error:
         typer.echo(f"CORRUPT: {error}", err=True)
         raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(msgspec.json.encode(report).decode())
+        return
+    rows = [
+        ("segments", f"{report.segments:,}"),
+        ("records", f"{report.records:,}"),
+        ("commands", f"{report.commands:,}"),
+        ("first seq", f"{report.first_seq:,}"),
+        ("last seq", f"{report.last_seq:,}"),
+        ("bytes", f"{report.total_bytes:,}"),
+        ("torn tail bytes", f"{report.torn_tail_bytes:,}"),
+    ]
+    typer.echo(f"journal {journal_dir}: OK")
+    for name, value in rows:
+        typer.echo(f"  {name:<16} {value:>16}")
 
 
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (a smoke run).")] = False,
 ) -> None:
-    """Run the benchmarks (same as ``make bench``): a table, and bench/results.json."""
+    """Run the benchmarks (same as make bench): a table, and bench/results.json."""
     import os
     import subprocess
     import sys
@@ -174,23 +348,340 @@ def bench(
     raise typer.Exit(subprocess.call([sys.executable, "-m", "bench.run"], cwd=root, env=env))
 
 
+# -- API keys --------------------------------------------------------------------------------
+
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the REST/WebSocket gateway.")
 app.add_typer(keys_app, name="keys")
+KeysData = Annotated[Path, typer.Option(help="Data directory of the venue.")]
+RateOption = Annotated[
+    float | None, typer.Option(help="Requests a second this key may make (token bucket).")
+]
+BurstOption = Annotated[int | None, typer.Option(help="Requests it may make at once.")]
+
+
+def _keys(action: Callable[[], Any]) -> Any:
+    from openbell.gateway.keys import KeyCommandError
+
+    try:
+        return action()
+    except KeyCommandError as error:
+        _usage(str(error))
 
 
 @keys_app.command("create")
 def keys_create(
-    data: Annotated[Path, typer.Option(help="Data directory of the venue.")],
+    data: KeysData,
     role: Annotated[str, typer.Option(help="trader, operator or auditor.")] = "trader",
     account: Annotated[
         list[int] | None, typer.Option(help="Account a trader may use (repeatable).")
     ] = None,
+    rate: RateOption = None,
+    burst: BurstOption = None,
 ) -> None:
     """Create an API key; the secret is printed once and stored only hashed."""
-    from openbell.gateway.keys import create_key
+    from openbell.gateway.keys import DEFAULT_BURST, DEFAULT_RATE_PER_S, create_key
 
-    key_id, secret = create_key(data, role, account or [])
+    key_id, secret = _keys(
+        lambda: create_key(
+            data,
+            role,
+            account or [],
+            rate_per_s=DEFAULT_RATE_PER_S if rate is None else rate,
+            burst=DEFAULT_BURST if burst is None else burst,
+        )
+    )
     typer.echo(f"key_id {key_id}\nsecret {secret}")
+
+
+@keys_app.command("list")
+def keys_list(
+    data: KeysData,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the keys (ids, roles, accounts, limits; never secrets)."""
+    import time
+
+    import msgspec
+
+    from openbell.gateway.keys import list_keys
+
+    keys = list_keys(data)
+    if as_json:
+        rows = [
+            {k: v for k, v in msgspec.to_builtins(key).items() if k != "secret_sha256"}
+            for key in keys
+        ]
+        typer.echo(msgspec.json.encode(rows).decode())
+        return
+    if not keys:
+        typer.echo("no keys")
+        return
+    typer.echo(f"{'key id':<18} {'role':<9} {'rate/s':>9} {'burst':>7}  {'created':<20} accounts")
+    for key in keys:
+        created = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_s)) if key.created_s else "-"
+        )
+        accounts = ",".join(str(a) for a in key.accounts) or "all"
+        typer.echo(
+            f"{key.key_id:<18} {key.role.value:<9} {key.rate_per_s:>9g} {key.burst:>7}  "
+            f"{created:<20} {accounts}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    data: KeysData,
+) -> None:
+    """Revoke a key: refused from the gateway's next request on; its open WebSockets close."""
+    from openbell.gateway.keys import revoke_key
+
+    key = _keys(lambda: revoke_key(data, key_id))
+    typer.echo(f"revoked {key.key_id} ({key.role.value})")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    data: KeysData,
+    rate: RateOption = None,
+    burst: BurstOption = None,
+) -> None:
+    """A new secret for a key (same id, role and accounts); the old one stops working now."""
+    from openbell.gateway.keys import rotate_key
+
+    secret = _keys(lambda: rotate_key(data, key_id, rate_per_s=rate, burst=burst))
+    typer.echo(f"key_id {key_id}\nsecret {secret}")
+
+
+# -- venue administration (through the node's client API) ----------------------------------
+
+admin_app = typer.Typer(
+    no_args_is_help=True,
+    help="Administer a running venue: assets, instruments, accounts, deposits, phases "
+    "(each a journaled command, through the node's client API).",
+)
+app.add_typer(admin_app, name="admin")
+AdminData = Annotated[
+    Path | None, typer.Option(help="Data directory of the running node (its socket or port).")
+]
+AdminPort = Annotated[int | None, typer.Option(help="Node TCP port (with --token-file).")]
+AdminToken = Annotated[Path | None, typer.Option(help="File with the node's TCP token.")]
+RequestIdOption = Annotated[
+    str, typer.Option(help="Idempotency key: a retry with the same id changes nothing.")
+]
+
+
+def _admin(
+    data: Path | None,
+    port: int | None,
+    token_file: Path | None,
+    build: Callable[[Any], Any],
+) -> None:
+    """Connect, read the venue, build the command(s) from decimals, submit, and print what
+    changed; a reject prints its reason and detail in decimals and exits 1."""
+    import asyncio
+
+    from openbell.node.client import NodeClient, NodeError
+    from openbell.venue import NodeView, VenueError, check, events_summary
+
+    if data is None and port is None:
+        _usage("say where the node is: --data DIR, or --port PORT --token-file FILE")
+    if port is not None and token_file is None:
+        _usage("--port needs --token-file (the node's DIR/node.token)")
+
+    async def run() -> str:
+        if port is not None:
+            assert token_file is not None
+            client = await NodeClient.connect("127.0.0.1", port, token_file.read_text().strip())
+        else:
+            assert data is not None
+            client = await NodeClient.connect_data_dir(data)
+        try:
+            view = await NodeView.read(client)
+            commands = build(view)
+            out = []
+            for command in commands if isinstance(commands, list) else [commands]:
+                response = await client.submit(command)
+                out.append(events_summary(check(response, type(command).__name__, view), view))
+            return "\n".join(out)
+        finally:
+            await client.close()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except VenueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, NodeError) as error:
+        typer.echo(f"error: cannot reach the node: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+@admin_app.command("asset")
+def admin_asset(
+    code: Annotated[str, typer.Argument(help="Asset code, e.g. USD or ACME.")],
+    scale: Annotated[int, typer.Option(min=0, max=18, help="Digits after the point.")],
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Create an asset."""
+    from openbell.venue import asset_command
+
+    _admin(data, port, token_file, lambda view: asset_command(code, scale, request_id))
+
+
+@admin_app.command("instrument")
+def admin_instrument(
+    symbol: Annotated[str, typer.Argument(help="Symbol, e.g. ACME.")],
+    base: Annotated[str, typer.Option(help="Base asset (what is traded).")],
+    quote: Annotated[str, typer.Option(help="Quote asset (what prices are in).")],
+    tick: Annotated[str, typer.Option(help="Price step, e.g. 0.01.")],
+    lot: Annotated[str, typer.Option(help="Quantity step in base units.")] = "1",
+    reference_price: Annotated[str | None, typer.Option(help="Reference price.")] = None,
+    band_bps: Annotated[int, typer.Option(min=0, max=10_000, help="Price band.")] = 0,
+    maker_fee_bps: Annotated[int, typer.Option(min=0, help="Maker fee.")] = 0,
+    taker_fee_bps: Annotated[int, typer.Option(min=0, help="Taker fee.")] = 0,
+    max_quantity: Annotated[str | None, typer.Option(help="Largest order quantity.")] = None,
+    max_notional: Annotated[str | None, typer.Option(help="Largest order value.")] = None,
+    phase: Annotated[str | None, typer.Option(help="Then set this phase.")] = None,
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Create an instrument (prices and quantities in decimals)."""
+    from openbell.core import commands as c
+    from openbell.core.types import Phase
+    from openbell.venue import InstrumentEntry, VenueError, instrument_command
+
+    phase_value = _phase(phase) if phase is not None else None
+
+    def build(view: Any) -> Any:
+        try:
+            entry = InstrumentEntry(
+                symbol=symbol, base=base, quote=quote, tick=tick, lot=lot,
+                reference_price=reference_price, band_bps=band_bps,
+                maker_fee_bps=maker_fee_bps, taker_fee_bps=taker_fee_bps,
+                max_quantity=max_quantity, max_notional=max_notional,
+            )  # fmt: skip
+        except (TypeError, ValueError) as error:
+            raise VenueError(str(error)) from None
+        command = instrument_command(view, entry)
+        command = c.CreateInstrument(spec=command.spec)
+        if phase_value is None:
+            return command
+        return [command, c.SetPhase(symbol=symbol, phase=Phase(phase_value))]
+
+    _admin(data, port, token_file, build)
+
+
+def _phase(text: str) -> str:
+    from openbell.core.types import Phase
+
+    names = [p.value for p in Phase]
+    if text.upper() not in names:
+        _usage(f"unknown phase {text!r}: one of {', '.join(names)}")
+    return text.upper()
+
+
+@admin_app.command("account")
+def admin_account(
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Accounts to open.")] = 1,
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Open accounts (prints their numbers)."""
+    from openbell.core import commands as c
+
+    _admin(data, port, token_file, lambda view: c.OpenAccounts(request_id=request_id, count=count))
+
+
+@admin_app.command("deposit")
+def admin_deposit(
+    account: Annotated[int, typer.Option(min=0, help="Account number.")],
+    asset: Annotated[str, typer.Option(help="Asset code.")],
+    amount: Annotated[str, typer.Option(help="Decimal amount, e.g. 1000.00.")],
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Deposit into an account (from the external world)."""
+    from openbell.venue import deposit_command
+
+    _admin(
+        data, port, token_file,
+        lambda view: deposit_command(view, account, asset, amount, request_id),
+    )  # fmt: skip
+
+
+@admin_app.command("withdraw")
+def admin_withdraw(
+    account: Annotated[int, typer.Option(min=0, help="Account number.")],
+    asset: Annotated[str, typer.Option(help="Asset code.")],
+    amount: Annotated[str, typer.Option(help="Decimal amount, e.g. 1000.00.")],
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Withdraw from an account (to the external world)."""
+    from openbell.core import commands as c
+    from openbell.venue import deposit_command
+
+    def build(view: Any) -> Any:
+        d = deposit_command(view, account, asset, amount, request_id)
+        return c.Withdraw(
+            request_id=d.request_id, account=d.account, asset=d.asset, amount_minor=d.amount_minor
+        )
+
+    _admin(data, port, token_file, build)
+
+
+@admin_app.command("phase")
+def admin_phase(
+    symbol: Annotated[str, typer.Argument(help="Instrument.")],
+    phase: Annotated[str, typer.Argument(help="CLOSED, PRE_OPEN, CONTINUOUS or HALTED.")],
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Set an instrument's trading phase."""
+    from openbell.core import commands as c
+    from openbell.core.types import Phase
+
+    value = Phase(_phase(phase))
+    _admin(
+        data, port, token_file,
+        lambda view: c.SetPhase(request_id=request_id, symbol=symbol, phase=value),
+    )  # fmt: skip
+
+
+@admin_app.command("apply")
+def admin_apply(
+    venue_file: Annotated[Path, typer.Argument(help="Venue file (TOML).")],
+    data: Annotated[Path, typer.Option(help="Data directory of the running node.")],
+) -> None:
+    """Apply a venue file to a running node (what serve --venue does at start)."""
+    import asyncio
+
+    from openbell.gateway.run import apply_venue_file
+    from openbell.node.client import NodeError
+    from openbell.venue import VenueError
+
+    try:
+        typer.echo(asyncio.run(apply_venue_file(data, venue_file)))
+    except VenueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, NodeError) as error:
+        typer.echo(f"error: cannot reach the node: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 # -- IPO: simulation and the phase runner ---------------------------------------------------
@@ -603,6 +1094,24 @@ def ipo_results(
     _print(_ipo_run(lambda: ipo_ops.export_results(target, name, out, options=_options(quiet))))
 
 
+@ipo_app.command("tails")
+def ipo_tails(
+    export: Annotated[
+        Path | None, typer.Option(help="Write the full list of winning tails here (tails file).")
+    ] = None,
+    symbol: SymbolOption = None,
+    offering: OfferingOption = None,
+    data: DataOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+) -> None:
+    """The full list of winning tails per length (the draw's announcement)."""
+    from openbell import ipo_ops
+
+    target, name = _target(data, host, port), _symbol(symbol, offering)
+    _print(_ipo_run(lambda: ipo_ops.export_tails(target, name, export, options=_options(True))))
+
+
 @ipo_app.command("verify-draw")
 def ipo_verify_draw(
     offering: Annotated[Path, typer.Option(help="offering.json (with the seed commitment).")],
@@ -612,25 +1121,41 @@ def ipo_verify_draw(
     results: Annotated[
         Path | None, typer.Option(help="The published results file (else ask the node).")
     ] = None,
+    numbering_sha256: Annotated[
+        str | None,
+        typer.Option(help="The numbering hash the node recorded (offline, with --results)."),
+    ] = None,
     data: DataOption = None,
     host: HostOption = "127.0.0.1",
     port: PortOption = None,
 ) -> None:
-    """Recompute the draw offline and compare it with the published one (exit 1 if not equal)."""
+    """Check the draw: the numbering file against the node's stored hash, the seed against
+    its commitment, every winner against the rule. One line, VERIFIED (exit 0) or MISMATCH
+    with the reasons (exit 1); exit 2 for a usage error."""
     from openbell import ipo_ops
+    from openbell.ipo_io import IpoFileError
 
-    target = None if results is not None else _target(data, host, port)
-    check = _ipo_run(
-        lambda: ipo_ops.verify_draw(
+    if results is None and data is None and port is None:
+        typer.echo("error: compare with --results FILE or a node (--data DIR / --port)", err=True)
+        raise typer.Exit(2)
+    target = None if data is None and port is None else _target(data, host, port)
+    try:
+        check = ipo_ops.verify_draw(
             offering,
             numbering,
             seed_file,
             basis_file=basis,
             results_file=results,
             target=target,
+            numbering_sha256=numbering_sha256,
             options=_options(True),
         )
-    )
+    except ipo_ops.VerifyUsageError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except (ipo_ops.OpsError, IpoFileError, OSError, ValueError) as error:
+        typer.echo(f"MISMATCH: {str(error).splitlines()[0]}")
+        raise typer.Exit(1) from None
     typer.echo(check.render())
     raise typer.Exit(0 if check.ok else 1)
 
@@ -641,7 +1166,20 @@ def version() -> None:
     typer.echo(f"openbell {__version__}")
 
 
+def _plain_docstrings(group: typer.Typer) -> None:
+    """Help texts come from docstrings written for Sphinx-style readers: drop their double
+    backticks (plain help shows them literally) without touching the functions."""
+    for info in group.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if doc and "``" in doc:
+            info.help = doc.replace("``", "")
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _plain_docstrings(sub.typer_instance)
+
+
 def main() -> None:
+    _plain_docstrings(app)
     app()
 
 

@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from openbell.core.ipo import numbering as numbering_file
 from openbell.core.ipo.book import IpoBook
 from openbell.core.ipo.lottery import MAX_IMPORTED_TAILS, MAX_NUMBERS, NUMBER_DIGITS, tails_draw
 from openbell.core.ipo.messages import BallotTier, IpoImportResults, IpoImportTails
@@ -717,14 +718,16 @@ def _copy_csv(
 
 
 def write_numbering_arrays(path: Path, accounts: I64, first_numbers: I64, counts: I64) -> int:
+    """The numbering file, byte for byte what the core hashes at numbering
+    (``openbell.core.ipo.numbering``), written to a temporary name and renamed into place."""
     if len(first_numbers) and int(first_numbers.max()) > MAX_NUMBERS:
         raise ValueError(f"allotment numbers have at most {NUMBER_DIGITS} digits")
-    _copy_csv(
-        path,
-        {"account": accounts, "first_number": first_numbers, "count": counts},
-        "SELECT account, lpad(CAST(first_number AS VARCHAR), "
-        f"{NUMBER_DIGITS}, '0') AS first_number, count FROM t",
-    )
+    tmp = path.with_name(path.name + ".tmp")
+    arrays = [np.asarray(a, dtype=np.int64) for a in (accounts, first_numbers, counts)]
+    with tmp.open("wb") as fh:
+        for piece in numbering_file.chunks(*arrays):
+            fh.write(piece)
+    os.replace(tmp, path)
     return len(accounts)
 
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,7 +49,7 @@ from openbell.core.ipo import lottery
 from openbell.core.ipo import messages as m
 from openbell.core.ipo.messages import IpoPhase, LotteryMethod, OfferingSpec, OfferingView
 from openbell.core.ledger import exact_sum
-from openbell.core.types import MAX_ID_LENGTH, RejectReason
+from openbell.core.types import EXTERNAL_ACCOUNT, MAX_ID_LENGTH, RejectReason
 from openbell.demo import fixed
 from openbell.gateway.errors import ApiError
 from openbell.gateway.units import parse_decimal
@@ -337,6 +338,55 @@ def percent(part: int, whole: int, decimals: int = 4) -> str:
     return fixed(part * 100 * 10**decimals // whole, decimals) + "%"
 
 
+RATE_DECIMALS = 10  # decimals of a published winning rate (a percentage)
+
+
+def winning_rate(units_offered: int, numbers: int, decimals: int = RATE_DECIMALS) -> str:
+    """units offered / numbers issued as a percentage with ``decimals`` decimals (half up), as
+    the announcements print it: 45,217 / 162,192,956 -> "0.0278785227 %". Exact integer
+    arithmetic, never float; 100 % when every number wins."""
+    if numbers <= 0:
+        return "-"
+    if units_offered >= numbers:
+        return "100 %"
+    scaled, rest = divmod(units_offered * 100 * 10**decimals, numbers)
+    if 2 * rest >= numbers:
+        scaled += 1
+    return f"{Decimal(scaled).scaleb(-decimals):f} %"
+
+
+def issuer_name(account: int) -> str:
+    """The issuer's account, named as such."""
+    if account == EXTERNAL_ACCOUNT:
+        return f"the issuer (account {account}, the venue's external account)"
+    return f"the issuer account {account}"
+
+
+def tails_by_length(tails: list[str], numbers: int) -> list[tuple[int, list[str], int]]:
+    """(length, tails, winning numbers they give in 1..numbers) per length, ascending."""
+    by_length: dict[int, list[str]] = {}
+    for t in tails:
+        by_length.setdefault(len(t), []).append(t)
+    return [
+        (k, group, lottery.count_upto(numbers, lottery.TailGroup(k, tuple(int(t) for t in group))))
+        for k, group in sorted(by_length.items())
+    ]
+
+
+def _tail_lines(tails: list[str], numbers: int) -> list[str]:
+    """The full list of winning tails per length (what the announcement publishes)."""
+    lines: list[str] = []
+    total = 0
+    for k, group, won in tails_by_length(tails, numbers):
+        total += won
+        lines.append(
+            f"  last {k} digits ({len(group)} tails, {won:,} winning numbers): " + ", ".join(group)
+        )
+    if lines:
+        lines.append(f"  winning numbers in all: {total:,}")
+    return lines
+
+
 def _need(view: OfferingView | None, symbol: str) -> OfferingView:
     if view is None:
         raise OpsError(f"the node has no offering {symbol!r} (run `openbell ipo create`)")
@@ -366,18 +416,31 @@ def _drawn_lines(view: OfferingView, scale: int) -> tuple[dict[str, Any], list[s
         "tails": list(drawn.tails),
         "rate_digits": drawn.rate_digits,
         "source": drawn.source,
+        "numbering_sha256": drawn.numbering_sha256,
+        "winning_rate": winning_rate(drawn.units_offered, drawn.units_subscribed),
     }
     lines = [
         f"method {drawn.method}: {drawn.units_subscribed:,} units subscribed, "
         f"{drawn.units_offered:,} on offer",
-        f"winning rate {percent(drawn.won_units, drawn.units_subscribed)} "
-        f"({drawn.won_units:,} units won by {drawn.winners:,} subscribers)",
+        f"winning rate {numbers['winning_rate']} ({drawn.units_offered:,} units on offer / "
+        f"{drawn.units_subscribed:,} numbers); {drawn.won_units:,} units won by "
+        f"{drawn.winners:,} subscribers",
         f"won shares {drawn.won_shares:,}; to pay "
         f"{money(drawn.amount_minor, scale, cash)} + fees {money(drawn.fee_minor, scale, cash)}",
     ]
+    if drawn.won_units < drawn.units_offered:
+        unsold = (drawn.units_offered - drawn.won_units) * spec.unit_shares
+        lines.append(
+            f"{unsold:,} unsold shares go to {issuer_name(spec.issuer_account)} at listing"
+        )
+    if drawn.numbering_sha256:
+        lines.append(f"numbering file sha256 {drawn.numbering_sha256}")
     if drawn.method is LotteryMethod.TAIL_LOTTERY:
-        shown = ", ".join(drawn.tails[:30]) + (" ..." if len(drawn.tails) > 30 else "")
-        lines.append(f"rate digits {drawn.rate_digits}; winning tails: {shown or '(all win)'}")
+        if not drawn.tails:
+            lines.append(f"rate digits {drawn.rate_digits}; winning tails: (all win)")
+        else:
+            lines.append(f"rate digits {drawn.rate_digits}; winning tails per length:")
+            lines.extend(_tail_lines(list(drawn.tails), drawn.units_subscribed))
     elif drawn.method is LotteryMethod.BALLOT:
         lines.append("basis of allotment (units: applicants, applied, base+extra x winners):")
         for t in drawn.basis[:40]:
@@ -390,6 +453,9 @@ def _drawn_lines(view: OfferingView, scale: int) -> tuple[dict[str, Any], list[s
             lines.append(f"  ... {len(drawn.basis) - 40} more tiers")
     else:
         lines.append(f"results file sha256 {drawn.source}")
+        if drawn.tails:
+            lines.append("the exchange's winning tails per length:")
+            lines.extend(_tail_lines(list(drawn.tails), drawn.units_subscribed))
     return numbers, lines
 
 
@@ -907,20 +973,24 @@ def number(
         numbering = await _numbering(session, symbol, options, view.subscriptions)
         applicants = len(numbering.accounts)
         units = exact_sum(numbering.counts)
-        report.numbers = {"numbered": applicants, "units": units}
+        stored = view.numbering_sha256
+        report.numbers = {"numbered": applicants, "units": units, "numbering_sha256": stored}
         report.lines = [
             f"{applicants:,} subscriptions numbered 000000000001.."
-            f"{str(units).zfill(lottery.NUMBER_DIGITS)} ({units:,} units)"
+            f"{str(units).zfill(lottery.NUMBER_DIGITS)} ({units:,} units)",
+            f"numbering file sha256 recorded by the node: {stored or '(none)'}",
         ]
         if export is not None:
             ipo_io.write_numbering_arrays(
                 export, numbering.accounts, numbering.first_numbers, numbering.counts
             )
+            written = ipo_io.file_sha256(export)
             report.numbers["numbering_file"] = str(export)
-            report.numbers["numbering_sha256"] = ipo_io.file_sha256(export)
-            report.lines.append(
-                f"numbering file {export} (sha256 {report.numbers['numbering_sha256']})"
-            )
+            if stored and written != stored:
+                raise OpsError(
+                    f"{export}: sha256 {written} differs from the node's numbering hash {stored}"
+                )
+            report.lines.append(f"numbering file {export} written (sha256 {written})")
         return report
 
     return _run(target, options, body)
@@ -1219,7 +1289,7 @@ def list_offering(
         }
         report.lines = [
             f"{symbol} listed: proceeds {money(view.paid_minor, scale, spec.cash_asset)} and "
-            f"{unsold:,} unsold shares to account {spec.issuer_account}",
+            f"{unsold:,} unsold shares to {issuer_name(spec.issuer_account)}",
             f"instrument {symbol} in its opening auction (PRE_OPEN): lot {lot_shares} shares, "
             f"tick {tick_minor} minor, band {band_bps} bps after the first close",
         ]
@@ -1234,7 +1304,10 @@ def status(target: Target, symbol: str, *, options: RunOptions = DEFAULT_OPTIONS
         scale = await _scale(session, view)
         report = PhaseReport("status", numbers=_view_numbers(view))
         report.lines = _spec_lines(view.spec, scale)
-        _subscribed_report(report, view, scale)
+        if _at_least(view, IpoPhase.SETTLED):
+            report.lines.extend(_settled_lines(view, scale))
+        else:
+            _subscribed_report(report, view, scale)
         if view.spec.price_is_maximum:
             report.lines.append(
                 "final price "
@@ -1244,8 +1317,10 @@ def status(target: Target, symbol: str, *, options: RunOptions = DEFAULT_OPTIONS
                     else "not set"
                 )
             )
+        if view.numbering_sha256:
+            report.lines.append(f"numbering file sha256 {view.numbering_sha256}")
         _drawn_report(report, view, scale)
-        if view.drawn is not None:
+        if view.drawn is not None and not _at_least(view, IpoPhase.SETTLED):
             report.lines.append(
                 f"settlement: {sum(view.chunk_done):,} of {view.chunks:,} chunks, "
                 f"{view.settled_rows:,} subscriptions"
@@ -1253,6 +1328,27 @@ def status(target: Target, symbol: str, *, options: RunOptions = DEFAULT_OPTIONS
         return report
 
     return _run(target, options, body)
+
+
+def _settled_lines(view: OfferingView, scale: int) -> list[str]:
+    """After settlement: winners, shares, amounts paid and refunded (not "0 active")."""
+    spec = view.spec
+    cash = spec.cash_asset
+    losers = view.settled_rows - view.settled_winners
+    unsold = spec.shares_offered - view.settled_won_shares
+    where = (
+        f"paid out to {issuer_name(spec.issuer_account)}"
+        if view.phase is IpoPhase.LISTED
+        else f"held in escrow for {issuer_name(spec.issuer_account)} until listing"
+    )
+    return [
+        f"{spec.symbol} {view.phase}: {view.settled_rows:,} subscriptions settled in "
+        f"{view.chunks:,} chunks: {view.settled_winners:,} winners, {losers:,} refunded in full",
+        f"winners received {view.settled_won_shares:,} shares and paid "
+        f"{money(view.paid_minor, scale, cash)} + fees {money(view.fee_minor, scale, cash)}",
+        f"refunded (released holds) {money(view.released_minor, scale, cash)}",
+        f"proceeds {money(view.paid_minor, scale, cash)} and {unsold:,} unsold shares {where}",
+    ]
 
 
 async def _results(session: Session, symbol: str) -> tuple[I64, I64]:
@@ -1285,17 +1381,68 @@ def export_results(
     return _run(target, options, body)
 
 
+def export_tails(
+    target: Target, symbol: str, out: Path | None, *, options: RunOptions = DEFAULT_OPTIONS
+) -> PhaseReport:
+    """The full list of winning tails per length (the announcement), and with ``out`` a tails
+    file (``tail`` lines and the ``TOTAL,<winning numbers>,<shares>,<amount minor>``
+    trailer, the format ``import-results`` reads)."""
+
+    async def body(session: Session) -> PhaseReport:
+        view = _need(await session.resilient(lambda: session.offering(symbol)), symbol)
+        drawn = view.drawn
+        if drawn is None:
+            raise OpsError(f"{symbol} is {view.phase}: nothing drawn yet")
+        if not drawn.tails:
+            raise OpsError(f"{symbol}: the draw ({drawn.method}) published no winning tails")
+        groups = tails_by_length(list(drawn.tails), drawn.units_subscribed)
+        total = sum(won for _, _, won in groups)
+        report = PhaseReport(
+            "tails",
+            numbers={
+                "tails": list(drawn.tails),
+                "winning_numbers": total,
+                "per_length": {str(k): len(group) for k, group, _ in groups},
+                "winning_rate": winning_rate(drawn.units_offered, drawn.units_subscribed),
+            },
+        )
+        report.lines = [
+            f"{symbol}: winning rate {report.numbers['winning_rate']} "
+            f"({drawn.units_offered:,} units on offer / {drawn.units_subscribed:,} numbers)",
+            f"{len(drawn.tails):,} winning tails:",
+            *_tail_lines(list(drawn.tails), drawn.units_subscribed),
+        ]
+        if out is not None:
+            ipo_io.write_tails(
+                out, list(drawn.tails), total, view.spec.unit_shares, drawn.price_minor
+            )
+            report.numbers["tails_file"] = str(out)
+            report.lines.append(f"tails file {out} written (sha256 {ipo_io.file_sha256(out)})")
+        return report
+
+    return _run(target, options, body)
+
+
 # -- verify-draw (offline) -------------------------------------------------------------------
 
 
+class VerifyUsageError(OpsError):
+    """verify-draw was asked something it cannot answer (exit code 2)."""
+
+
 class DrawCheck(msgspec.Struct):
+    """verify-draw's verdict: VERIFIED, or MISMATCH with every reason found."""
+
     ok: bool
-    lines: list[str]
+    reasons: list[str]
+    summary: str = ""
     numbers: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def render(self) -> str:
-        head = "verify-draw: OK" if self.ok else "verify-draw: MISMATCH"
-        return "\n".join([head, *(f"  {line}" for line in self.lines)])
+        """One line."""
+        if self.ok:
+            return f"VERIFIED: {self.summary}"
+        return "MISMATCH: " + "; ".join(self.reasons)
 
 
 def recompute_draw(
@@ -1303,19 +1450,22 @@ def recompute_draw(
     numbering: ipo_io.Numbering,
     seed: bytes,
     tiers: list[m.BallotTier],
+    numbering_sha256: str,
 ) -> tuple[I64, list[str], str, list[m.BallotTierResult]]:
-    """Won units per numbered application, from the published inputs only; and the tails and
-    rate digits (tail lottery) or the tier results (ballot)."""
+    """Won units per numbered application, from the published inputs only (the draw's
+    entropy is the revealed seed with the numbering file's SHA-256); and the tails and rate
+    digits (tail lottery) or the tier results (ballot)."""
     units_offered = spec.shares_offered // spec.unit_shares
+    entropy = lottery.draw_entropy(seed, numbering_sha256)
     if spec.method is LotteryMethod.TAIL_LOTTERY:
-        draw_ = lottery.draw_tails(seed, spec.symbol, exact_sum(numbering.counts), units_offered)
+        draw_ = lottery.draw_tails(entropy, spec.symbol, exact_sum(numbering.counts), units_offered)
         return lottery.won_units(numbering.counts, draw_), draw_.labels(), draw_.rate_digits, []
     if spec.method is LotteryMethod.BALLOT:
         problems = lottery.basis_problems(tiers, numbering.counts, units_offered)
         if problems:
             raise OpsError("the basis does not fit the numbering: " + "; ".join(problems[:5]))
         won, results = lottery.ballot(
-            seed, spec.symbol, tiers, numbering.first_numbers, numbering.counts
+            entropy, spec.symbol, tiers, numbering.first_numbers, numbering.counts
         )
         return won, [], "", results
     raise OpsError("external results are the exchange's own draw: there is nothing to recompute")
@@ -1324,7 +1474,7 @@ def recompute_draw(
 def _compare_winners(
     want_accounts: I64, want_won: I64, got_accounts: I64, got_won: I64
 ) -> list[str]:
-    """Differences between two winner lists (account -> won units), at most 20 quoted."""
+    """Differences between two winner lists (account -> won units), at most 10 quoted."""
     want = dict(zip(want_accounts.tolist(), want_won.tolist(), strict=True))
     got = dict(zip(got_accounts.tolist(), got_won.tolist(), strict=True))
     problems: list[str] = []
@@ -1347,6 +1497,17 @@ def _compare_winners(
     return problems
 
 
+def _file_refusal(error: ipo_io.IpoFileError) -> str:
+    """A refused file in one clause: what is wrong, where first."""
+    report = error.report
+    kinds = ", ".join(f"{kind} ({count})" for kind, count in report.counts.items())
+    first = report.examples[0] if report.examples else None
+    where = (
+        f"; first at line {first.line}: {first.text}" if first is not None and first.line else ""
+    )
+    return f"{report.what} {report.path} is malformed: {kinds}{where}"
+
+
 def verify_draw(
     offering: Path,
     numbering_file: Path,
@@ -1355,52 +1516,60 @@ def verify_draw(
     basis_file: Path | None = None,
     results_file: Path | None = None,
     target: Target | None = None,
+    numbering_sha256: str | None = None,
     options: RunOptions = DEFAULT_OPTIONS,
 ) -> DrawCheck:
-    """Recompute the draw offline from the offering, the numbering file, the revealed seed
-    (and the basis) and compare it with the published draw: a results file, or the node's
-    published results and draw event."""
-    spec = read_offering(offering)
+    """Check a published draw from the outside:
+
+    - the numbering file is the one the node recorded (its SHA-256 equals the hash stored at
+      numbering: from the node, or ``numbering_sha256`` as published);
+    - the revealed seed matches the offering's commitment;
+    - every winner follows from the rule: the draw recomputed from the seed and the stored
+      hash over the file's numbering gives exactly the published winners (a results file,
+      or the node's results) and, from the node, the published tails.
+
+    Usage problems (a method with nothing to recompute, a missing basis, nothing to compare
+    with, unreadable inputs) raise ``VerifyUsageError``; everything else is a verdict."""
+    try:
+        spec = read_offering(offering)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise VerifyUsageError(f"{offering}: {error}") from None
     if spec.method is LotteryMethod.EXTERNAL:
-        raise OpsError(
+        raise VerifyUsageError(
             "external results are the exchange's own draw: there is nothing to recompute"
         )
-    lines: list[str] = []
-    problems: list[str] = []
-    seed = read_seed(seed_file)
-    if hashlib.sha256(seed).hexdigest() != spec.seed_commitment:
-        problems.append(
-            f"sha256(seed) {hashlib.sha256(seed).hexdigest()} differs from the commitment "
-            f"{spec.seed_commitment}"
-        )
-    try:
-        numbering = ipo_io.read_numbering(numbering_file)
-    except ipo_io.IpoFileError as error:
-        return DrawCheck(False, [*problems, *str(error).splitlines()])
-    tiers = ipo_io.read_basis(basis_file) if basis_file is not None else []
     if spec.method is LotteryMethod.BALLOT and basis_file is None:
-        raise OpsError("a ballot is recomputed from its basis: --basis basis.csv")
-    won, tails, digits, tier_results = recompute_draw(spec, numbering, seed, tiers)
-    winning = won > 0
-    want_accounts, want_won = numbering.accounts[winning], won[winning]
-    lines.append(
-        f"recomputed from {len(numbering.accounts):,} numbered applications "
-        f"({exact_sum(numbering.counts):,} units): {len(want_accounts):,} winners, "
-        f"{exact_sum(want_won):,} units"
-    )
-    if spec.method is LotteryMethod.TAIL_LOTTERY:
-        lines.append(f"rate digits {digits}; tails {', '.join(tails[:30]) or '(all win)'}")
-    numbers: dict[str, Any] = {
-        "winners": len(want_accounts),
-        "won_units": exact_sum(want_won),
-        "tails": tails,
-        "rate_digits": digits,
-    }
-    if results_file is not None:
-        published = ipo_io.read_results_file(results_file)
-        got_accounts, got_won = published.accounts, published.won_units
-        lines.append(f"compared with {results_file}")
-    elif target is not None:
+        raise VerifyUsageError("a ballot is recomputed from its basis: --basis basis.csv")
+    if results_file is None and target is None:
+        raise VerifyUsageError("compare with --results results.csv or a node (--data / --port)")
+    if target is None and not numbering_sha256:
+        raise VerifyUsageError(
+            "offline, give the numbering hash the node recorded (--numbering-sha256, in the "
+            "draw's announcement or `ipo status`)"
+        )
+    if not numbering_file.is_file() or not seed_file.is_file():
+        missing = numbering_file if not numbering_file.is_file() else seed_file
+        raise VerifyUsageError(f"{missing}: no such file")
+    try:
+        tiers = ipo_io.read_basis(basis_file) if basis_file is not None else []
+    except ipo_io.IpoFileError as error:
+        raise VerifyUsageError(_file_refusal(error)) from None
+    reasons: list[str] = []
+    try:
+        seed = read_seed(seed_file)
+    except OpsError as error:
+        return DrawCheck(False, [str(error)])
+    digest = hashlib.sha256(seed).hexdigest()
+    if digest != spec.seed_commitment:
+        reasons.append(
+            f"the revealed seed's sha256 {digest} differs from the commitment "
+            f"{spec.seed_commitment} made when the offering was created"
+        )
+    got_accounts: I64 | None = None
+    got_won: I64 | None = None
+    drawn: m.IpoDrawn | None = None
+    stored = numbering_sha256 or ""
+    if target is not None:
 
         async def body(session: Session) -> tuple[I64, I64, OfferingView]:
             view = _need(
@@ -1410,24 +1579,68 @@ def verify_draw(
             return accounts, won_units, view
 
         got_accounts, got_won, view = _run(target, options, body)
-        lines.append("compared with the node's published draw")
-        drawn = view.drawn
         if view.spec != spec:
-            problems.append("the node's offering differs from the offering file")
+            reasons.append("the node's offering differs from the offering file")
+        if numbering_sha256 and numbering_sha256 != view.numbering_sha256:
+            reasons.append(
+                f"the given numbering hash {numbering_sha256} is not the node's "
+                f"{view.numbering_sha256}"
+            )
+        stored = view.numbering_sha256
+        drawn = view.drawn
         if drawn is None:
-            problems.append(f"{spec.symbol} is {view.phase}: nothing drawn yet")
+            reasons.append(f"{spec.symbol} is {view.phase}: nothing drawn yet")
+        elif drawn.source != seed.hex():
+            reasons.append("the node's draw revealed a different seed")
+    if results_file is not None:
+        try:
+            published = ipo_io.read_results_file(results_file)
+        except ipo_io.IpoFileError as error:
+            reasons.append(_file_refusal(error))
         else:
-            if drawn.source != seed.hex():
-                problems.append("the node's draw revealed a different seed")
-            if list(drawn.tails) != tails or drawn.rate_digits != digits:
-                problems.append(
-                    f"published tails {drawn.tails} (digits {drawn.rate_digits}) differ from "
-                    f"the recomputed {tails} (digits {digits})"
-                )
-            if spec.method is LotteryMethod.BALLOT and list(drawn.basis) != tier_results:
-                problems.append("the published basis results differ from the recomputed ones")
-    else:
-        raise OpsError("compare with --results results.csv or a node (--data / --port)")
-    problems.extend(_compare_winners(want_accounts, want_won, got_accounts, got_won))
-    numbers["published_winners"] = len(got_accounts)
-    return DrawCheck(not problems, lines + problems, numbers)
+            got_accounts, got_won = published.accounts, published.won_units
+    file_sha256 = ipo_io.file_sha256(numbering_file)
+    if file_sha256 != stored:
+        reasons.append(
+            f"numbering file {numbering_file} has sha256 {file_sha256}, not the {stored} "
+            "recorded at numbering: it is not the published numbering"
+        )
+    try:
+        numbering = ipo_io.read_numbering(numbering_file)
+    except ipo_io.IpoFileError as error:
+        return DrawCheck(False, [*reasons, _file_refusal(error)])
+    try:
+        won, tails, digits, tier_results = recompute_draw(spec, numbering, seed, tiers, stored)
+    except OpsError as error:
+        return DrawCheck(False, [*reasons, str(error)])
+    winning = won > 0
+    want_accounts, want_won = numbering.accounts[winning], won[winning]
+    units = exact_sum(numbering.counts)
+    offered = spec.shares_offered // spec.unit_shares
+    won_total = exact_sum(want_won)
+    if spec.method is LotteryMethod.TAIL_LOTTERY and won_total != min(units, offered):
+        reasons.append(f"the rule gives {won_total:,} winning numbers, {offered:,} on offer")
+    if drawn is not None:
+        if list(drawn.tails) != tails or drawn.rate_digits != digits:
+            reasons.append(
+                f"the published tails ({len(drawn.tails)}, digits {drawn.rate_digits}) differ "
+                f"from the recomputed ({len(tails)}, digits {digits})"
+            )
+        if spec.method is LotteryMethod.BALLOT and list(drawn.basis) != tier_results:
+            reasons.append("the published basis results differ from the recomputed ones")
+    if got_accounts is not None and got_won is not None:
+        reasons.extend(_compare_winners(want_accounts, want_won, got_accounts, got_won))
+    summary = (
+        f"{len(want_accounts):,} winners, {won_total:,} units from {len(numbering.accounts):,} "
+        f"numbered applications ({units:,} units); numbering sha256 {stored}; seed matches "
+        "the commitment"
+    )
+    numbers: dict[str, Any] = {
+        "winners": len(want_accounts),
+        "won_units": won_total,
+        "tails": tails,
+        "rate_digits": digits,
+        "numbering_sha256": stored,
+        "published_winners": 0 if got_accounts is None else len(got_accounts),
+    }
+    return DrawCheck(not reasons, reasons, summary, numbers)

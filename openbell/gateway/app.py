@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -45,9 +45,11 @@ from openbell.gateway.convert import order_json
 from openbell.gateway.errors import ApiError
 from openbell.gateway.keys import ApiKey, KeyStore, Role
 from openbell.gateway.metrics import Metrics
-from openbell.gateway.units import InstrumentUnits, amount, amount_to_minor
+from openbell.gateway.security import IpLimits, LimitsConfig, SecurityHeaders
+from openbell.gateway.units import InstrumentUnits, amount, amount_to_minor, instrument_spec
 from openbell.gateway.visibility import Viewer
 from openbell.gateway.ws import Hub, serve_ws
+from openbell.node.server import NodeServer
 from openbell.node.service import Node, NodeConfig
 
 MAX_BODY_BYTES = 64 * 1024
@@ -66,47 +68,97 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     max_batch: int = 2048
     queue_capacity: int = 100_000
     fast_path: bool = True  # POST /v1/orders served by openbell.gateway.fastpath
+    # "": /metrics is public; else it answers only "Authorization: Bearer <metrics_token>"
+    metrics_token: str = ""
+    limits: LimitsConfig = LimitsConfig()
+    key_check_s: float = 0.25  # how often the keys file is checked (open WebSockets of a
+    # revoked or rotated key are closed then; signed requests re-check it on every request)
 
 
 class Gateway:
-    """Owns the node, the bridge to it, the WebSocket hub, keys, metrics and the ASGI app."""
+    """Owns the node, the bridge to it, the node's local API (its Unix socket, so that
+    ``openbell admin`` works on a running gateway too), the WebSocket hub, keys, metrics and
+    the ASGI app. ``node_config``: the node's settings (snapshots, retention, segments, TCP
+    port of the local API); by default those of a node with this data directory."""
 
-    def __init__(self, config: GatewayConfig, engine_config: EngineConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        engine_config: EngineConfig | None = None,
+        node_config: NodeConfig | None = None,
+    ) -> None:
         self.config = config
-        self.node = Node(
-            NodeConfig(
+        if node_config is None:
+            node_config = NodeConfig(
                 data_dir=config.data_dir,
                 max_batch=config.max_batch,
                 queue_capacity=config.queue_capacity,
-            ),
-            engine_config,
-        )
+            )
+        self.node = Node(node_config, engine_config)
         self._opened = False
         self.metrics = Metrics(self._queue_depth)
         self.bridge = Bridge(self.node, self.metrics)
+        self.node_server = NodeServer(self.node)
+        self.node_api = ""  # where the node's local API listens, once started
         self.hub = Hub(self.bridge)
         self.auth = Authenticator(KeyStore(config.data_dir))
+        self.limits = IpLimits(config.limits)
         self.started = threading.Event()
+        self._key_watch: asyncio.Task[None] | None = None
         self.app = build_app(self)
 
     def _queue_depth(self) -> float:
         return float(self.node.sequencer.queue_depth) if self._opened else 0.0
 
+    def _on_durable(self, first_seq: int, batch: list[Any], results: list[list[e.Event]]) -> None:
+        """The journal thread, once per durable batch: the bridge answers the gateway's own
+        commands, the node server those that came through the local API."""
+        self.bridge.on_durable(first_seq, batch, results)
+        self.node_server.on_durable(first_seq, batch, results)
+
+    def open_node(self) -> None:
+        """Lock the data directory and recover (before serving: a locked data directory or a
+        damaged journal is then a plain exception for the caller, not a failed lifespan)."""
+        if not self._opened:
+            if self.node.config.port is not None:  # a token file others may read: refuse now
+                self.node.dirs.root.mkdir(parents=True, exist_ok=True)
+                self.node.dirs.token()
+            self.node.open(self._on_durable, self.node_server.remember)
+            self._opened = True
+
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
         self.bridge.loop = loop
         self.bridge.start_sweeper()
-        await loop.run_in_executor(None, self.node.open, self.bridge.on_durable)
-        self._opened = True
+        await loop.run_in_executor(None, self.open_node)
+        self.node_api = await self.node_server.start()
         self.node.start()
         scales, specs, orders = await self.bridge.query(_venue_state)
         self.bridge.venue.load(scales, specs, orders)
+        self._key_watch = loop.create_task(self._watch_keys())
         self.started.set()
+
+    async def _watch_keys(self) -> None:
+        """Re-read the keys file when it changes; close the WebSockets of keys revoked or
+        rotated since (``openbell keys revoke|rotate`` run by another process)."""
+        keys = self.auth.keys
+        seen = keys.version
+        while True:
+            await asyncio.sleep(self.config.key_check_s)
+            keys.refresh()
+            if keys.version != seen:  # re-read here or by a request since the last check
+                seen = keys.version
+                self.hub.drop_stale_keys(keys)
 
     async def shutdown(self) -> None:
         self.bridge.stop_sweeper()
+        if self._key_watch is not None:
+            self._key_watch.cancel()
         if self._opened:
+            self.node_server.stop_accepting()
             await asyncio.get_running_loop().run_in_executor(None, self.node.stop)
+            await self.node_server.finish(timeout_s=2.0)
+            self.node_server.remove_files()
             self._opened = False
 
 
@@ -194,13 +246,14 @@ class Ctx:
 
 
 def command_answer(command: c.Command, result: CommandResult) -> dict[str, Any]:
-    """A durable command's answer; an engine reject raises 422 with the reason as the code."""
+    """A durable command's answer; an engine reject raises 422 with the reason as the code and
+    its detail in the user's units (``Venue.reject_detail``)."""
     first = result.raw[0] if result.raw else None
     if type(first) is e.Rejected:
         raise ApiError(
             422,
             first.reason.value,
-            first.detail or first.reason.value,
+            result.detail or first.detail or first.reason.value,
             extra={"seq": result.seq, "duplicate": result.duplicate},
         )
     return {
@@ -271,15 +324,30 @@ def authorize(
     query: str,
     headers: Mapping[str, str],
     body: bytes,
+    ip: str = "",
 ) -> ApiKey | None:
-    """Signature (when the route needs one, or when OB-KEY is sent), rate limit, role."""
+    """Per-IP limits (public requests; failed logins), signature (when the route needs one,
+    or when OB-KEY is sent), per-key rate limit, role."""
+    limits = gateway.limits
     if roles is None and "ob-key" not in headers:
+        limits.public(ip)
         return None
-    key = gateway.auth.verify(method, path, query, headers, body)
+    limits.check_logins(ip)
+    try:
+        key = gateway.auth.verify(method, path, query, headers, body)
+    except ApiError as error:
+        if error.status == 401:
+            limits.failed_login(ip)
+        raise
     gateway.auth.rate_limit(key)
     if roles is not None and key.role not in roles:
         raise ApiError(403, "FORBIDDEN", f"role {key.role.value} may not do this")
     return key
+
+
+def client_ip(scope: Mapping[str, Any]) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def _route(gateway: Gateway, endpoint: Endpoint) -> Route:
@@ -296,6 +364,7 @@ def _route(gateway: Gateway, endpoint: Endpoint) -> Route:
                 request.scope.get("query_string", b"").decode("latin-1"),
                 dict(request.headers),
                 body,
+                client_ip(request.scope),
             )
             response = json_response(await endpoint.handler(Ctx(gateway, request, body, key)))
         except ApiError as error:
@@ -319,10 +388,11 @@ def _copy_order(order: Order | None) -> Order | None:
 
 
 async def _find_order(ctx: Ctx, order_id: int) -> Order:
+    """An open order the key may see; another account's order answers exactly like a missing
+    one (404), so order ids cannot be probed."""
     order: Order | None = await ctx.bridge.query(lambda eng: _copy_order(eng.orders.get(order_id)))
-    if order is None:
+    if order is None or not ctx.require_key().may_access(order.account):
         raise ApiError(404, "UNKNOWN_ORDER", f"no open order {order_id}")
-    ctx.require_account(order.account)
     return order
 
 
@@ -599,6 +669,50 @@ async def withdraw(ctx: Ctx) -> Any:
     )
 
 
+async def create_asset(ctx: Ctx) -> Any:
+    body = ctx.decode(s.AssetBody)
+    return await ctx.command(
+        c.CreateAsset(request_id=ctx.request_id(body.request_id), asset=body.asset,
+                      scale=body.scale)
+    )  # fmt: skip
+
+
+def _scale(ctx: Ctx, asset: str) -> int:
+    scale = ctx.bridge.venue.scales.get(asset)
+    if scale is None:
+        raise ApiError(404, "UNKNOWN_ASSET", f"no asset {asset!r}")
+    return scale
+
+
+async def create_instrument(ctx: Ctx) -> Any:
+    body = ctx.decode(s.InstrumentBody)
+    spec = instrument_spec(
+        symbol=body.symbol,
+        base_asset=body.base_asset,
+        quote_asset=body.quote_asset,
+        base_scale=_scale(ctx, body.base_asset),
+        quote_scale=_scale(ctx, body.quote_asset),
+        tick_size=body.tick_size,
+        lot_quantity=body.lot_quantity,
+        reference_price=body.reference_price,
+        band_bps=body.band_bps,
+        market_protection_bps=body.market_protection_bps,
+        maker_fee_bps=body.maker_fee_bps,
+        taker_fee_bps=body.taker_fee_bps,
+        max_order_quantity=body.max_order_quantity,
+        max_notional=body.max_notional,
+    )
+    return await ctx.command(c.CreateInstrument(request_id=ctx.request_id(body.request_id),
+                                                spec=spec))  # fmt: skip
+
+
+async def open_accounts(ctx: Ctx) -> Any:
+    body = ctx.decode(s.AccountsBody)
+    return await ctx.command(
+        c.OpenAccounts(request_id=ctx.request_id(body.request_id), count=body.count)
+    )
+
+
 async def set_phase(ctx: Ctx) -> Any:
     body = ctx.decode(s.PhaseBody)
     symbol = ctx.req.path_params["symbol"]
@@ -634,6 +748,7 @@ async def kill_switch(ctx: Ctx) -> Any:
 
 
 def endpoints() -> list[Endpoint]:
+    from openbell.gateway.history import history_endpoints  # read model (projections)
     from openbell.gateway.ipo import ipo_endpoints  # ipo imports this module
 
     acct = {"account": "integer"}
@@ -656,6 +771,14 @@ def endpoints() -> list[Endpoint]:
                  query={"request_id": "string"}),
         Endpoint("POST", "/v1/orders/{order_id:int}/replace", replace_order, "Replace an order",
                  WRITERS, body=s.ReplaceOrderBody),
+        Endpoint("POST", "/v1/assets", create_asset, "Create an asset", OPERATOR,
+                 body=s.AssetBody, tag="operator"),
+        Endpoint("POST", "/v1/instruments", create_instrument,
+                 "Create an instrument (tick size and lot in decimals)", OPERATOR,
+                 body=s.InstrumentBody, tag="operator"),
+        Endpoint("POST", "/v1/accounts", open_accounts,
+                 "Open accounts (AccountsOpened names the first id)", OPERATOR,
+                 body=s.AccountsBody, tag="operator"),
         Endpoint("POST", "/v1/deposits", deposit, "Deposit", OPERATOR, body=s.MoneyBody,
                  tag="operator"),
         Endpoint("POST", "/v1/withdrawals", withdraw, "Withdraw", OPERATOR, body=s.MoneyBody,
@@ -670,6 +793,7 @@ def endpoints() -> list[Endpoint]:
         Endpoint("GET", "/v1/status", status, "Sequence number and state hash", ALL_ROLES,
                  tag="operator"),
         *ipo_endpoints(),
+        *history_endpoints(),
     ]  # fmt: skip
 
 
@@ -772,35 +896,87 @@ def build_app(gateway: Gateway) -> Starlette:
     eps = endpoints()
     schema = msgspec.json.encode(openapi(eps))
 
+    def public(request: Request) -> Response | None:
+        try:
+            gateway.limits.public(client_ip(request.scope))
+        except ApiError as error:
+            return error_response(error)
+        return None
+
     async def openapi_json(request: Request) -> Response:
-        return Response(schema, media_type="application/json")
+        return public(request) or Response(schema, media_type="application/json")
 
     async def docs(request: Request) -> Response:
-        return HTMLResponse(DOCS_HTML)
+        return public(request) or HTMLResponse(DOCS_HTML)
 
     async def metrics(request: Request) -> Response:
+        token = gateway.config.metrics_token
+        if token:
+            given = request.headers.get("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                ip = client_ip(request.scope)
+                try:
+                    gateway.limits.check_logins(ip)
+                except ApiError as error:
+                    return error_response(error)
+                gateway.limits.failed_login(ip)
+                return error_response(
+                    ApiError(401, "UNAUTHENTICATED", "/metrics needs Authorization: Bearer TOKEN",
+                             {"WWW-Authenticate": "Bearer"})
+                )  # fmt: skip
+        else:
+            refused = public(request)
+            if refused is not None:
+                return refused
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def websocket(ws: WebSocket) -> None:
-        key = None
-        if "ob-key" in ws.headers:
-            try:
-                key = gateway.auth.verify(
-                    "GET",
-                    ws.url.path,
-                    ws.scope.get("query_string", b"").decode("latin-1"),
-                    dict(ws.headers),
-                    b"",
-                )
-            except ApiError:
-                await ws.close(code=1008)
-                return
-        await serve_ws(ws, gateway.hub, key)
+        ip = client_ip(ws.scope)
+        refusal = gateway.limits.ws_admit(ip)
+        if refusal:
+            await refuse(ws, 1013, refusal)  # try again later
+            return
+        try:
+            key = None
+            if "ob-key" in ws.headers:
+                try:
+                    gateway.limits.check_logins(ip)
+                    key = gateway.auth.verify(
+                        "GET",
+                        ws.url.path,
+                        ws.scope.get("query_string", b"").decode("latin-1"),
+                        dict(ws.headers),
+                        b"",
+                    )
+                except ApiError as error:
+                    if error.status == 401:
+                        gateway.limits.failed_login(ip)
+                    await refuse(ws, 1008, f"{error.code}: {error.message}")
+                    return
+            else:
+                try:
+                    gateway.limits.public(ip)
+                except ApiError as error:
+                    await refuse(ws, 1013, f"{error.code}: {error.message}")
+                    return
+            await serve_ws(ws, gateway.hub, key)
+        finally:
+            gateway.limits.ws_closed(ip)
+
+    async def refuse(ws: WebSocket, code: int, reason: str) -> None:
+        """Accept, then close with a reason the client can read (closing before the accept
+        would only answer HTTP 403); a close reason holds at most 123 bytes."""
+        await ws.accept()
+        await ws.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        return error_response(ApiError(exc.status_code, code, str(exc.detail)))
+        message = str(exc.detail)
+        path = request.url.path
+        if exc.status_code == 404 and path.endswith("/") and len(path) > 1:
+            message = f"no such path; without the trailing slash: {path.rstrip('/')}"
+        return error_response(ApiError(exc.status_code, code, message))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
@@ -817,9 +993,11 @@ def build_app(gateway: Gateway) -> Starlette:
         Route("/metrics", metrics),
         WebSocketRoute("/v1/ws", websocket),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
     )
+    app.router.redirect_slashes = False  # POST /v1/orders/ is a 404, never a 307
+    return app
 
 
 # =============================================================================================
@@ -847,16 +1025,19 @@ def event_loop() -> str:
 class GatewayServer:
     """uvicorn on a background thread (tests, the demo); ``port=0`` picks a free port."""
 
-    def __init__(self, gateway: Gateway, loop: str | None = None) -> None:
+    def __init__(
+        self, gateway: Gateway, loop: str | None = None, log_level: str = "warning"
+    ) -> None:
         self.gateway = gateway
         config = uvicorn.Config(
-            gateway.app,
+            asgi_app(gateway),
             host=gateway.config.host,
             port=gateway.config.port,
-            log_level="warning",
+            log_level=log_level,
             lifespan="on",
             loop=loop or event_loop(),
             http=http_protocol(gateway),
+            ws_max_size=WS_MAX_FRAME_BYTES,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)
@@ -864,12 +1045,14 @@ class GatewayServer:
 
     def start(self, timeout_s: float = 30.0) -> int:
         self._thread.start()
-        if not self.gateway.started.wait(timeout_s):
-            raise RuntimeError("gateway did not start")
-        deadline = timeout_s
-        while not self.server.started and deadline > 0:
-            threading.Event().wait(0.01)
-            deadline -= 0.01
+        deadline = time.monotonic() + timeout_s
+        while not self.gateway.started.wait(0.05):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start (see the log above)")
+        while not self.server.started:  # the socket is bound just after the lifespan start
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start listening (see the log above)")
+            time.sleep(0.01)
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
         return self.port
 
@@ -878,18 +1061,12 @@ class GatewayServer:
         self._thread.join(timeout_s)
 
 
-def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run a node and its gateway in this process until Ctrl-C."""
-    gateway = Gateway(GatewayConfig(data_dir=str(data_dir), host=host, port=port))
-    uvicorn.run(
-        gateway.app,
-        host=host,
-        port=port,
-        log_level="info",
-        lifespan="on",
-        loop=event_loop(),
-        http=http_protocol(gateway),
-    )
+WS_MAX_FRAME_BYTES = 64 * 1024  # uvicorn closes bigger frames (1009) before the app sees them
 
 
-__all__ = ["Gateway", "GatewayConfig", "GatewayServer", "build_app", "serve"]
+def asgi_app(gateway: Gateway) -> Any:
+    """The app as served: security headers around the Starlette app."""
+    return SecurityHeaders(gateway.app)
+
+
+__all__ = ["Gateway", "GatewayConfig", "GatewayServer", "asgi_app", "build_app"]

@@ -46,17 +46,24 @@ log = logging.getLogger("openbell.gateway")
 
 
 class CommandResult:
-    """``events``: the JSON of the events the waiter's viewer may see; ``raw``: all of them."""
+    """``events``: the JSON of the events the waiter's viewer may see; ``raw``: all of them;
+    ``detail``: for a rejected command, its detail in the user's units (decimals)."""
 
-    __slots__ = ("duplicate", "events", "raw", "seq")
+    __slots__ = ("detail", "duplicate", "events", "raw", "seq")
 
     def __init__(
-        self, seq: int, events: list[dict[str, Any]], raw: list[e.Event], duplicate: bool
+        self,
+        seq: int,
+        events: list[dict[str, Any]],
+        raw: list[e.Event],
+        duplicate: bool,
+        detail: str = "",
     ) -> None:
         self.seq = seq
         self.events = events
         self.raw = raw
         self.duplicate = duplicate
+        self.detail = detail
 
 
 class Waiter:
@@ -192,9 +199,11 @@ class Bridge:
             name = type(pending.command).__name__
             commands[name] = commands.get(name, 0) + 1
             first = events[0] if events else None
+            detail = ""
             if type(first) is e.Rejected:
                 reason = first.reason.value
                 metrics.rejections[reason] = metrics.rejections.get(reason, 0) + 1
+                detail = venue.reject_detail(first)
             is_waiter = isinstance(token, Waiter)
             converted: list[dict[str, Any]] = []
             viewer: Viewer = token.viewer if is_waiter else None
@@ -222,7 +231,7 @@ class Bridge:
                     self._recent_order.append(seq)
                     if len(self._recent_order) > RECENT_RESULTS:
                         del self._recent[self._recent_order.popleft()]
-                    result = CommandResult(seq, converted, events, False)
+                    result = CommandResult(seq, converted, events, False, detail)
                 if token.settle():
                     try:
                         token.resolve(result)

@@ -113,6 +113,19 @@ class _Api:
     def order(self, order_id: int) -> Any:
         return self.request("GET", f"/v1/orders/{order_id}")
 
+    def create_asset(self, asset: str, scale: int, request_id: str | None = None) -> Any:
+        body = {"asset": asset, "scale": scale, "request_id": request_id}
+        return self.request("POST", "/v1/assets", json=_clean(body))
+
+    def create_instrument(self, **instrument: Any) -> Any:
+        """Fields of ``InstrumentBody``: symbol, base_asset, quote_asset, tick_size (decimal),
+        lot_quantity, reference_price, band_bps, fees, limits."""
+        return self.request("POST", "/v1/instruments", json=_clean(instrument))
+
+    def open_accounts(self, count: int = 1, request_id: str | None = None) -> Any:
+        body = {"count": count, "request_id": request_id}
+        return self.request("POST", "/v1/accounts", json=_clean(body))
+
     def deposit(self, account: int, asset: str, amount: str, request_id: str | None = None) -> Any:
         body = {"account": account, "asset": asset, "amount": amount, "request_id": request_id}
         return self.request("POST", "/v1/deposits", json=_clean(body))

@@ -14,7 +14,7 @@ from openbell.core import events as e
 from openbell.core.book import Order
 from openbell.core.commands import InstrumentSpec
 from openbell.core.ipo.messages import IpoOfferingCreated
-from openbell.gateway.units import InstrumentUnits, amount
+from openbell.gateway.units import InstrumentUnits, amount, render_figures
 
 PRICE_KEYS = {
     "price_ticks": "price",
@@ -91,6 +91,12 @@ class Venue:
         order_id = getattr(event, "order_id", None)
         return None if order_id is None else self.order_symbols.get(order_id)
 
+    def reject_detail(self, event: e.Rejected) -> str:
+        """A reject's detail in the user's units (``units.render_figures``); a reject with no
+        figures keeps its text."""
+        rendered = render_figures(event.template, event.figures, self.scales, self.instruments)
+        return event.detail if rendered is None else rendered
+
     def event_json(self, event: e.Event) -> dict[str, Any]:
         """The event with decimal strings (every response carries its command's events, so
         this runs several times per order): a converter generated once per event type."""
@@ -103,6 +109,15 @@ class Venue:
     def event_json_generic(self, event: e.Event) -> dict[str, Any]:
         """The reference conversion (``convert_fields`` on the builtins); the generated
         converters answer exactly this, and fall back to it off their fast case."""
+        if type(event) is e.Rejected:  # its figures go into the detail, in decimals
+            assert isinstance(event, e.Rejected)
+            return {
+                "type": "Rejected",
+                "seq": event.seq,
+                "request_id": event.request_id,
+                "reason": event.reason.value,
+                "detail": self.reject_detail(event),
+            }
         raw: dict[str, Any] = msgspec.to_builtins(event)
         symbol = self.symbol_of(event)
         units = None if symbol is None else self.instruments.get(symbol)

@@ -1,10 +1,10 @@
 """A demo venue behind the gateway: seeded market flow plus demo API keys.
 
-``run_demo_venue(data_dir, port=8000)`` opens (or recovers) a node in ``data_dir``, builds the
-demo venue the first time (``openbell.sim.flow.venue_setup``: ACME, GLOBEX, INITECH in USD), opens
-one extra funded account for you, creates demo keys (operator, auditor, and a trader for your
-account), and keeps a market maker and noisy traders (``MarketFlow``) trading through the
-sequencer on a background thread until Ctrl-C.
+``openbell serve --demo`` (``openbell.gateway.run``) opens (or recovers) a node, builds the demo
+venue the first time (``setup_demo``: ``openbell.sim.flow.venue_setup``, ACME, GLOBEX, INITECH in
+USD, and one extra funded account for you), creates demo keys (``demo_keys``: operator, auditor,
+and a trader for your account), and keeps a market maker and noisy traders (``MarketFlow``)
+trading through the sequencer on a background thread (``FlowThread``) until SIGTERM or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from openbell.core import commands as c
 from openbell.core.engine import Engine
 from openbell.core.types import FIRST_USER_ACCOUNT
-from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
+from openbell.gateway.app import Gateway
 from openbell.gateway.keys import create_key
 from openbell.sim.flow import DEFAULT_SYMBOLS, LISTINGS, USD, MarketFlow, venue_setup
 
@@ -92,29 +92,10 @@ def setup_demo(gateway: Gateway) -> None:
     gateway.bridge.submit_blocking(commands)
 
 
-def run_demo_venue(data_dir: str | Path, port: int = 8000, seed: int = 1) -> None:
-    gateway = Gateway(GatewayConfig(data_dir=str(data_dir), port=port))
-    server = GatewayServer(gateway)
-    port = server.start()
-    flow: FlowThread | None = None
-    try:
-        setup_demo(gateway)
-        keys = {
-            "operator": create_key(data_dir, "operator"),
-            "auditor": create_key(data_dir, "auditor"),
-            f"trader (account {YOUR_ACCOUNT})": create_key(data_dir, "trader", [YOUR_ACCOUNT]),
-        }
-        print("OpenBell demo venue: ACME, GLOBEX, INITECH (USD), market maker and noisy traders")
-        for role, (key_id, secret) in keys.items():
-            print(f"  {role:<22} key {key_id}  secret {secret}")
-        print(f"open http://127.0.0.1:{port}/docs   (metrics: /metrics, WebSocket: /v1/ws)")
-        print("Ctrl-C stops", flush=True)
-        flow = FlowThread(gateway, seed)
-        flow.start()
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if flow is not None:
-            flow.stop()
-        server.stop()
+def demo_keys(data_dir: str | Path) -> dict[str, tuple[str, str]]:
+    """Demo API keys (operator, auditor, a trader for your account): role -> (id, secret)."""
+    return {
+        "operator": create_key(data_dir, "operator"),
+        "auditor": create_key(data_dir, "auditor"),
+        f"trader (account {YOUR_ACCOUNT})": create_key(data_dir, "trader", [YOUR_ACCOUNT]),
+    }

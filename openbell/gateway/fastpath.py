@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from openbell.gateway.bridge import CommandResult, Waiter
 from openbell.gateway.errors import ApiError
+from openbell.gateway.security import SECURITY_HEADER_BYTES, forwarded_client
 
 if TYPE_CHECKING:
     from openbell.gateway.app import Gateway
@@ -56,6 +57,7 @@ class FastOrder(Waiter):
         "command",
         "complete",
         "disconnected",
+        "forwarded_for",
         "headers",
         "keep_alive",
         "protocol",
@@ -68,6 +70,7 @@ class FastOrder(Waiter):
         super().__init__()
         self.protocol = protocol
         self.headers = headers
+        self.forwarded_for: str | None = None  # X-Forwarded-For (trusted from a local proxy)
         self.body = b""
         self.command: Any = None
         self.complete = False  # the whole body is in
@@ -93,7 +96,11 @@ class FastOrder(Waiter):
         gateway = self.protocol.gateway
         body = self.body
         try:
-            key = authorize(gateway, self.protocol.roles, "POST", FAST_PATH, "", self.headers, body)
+            client = self.protocol.client
+            ip = forwarded_client(str(client[0]) if client else "", self.forwarded_for)
+            key = authorize(
+                gateway, self.protocol.roles, "POST", FAST_PATH, "", self.headers, body, ip
+            )
             ctx = Ctx(gateway, None, body, key)
             self.command = place_order_command(ctx)
             self.viewer = ctx.viewer()
@@ -149,6 +156,7 @@ class FastOrder(Waiter):
         parts = [
             STATUS_LINE[status],
             protocol.default_header_bytes(),
+            SECURITY_HEADER_BYTES,
             extra_headers,
             b"content-length: %d\r\n" % len(body),
             _JSON_TAIL,
@@ -226,6 +234,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return None
         signed: dict[str, str] = {}
         length = b""
+        forwarded_for: str | None = None
         for name, value in self.headers:
             if name.startswith(b"ob-"):
                 text = name.decode("latin-1")
@@ -234,11 +243,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             elif name == b"content-length":
                 if not length:
                     length = value
+            elif name == b"x-forwarded-for":  # every one, joined, as uvicorn reads them
+                text = value.decode("latin-1")
+                forwarded_for = text if forwarded_for is None else f"{forwarded_for},{text}"
             elif name == b"transfer-encoding" or name == b"expect":
                 return None
         if not length.isdigit() or int(length) > self.max_body_bytes:
             return None
         fast = FastOrder(self, signed)
+        fast.forwarded_for = forwarded_for
         fast.keep_alive = parser.should_keep_alive()
         type(self).served += 1
         return fast

@@ -162,6 +162,39 @@ class IpoListBody(_Body):
     band_bps: Annotated[int, Meta(ge=0, le=BPS_DENOMINATOR)] = 0
 
 
+AssetCode = Annotated[str, Meta(pattern=r"^[A-Z][A-Z0-9._-]{0,15}$")]
+Bps = Annotated[int, Meta(ge=0, le=BPS_DENOMINATOR)]
+
+
+class AssetBody(_Body):
+    """A new asset: its code and its scale (digits after the point of one whole unit)."""
+
+    asset: AssetCode
+    scale: Annotated[int, Meta(ge=0, le=18)]
+
+
+class InstrumentBody(_Body):
+    """A new instrument, in decimals: ``tick_size`` is the price step (quote asset per one
+    whole base unit), ``lot_quantity`` the quantity step (whole base units)."""
+
+    symbol: AssetCode
+    base_asset: AssetCode
+    quote_asset: AssetCode
+    tick_size: Decimal
+    lot_quantity: Decimal = "1"
+    reference_price: Decimal | None = None
+    band_bps: Bps = 0
+    market_protection_bps: Bps = 500
+    maker_fee_bps: Annotated[int, Meta(ge=0, le=MAX_FEE_BPS)] = 0
+    taker_fee_bps: Annotated[int, Meta(ge=0, le=MAX_FEE_BPS)] = 0
+    max_order_quantity: Decimal | None = None
+    max_notional: Decimal | None = None
+
+
+class AccountsBody(_Body):
+    count: Annotated[int, Meta(ge=1, le=1_000_000)] = 1
+
+
 class ErrorBody(msgspec.Struct):
     code: str
     message: str

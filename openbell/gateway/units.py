@@ -15,9 +15,13 @@ messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
+import msgspec
+
 from openbell.core.commands import InstrumentSpec
+from openbell.core.figures import LOTS, MINOR, TICKS, Figure
 from openbell.core.types import MAX_AMOUNT_MINOR, MAX_PRICE_TICKS, MAX_QUANTITY_LOTS
 from openbell.gateway.errors import ApiError, bad_request
 
@@ -187,4 +191,113 @@ def amount_to_minor(text: object, scale: int, what: str = "amount") -> int:
     return minor
 
 
-__all__ = ["ApiError", "InstrumentUnits", "amount", "amount_to_minor", "parse_decimal"]
+def _exact_multiple(text: str, scale: int, what: str) -> int:
+    """``text`` (decimal) times ``10**scale`` as a positive integer, or a 400."""
+    digits, decimals = parse_decimal(text, "INVALID_FIELD", what)
+    if decimals > scale:
+        raise bad_request("TOO_MANY_DECIMALS", f"{what} {text} has more than {scale} decimals")
+    value: int = digits * 10 ** (scale - decimals)
+    if value <= 0:
+        raise bad_request("INVALID_FIELD", f"{what} must be positive")
+    return value
+
+
+def instrument_spec(
+    *,
+    symbol: str,
+    base_asset: str,
+    quote_asset: str,
+    base_scale: int,
+    quote_scale: int,
+    tick_size: str,
+    lot_quantity: str = "1",
+    reference_price: str | None = None,
+    band_bps: int = 0,
+    market_protection_bps: int = 500,
+    maker_fee_bps: int = 0,
+    taker_fee_bps: int = 0,
+    max_order_quantity: str | None = None,
+    max_notional: str | None = None,
+) -> InstrumentSpec:
+    """An instrument given in decimals -> the core's ``InstrumentSpec`` (exact, or a 400 that
+    says which value does not fit): ``lot_size`` = lot_quantity in base minor units, and
+    ``tick_value`` = what one tick is worth on one lot in quote minor units."""
+    lot_size = _exact_multiple(lot_quantity, base_scale, "lot_quantity")
+    # tick_value = tick_size * lot_quantity (quote units) * 10**quote_scale
+    t_digits, t_decimals = parse_decimal(tick_size, "INVALID_FIELD", "tick_size")
+    top = t_digits * lot_size * 10**quote_scale
+    bottom = 10 ** (t_decimals + base_scale)
+    tick_value, rest = divmod(top, bottom)
+    if rest or tick_value <= 0:
+        raise bad_request(
+            "INVALID_FIELD",
+            f"tick_size {tick_size} on a lot of {lot_quantity} {base_asset} is not a whole "
+            f"number of {quote_asset} minor units (scale {quote_scale})",
+        )
+    spec = InstrumentSpec(
+        symbol=symbol,
+        base_asset=base_asset,
+        quote_asset=quote_asset,
+        lot_size=lot_size,
+        tick_value=tick_value,
+        band_bps=band_bps,
+        market_protection_bps=market_protection_bps,
+        maker_fee_bps=maker_fee_bps,
+        taker_fee_bps=taker_fee_bps,
+    )
+    units = InstrumentUnits(spec, base_scale, quote_scale)
+    changes: dict[str, int] = {}
+    if reference_price is not None:
+        changes["reference_price_ticks"] = units.price_to_ticks(reference_price, "reference_price")
+    if max_order_quantity is not None:
+        changes["max_order_lots"] = units.qty_to_lots(max_order_quantity, "max_order_quantity")
+    if max_notional is not None:
+        changes["max_notional_minor"] = amount_to_minor(max_notional, quote_scale, "max_notional")
+    return msgspec.structs.replace(spec, **changes) if changes else spec
+
+
+def render_figures(
+    template: str,
+    figures: Sequence[Figure],
+    scales: Mapping[str, int],
+    instruments: Mapping[str, InstrumentUnits],
+) -> str | None:
+    """A reject's ``template`` with its ``figures`` written in the user's units: an amount as
+    a decimal of its asset (``4751425.00 USD``), a price as a decimal price in the quote asset
+    (``200.00 USD``), a quantity as the API takes it, in the base asset (``1000010 ACME``).
+    None when a figure names an asset or instrument this view does not know (the caller then
+    keeps the core's text)."""
+    if not template or not figures:
+        return None
+    texts: list[str] = []
+    for figure in figures:
+        if figure.unit == MINOR:
+            scale = scales.get(figure.of)
+            if scale is None:
+                return None
+            texts.append(f"{amount(figure.value, scale)} {figure.of}")
+            continue
+        units = instruments.get(figure.of)
+        if units is None:
+            return None
+        if figure.unit == TICKS:
+            texts.append(f"{units.price(figure.value)} {units.spec.quote_asset}")
+        elif figure.unit == LOTS:
+            texts.append(f"{units.qty(figure.value)} {units.spec.base_asset}")
+        else:
+            return None
+    try:
+        return template.format(*texts)
+    except (IndexError, KeyError, ValueError):
+        return None
+
+
+__all__ = [
+    "ApiError",
+    "InstrumentUnits",
+    "amount",
+    "amount_to_minor",
+    "instrument_spec",
+    "parse_decimal",
+    "render_figures",
+]

@@ -18,6 +18,12 @@ Server -> client:
       subscribes only to its own accounts; operators and auditors to any.
   {"type": "error", "code", "message"}
 
+Frames the server cannot take end the connection with a close frame that says why: a binary
+frame (1003), a text frame over ``MAX_MESSAGE_BYTES`` (1009; uvicorn itself closes frames over
+the gateway's ``ws_max_size`` with 1009), a consumer too slow for its queue (1008
+``SLOW_CONSUMER``), and the key of a signed session revoked or rotated (1008
+``KEY_REVOKED``: the gateway checks the keys file every ``key_check_s``).
+
 IPO on the private channel. A subscription shows up as its ``IpoSubscribed`` (``repeated``
 true for an idempotent retry, which changed nothing) followed by the ``BalanceChanged`` of the
 cash hold; a cancellation as ``IpoSubscriptionCancelled`` and the ``BalanceChanged`` of the
@@ -61,10 +67,11 @@ from openbell.core.ipo import messages as m
 from openbell.gateway.bridge import Bridge
 from openbell.gateway.errors import ApiError
 from openbell.gateway.ipo import ipo_event_json
-from openbell.gateway.keys import ApiKey
+from openbell.gateway.keys import ApiKey, KeyStore
 from openbell.gateway.visibility import IPO_OWNED_EVENTS, OWNED_EVENTS
 
 QUEUE_LIMIT = 10_000
+MAX_MESSAGE_BYTES = 4096
 FULL_DEPTH = 1 << 30
 ACCOUNT_CHANNEL_EVENTS: tuple[type, ...] = (*OWNED_EVENTS, *IPO_OWNED_EVENTS)
 """What an account's private channel carries (besides the settlement balances, see above)."""
@@ -72,13 +79,35 @@ _SETTLED = (m.SubscriptionStatus.SETTLED, m.SubscriptionStatus.REFUNDED)
 log = logging.getLogger("openbell.gateway")
 
 
+class _Close:
+    """In the queue: close the connection with this code and reason."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
 class Subscriber:
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
+    def __init__(self, key: ApiKey | None = None) -> None:
+        self.queue: asyncio.Queue[bytes | _Close | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.key = key
         self.books: set[str] = set()
         self.accounts: set[int] = set()
         self.overflowed = False
         self.closed = False  # the connection is gone: register nothing more for it
+
+    def close(self, code: int, reason: str) -> None:
+        """Send nothing more, and close with ``code`` / ``reason`` (from the loop)."""
+        self.overflowed = True
+        while True:
+            try:
+                self.queue.put_nowait(_Close(code, reason))
+                return
+            except asyncio.QueueFull:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self.queue.get_nowait()
 
     def send(self, message: dict[str, Any]) -> None:
         if self.overflowed:
@@ -101,7 +130,17 @@ class Hub:
         # offering symbol -> its cash asset (for the decimals of IPO events)
         self.offering_cash: dict[str, str] = {}
         self.offerings_loaded = False
+        self.signed: set[Subscriber] = set()  # open sessions with a key
         bridge.listeners.append(self.on_event)
+
+    def drop_stale_keys(self, keys: KeyStore) -> None:
+        """Close every session whose key is gone or changed (revoked, rotated, re-scoped)."""
+        for sub in list(self.signed):
+            key = sub.key
+            assert key is not None
+            if keys.cached(key.key_id) != key:
+                self.unsubscribe_all(sub)
+                sub.close(1008, "KEY_REVOKED: this key was revoked or changed")
 
     # called on the loop for every event, in sequence order
     def on_event(self, event: e.Event) -> None:
@@ -250,6 +289,7 @@ class Hub:
 
     def unsubscribe_all(self, sub: Subscriber) -> None:
         sub.closed = True
+        self.signed.discard(sub)
         for symbol in sub.books:
             self.book_subs.get(symbol, set()).discard(sub)
         for account in sub.accounts:
@@ -298,7 +338,9 @@ _op_decoder = msgspec.json.Decoder(_Op)
 
 async def serve_ws(websocket: WebSocket, hub: Hub, key: ApiKey | None) -> None:
     await websocket.accept()
-    sub = Subscriber()
+    sub = Subscriber(key)
+    if key is not None:
+        hub.signed.add(sub)
     metrics = hub.bridge.metrics
     metrics.ws_clients.inc()
 
@@ -307,17 +349,26 @@ async def serve_ws(websocket: WebSocket, hub: Hub, key: ApiKey | None) -> None:
             message = await sub.queue.get()
             if message is None:
                 await websocket.send_text('{"type":"error","code":"SLOW_CONSUMER"}')
-                await websocket.close(code=1008)
+                await websocket.close(code=1008, reason="SLOW_CONSUMER")
+                return
+            if isinstance(message, _Close):
+                await websocket.close(code=message.code, reason=message.reason)
                 return
             await websocket.send_text(message.decode())
 
     writer_task = asyncio.create_task(writer())
     try:
-        while True:
-            text = await websocket.receive_text()
-            if len(text) > 4096:
-                sub.send({"type": "error", "code": "MESSAGE_TOO_LARGE", "message": ""})
-                continue
+        while not sub.closed:
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            text = frame.get("text")
+            if text is None:  # a binary frame
+                sub.close(1003, "binary frames are not supported: send JSON text")
+                break
+            if len(text) > MAX_MESSAGE_BYTES:
+                sub.close(1009, f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+                break
             try:
                 op = _op_decoder.decode(text)
                 _handle_op(hub, sub, key, op)
@@ -329,6 +380,9 @@ async def serve_ws(websocket: WebSocket, hub: Hub, key: ApiKey | None) -> None:
         pass
     finally:
         hub.unsubscribe_all(sub)
+        if sub.overflowed and not writer_task.done():  # let it send the close frame
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(writer_task), 2.0)
         writer_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer_task
@@ -367,4 +421,4 @@ def _handle_op(hub: Hub, sub: Subscriber, key: ApiKey | None, op: _Op) -> None:
         raise ApiError(400, "INVALID_MESSAGE", f"unknown channel {op.channel!r}")
 
 
-__all__ = ["ACCOUNT_CHANNEL_EVENTS", "Hub", "serve_ws"]
+__all__ = ["ACCOUNT_CHANNEL_EVENTS", "MAX_MESSAGE_BYTES", "Hub", "serve_ws"]

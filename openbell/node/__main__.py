@@ -13,7 +13,13 @@ from openbell.node.service import NodeConfig
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m openbell.node")
     parser.add_argument("--data", required=True, help="data directory")
-    parser.add_argument("--port", type=int, default=0, help="client API port (0: any free)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="also serve the client API on TCP 127.0.0.1:PORT with the token of DIR/node.token "
+        "(0: any free port); by default only the Unix socket DIR/node.sock",
+    )
     parser.add_argument("--snapshot-every", type=int, default=1_000_000, help="commands")
     parser.add_argument("--snapshot-seconds", type=int, default=300)
     parser.add_argument("--keep-snapshots", type=int, default=2)

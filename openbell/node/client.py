@@ -1,4 +1,8 @@
-"""Asyncio client for a node's local API; pipelines many requests on one connection."""
+"""Asyncio client for a node's local API; pipelines many requests on one connection.
+
+``connect_data_dir`` uses whichever the node offers: its Unix socket (``DIR/node.sock``), or
+else TCP on the port of ``DIR/node.port`` with the token of ``DIR/node.token``.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ import numpy.typing as npt
 
 from openbell.core.commands import Command
 from openbell.core.ipo.messages import OfferingView, SubscriptionView
+from openbell.node.datadir import DataDir, unix_address
 from openbell.node.protocol import (
     LENGTH,
+    AuthRequest,
     QueryRequest,
     Response,
     SubmitRequest,
@@ -46,14 +52,37 @@ class NodeClient:
         self._reader_task = asyncio.create_task(self._read_loop())
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> NodeClient:
+    async def connect(cls, host: str, port: int, token: str | None = None) -> NodeClient:
+        """TCP: the node refuses every request of a connection that did not first present
+        its token (``DIR/node.token``); without ``token`` the first request gets that refusal."""
         reader, writer = await asyncio.open_connection(host, port)
+        client = cls(reader, writer)
+        if token is not None:
+            await client.authenticate(token)
+        return client
+
+    @classmethod
+    async def connect_unix(cls, path: Path) -> NodeClient:
+        with unix_address(path) as address:
+            reader, writer = await asyncio.open_unix_connection(address, limit=1 << 16)
         return cls(reader, writer)
 
     @classmethod
     async def connect_data_dir(cls, data_dir: Path, host: str = "127.0.0.1") -> NodeClient:
-        port = int((data_dir / "node.port").read_text())
-        return await cls.connect(host, port)
+        """The running node of ``data_dir``: its Unix socket, or TCP with its token."""
+        dirs = DataDir(Path(data_dir))
+        if dirs.socket_path.exists():
+            return await cls.connect_unix(dirs.socket_path)
+        if not dirs.port_path.exists():
+            raise ConnectionError(f"no node is running on {data_dir} (no node.sock, no node.port)")
+        port = int(dirs.port_path.read_text())
+        return await cls.connect(host, port, dirs.token_path.read_text().strip())
+
+    async def authenticate(self, token: str) -> None:
+        response = await self._request(AuthRequest(next(self._ids), token))
+        if response.error:
+            await self.close()
+            raise NodeError(response.error)
 
     async def _read_loop(self) -> None:
         error: BaseException = ConnectionError("connection closed")
@@ -72,7 +101,7 @@ class NodeClient:
                 future.set_exception(ConnectionError(f"node connection lost: {error}"))
         self._waiting.clear()
 
-    async def _request(self, request: SubmitRequest | QueryRequest) -> Response:
+    async def _request(self, request: SubmitRequest | QueryRequest | AuthRequest) -> Response:
         if self._closed_by is not None:
             raise ConnectionError(f"node connection lost: {self._closed_by}")
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()

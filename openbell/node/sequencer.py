@@ -123,6 +123,9 @@ class Sequencer:
         self.snapshot_sink = snapshot_sink
         self._last_snapshot_seq = engine.seq
         self._last_snapshot_time = time.monotonic()
+        # Called on the sequencer thread after each batch is applied (a cluster leader's state
+        # hash checkpoints, compared with the standbys'); None: nothing.
+        self.after_batch: Callable[[Engine], None] | None = None
         self._accepting = False
         self._stopping = threading.Event()
         self.failure: BaseException | None = None
@@ -230,6 +233,8 @@ class Sequencer:
                     results = apply_batch(first_seq, ts_ns, commands)
                     to_journal.put(_Sequenced(first_seq, payload, batch, results))
                     batch = []
+                    if self.after_batch is not None:
+                        self.after_batch(engine)
                     self._maybe_snapshot()
                 if query is not None:
                     try:

@@ -1,14 +1,24 @@
-"""Serve a node's local client API (asyncio), and run it until SIGTERM or SIGINT."""
+"""Serve a node's local client API (asyncio), and run it until SIGTERM or SIGINT.
+
+The API listens on the Unix domain socket ``DIR/node.sock`` (mode 0600: only the node's user
+may connect) and, when the node was given a port, on TCP 127.0.0.1 as well, where a connection
+must first present the token of ``DIR/node.token`` (``openbell.node.protocol.AuthRequest``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import signal
+import socket
+import sys
 from collections import deque
+from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,10 +28,12 @@ import numpy.typing as npt
 from openbell.core.engine import Engine
 from openbell.core.events import DuplicateRequest, Event
 from openbell.journal.fsutil import write_atomic
+from openbell.node.datadir import unix_address
 from openbell.node.protocol import (
     LENGTH,
     MAX_FRAME_BYTES,
     RECENT_RESULTS,
+    AuthRequest,
     QueryRequest,
     Response,
     SubmitRequest,
@@ -85,6 +97,11 @@ def _answer_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
         return {"accounts_count": engine.ledger.accounts_count}
     if what == "assets":
         return {name: balances.scale for name, balances in engine.ledger.assets.items()}
+    if what == "instruments":
+        return [
+            {"spec": msgspec.to_builtins(inst.spec), "phase": inst.phase.value}
+            for inst in engine.instruments.values()
+        ]
     if what == "status":
         return {"seq": engine.seq, "failure": engine.failure or ""}
     if what == "state_hash":
@@ -104,11 +121,15 @@ def _answer_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
     raise ValueError(f"unknown query {what!r}")
 
 
-class _Connection:
-    __slots__ = ("closed", "last_read_s", "writer")
+MAX_AUTH_FRAME_BYTES = 4096  # an unauthenticated TCP peer gets no 64 MiB buffer
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+
+class _Connection:
+    __slots__ = ("authenticated", "closed", "last_read_s", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, authenticated: bool) -> None:
         self.writer = writer
+        self.authenticated = authenticated
         self.closed = False
         self.last_read_s = 0.0  # loop time of the last frame read from the client
 
@@ -117,12 +138,32 @@ class _Connection:
             self.writer.write(frame(_encoder.encode(response)))
 
 
+def _bind_unix(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path``, mode 0600 from its creation (umask), replacing a
+    stale one (the caller holds the data directory's lock, so no live node owns it). Paths
+    longer than a socket address holds are bound through ``/proc/self/fd`` of their directory."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with unix_address(path) as address:
+        old = os.umask(0o177)
+        try:
+            sock.bind(address)
+        finally:
+            os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
 class NodeServer:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
-        self.port = 0
+        self._unix_server: asyncio.Server | None = None
+        self._token = b""
+        self.port: int | None = None
         # Answers for retried requests: the events of the most recent commands, by seq.
         self._recent: dict[int, list[Event]] = {}
         self._connections: dict[_Connection, asyncio.Event] = {}  # open ones, and when they end
@@ -138,7 +179,11 @@ class NodeServer:
         for i, pending in enumerate(batch):
             seq = first_seq + i
             events = results[i]
-            connection, request_id = pending.token
+            token = pending.token
+            if type(token) is not tuple:  # another caller's (the gateway's, in its process)
+                self.remember(seq, events)
+                continue
+            connection, request_id = token
             first = events[0] if events else None
             if type(first) is DuplicateRequest:
                 original = recent.get(first.original_seq)
@@ -171,25 +216,79 @@ class NodeServer:
         the sequencer refused (BAD_COMMAND, NODE_STOPPING, NODE_HALTED)."""
         loop.call_soon_threadsafe(connection.send, Response(request_id, error=error))
 
-    async def start(self) -> int:
+    async def start(self) -> str:
+        """Listen (the Unix socket, and TCP when configured); returns where, for the log."""
         self._loop = asyncio.get_running_loop()
         config = self.node.config
-        self._server = await asyncio.start_server(self._handle, config.host, config.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        write_atomic(self.node.dirs.port_path, f"{self.port}\n".encode())
-        return self.port
+        dirs = self.node.dirs
+        self._unix_server = await asyncio.start_unix_server(
+            partial(self._handle, authenticated=True),
+            sock=_bind_unix(dirs.socket_path),
+            limit=1 << 16,
+        )
+        where = f"unix:{dirs.socket_path}"
+        if config.port is not None:
+            self._token = dirs.token().encode()
+            self._server = await asyncio.start_server(
+                partial(self._handle, authenticated=False), config.host, config.port
+            )
+            self.port = int(self._server.sockets[0].getsockname()[1])
+            write_atomic(dirs.port_path, f"{self.port}\n".encode())
+            os.chmod(dirs.port_path, 0o600)
+            where += f" and {config.host}:{self.port} (token {dirs.token_path})"
+        return where
 
     def stop_accepting(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._unix_server):
+            if server is not None:
+                server.close()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = _Connection(writer)
+    def remove_files(self) -> None:
+        dirs = self.node.dirs
+        dirs.port_path.unlink(missing_ok=True)
+        dirs.socket_path.unlink(missing_ok=True)
+
+    async def _authenticate(self, reader: asyncio.StreamReader, connection: _Connection) -> bool:
+        """A TCP connection's first frame: the token, or nothing reaches the sequencer."""
+        (length,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
+        if length > MAX_AUTH_FRAME_BYTES:
+            connection.send(Response(0, error="UNAUTHORIZED: the first frame must be auth"))
+            return False
+        try:
+            request = request_decoder.decode(await reader.readexactly(length))
+        except msgspec.DecodeError:
+            connection.send(Response(0, error="UNAUTHORIZED: the first frame must be auth"))
+            return False
+        if not isinstance(request, AuthRequest):
+            connection.send(
+                Response(request.id, error="UNAUTHORIZED: a TCP client must send the token first")
+            )
+            return False
+        if not self._token or not hmac.compare_digest(request.token.encode(), self._token):
+            log.warning("node API: a TCP client presented a wrong token")
+            connection.send(Response(request.id, error="UNAUTHORIZED: wrong token"))
+            return False
+        connection.authenticated = True
+        connection.send(Response(request.id, answer="ok"))
+        return True
+
+    async def _handle(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        authenticated: bool,
+    ) -> None:
+        connection = _Connection(writer, authenticated)
         sequencer = self.node.sequencer
         loop = asyncio.get_running_loop()
         ended = asyncio.Event()
         self._connections[connection] = ended
         try:
+            if not authenticated and not await self._authenticate(reader, connection):
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                return
             while True:
                 header = await reader.readexactly(LENGTH.size)
                 (length,) = LENGTH.unpack(header)
@@ -210,6 +309,8 @@ class NodeServer:
                     if isinstance(request, SubmitRequest):
                         refused = partial(self._refused, loop, connection, request.id)
                         sequencer.submit(request.command, refused, (connection, request.id))
+                    elif isinstance(request, AuthRequest):  # already authenticated
+                        connection.send(Response(request.id, answer="ok"))
                     else:
                         self._query(request, connection, loop)
                 except Busy:
@@ -268,29 +369,40 @@ class NodeServer:
         self.node.sequencer.query(run, reply)
 
 
-async def serve(node: Node) -> int:
-    """Run until SIGTERM/SIGINT: finish the batch in flight, snapshot, exit 0 (1 if halted)."""
+async def serve(node: Node, after_start: Callable[[], Awaitable[None]] | None = None) -> int:
+    """Run until SIGTERM/SIGINT: finish the batch in flight, snapshot, exit 0 (1 if halted,
+    2 if ``after_start`` — e.g. applying a venue file — failed)."""
+    failed_start = False
     server = NodeServer(node)
+    if node.config.port is not None:  # refuse a token file others may read before anything
+        node.dirs.root.mkdir(parents=True, exist_ok=True)
+        node.dirs.token()
     report = node.open(on_durable=server.on_durable, on_replayed=server.remember)
     node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    port = await server.start()
+    where = await server.start()
     print(
         f"openbell node: seq {report.last_seq} (snapshot {report.snapshot_seq} + "
-        f"{report.replayed_commands} replayed), listening on {node.config.host}:{port}, "
-        f"pid {os.getpid()}",
+        f"{report.replayed_commands} replayed), listening on {where}, pid {os.getpid()}",
         flush=True,
     )
+    if after_start is not None:
+        try:
+            await after_start()
+        except Exception as error:  # e.g. a venue file the engine refused: stop cleanly
+            print(f"openbell node: {error}", file=sys.stderr, flush=True)
+            stop.set()
+            failed_start = True
     while not stop.is_set() and node.sequencer.failure is None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.5)
     server.stop_accepting()
     await loop.run_in_executor(None, node.stop)
     await server.finish()
-    node.dirs.port_path.unlink(missing_ok=True)
+    server.remove_files()
     failed = node.sequencer.failure is not None
     print(f"openbell node stopped at seq {node.sequencer.engine.seq}", flush=True)
-    return 1 if failed else 0
+    return 1 if failed else 2 if failed_start else 0

@@ -25,7 +25,10 @@ log = logging.getLogger("openbell.node")
 class NodeConfig(msgspec.Struct, kw_only=True, frozen=True):
     data_dir: str
     host: str = "127.0.0.1"
-    port: int = 0  # 0: any free port (written to DIR/node.port)
+    # The client API: always the Unix socket DIR/node.sock (mode 0600). port: also TCP on
+    # host:port with the token of DIR/node.token (0: any free port, written to DIR/node.port);
+    # None: no TCP.
+    port: int | None = None
     max_batch: int = 2048
     # Under load, wait up to this long for each further command before cutting a batch:
     # +20-30 % signed HTTP orders/s at 64 connections, +0.5 ms p50 ack at 10k/s (measured).

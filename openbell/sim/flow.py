@@ -264,6 +264,7 @@ class MarketFlow:
         self.listings = {s: LISTINGS[s] for s in self.symbols}
         self.maker = int(FIRST_USER_ACCOUNT)
         self.traders = list(range(self.maker + 1, self.maker + accounts))
+        self._trader_set = frozenset(self.traders)  # the only accounts whose orders it touches
         self.mix: Counter[str] = Counter()  # commands sent, by kind
         self._fv: dict[str, int] = {}  # fair value in subticks
         self._quotes: dict[str, dict[Side, list[_Quote]]] = {
@@ -330,7 +331,7 @@ class MarketFlow:
         for order in engine.orders.values():
             if order.account == self.maker:
                 maker_orders[order.client_order_id] = order
-            else:
+            elif order.account in self._trader_set:  # never another account's (a user's)
                 book = self._books.get(order.symbol)
                 if book is not None:
                     book.resting.append(order)

@@ -12,8 +12,15 @@ import pytest
 from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
 from openbell.gateway.client import Client
 from openbell.gateway.keys import create_key
+from openbell.gateway.security import LimitsConfig
 from openbell.sim.flow import venue_setup
 
+# The shared test gateways serve thousands of requests (some deliberately unsigned or badly
+# signed) from 127.0.0.1: per-IP limits out of the way there; test_security tests them.
+OPEN_LIMITS = LimitsConfig(
+    public_rate_per_s=1e6, public_burst=1_000_000,
+    failed_login_rate_per_s=1e6, failed_login_burst=1_000_000,
+)  # fmt: skip
 MAKER = 16
 TRADER = 17
 OTHER = 18
@@ -42,7 +49,7 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
     au = create_key(data_dir, "auditor", rate_per_s=10_000, burst=10_000)
     tr = create_key(data_dir, "trader", [TRADER], rate_per_s=10_000, burst=10_000)
     ot = create_key(data_dir, "trader", [OTHER], rate_per_s=10_000, burst=10_000)
-    gateway = Gateway(GatewayConfig(data_dir=str(data_dir), port=0))
+    gateway = Gateway(GatewayConfig(data_dir=str(data_dir), port=0, limits=OPEN_LIMITS))
     server = GatewayServer(gateway)
     port = server.start()
     gateway.bridge.submit_blocking(venue_setup(6))

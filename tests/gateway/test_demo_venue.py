@@ -10,9 +10,11 @@ from openbell.gateway.client import Client
 from openbell.gateway.demo import YOUR_ACCOUNT, FlowThread, setup_demo
 from openbell.gateway.keys import create_key
 
+from .conftest import OPEN_LIMITS
+
 
 def test_demo_flow_trades_through_the_gateway(tmp_path: Path) -> None:
-    gateway = Gateway(GatewayConfig(data_dir=str(tmp_path), port=0))
+    gateway = Gateway(GatewayConfig(data_dir=str(tmp_path), port=0, limits=OPEN_LIMITS))
     server = GatewayServer(gateway)
     port = server.start()
     flow = FlowThread(gateway, seed=3, batch=20, rate=50)

@@ -33,7 +33,7 @@ from openbell.gateway.keys import create_key
 from openbell.gateway.units import InstrumentUnits
 from openbell.sim.flow import MarketFlow, venue_setup
 
-from .conftest import OTHER, TRADER, accounts_named
+from .conftest import OPEN_LIMITS, OTHER, TRADER, accounts_named
 
 ORDER = '{{"account": {account}, "symbol": "{symbol}", "side": "{side}", "quantity": "{qty}", ' \
     '"price": "{price}", "client_order_id": "{coid}"{more}}}'  # fmt: skip
@@ -74,7 +74,9 @@ def _side(data_dir: Path, fast: bool) -> Side:
         "operator": create_key(data_dir, "operator", rate_per_s=10_000, burst=10_000),
         "slow": create_key(data_dir, "trader", [TRADER], rate_per_s=0.01, burst=1),
     }
-    gateway = Gateway(GatewayConfig(data_dir=str(data_dir), port=0, fast_path=fast))
+    gateway = Gateway(
+        GatewayConfig(data_dir=str(data_dir), port=0, fast_path=fast, limits=OPEN_LIMITS)
+    )
     server = GatewayServer(gateway)
     port = server.start()
     gateway.bridge.submit_blocking(venue_setup(6))

@@ -24,7 +24,7 @@ from openbell.gateway.client import AsyncClient, GatewayError, ws_headers
 from openbell.gateway.keys import create_key
 from openbell.sim.flow import venue_setup
 
-from .conftest import MAKER, OTHER, TRADER, Venue, accounts_named
+from .conftest import MAKER, OPEN_LIMITS, OTHER, TRADER, Venue, accounts_named
 from .test_ipo import SEED, balance, usd, usd_minor, won_units
 from .test_ws import recv, ws_url
 
@@ -243,7 +243,9 @@ def test_async_client_ipo_and_offerings_known_after_a_restart(
     trader_key = create_key(data_dir, "trader", [TRADER], rate_per_s=1000, burst=1000)
 
     def serve() -> tuple[GatewayServer, str]:
-        server = GatewayServer(Gateway(GatewayConfig(data_dir=str(data_dir), port=0)))
+        server = GatewayServer(
+            Gateway(GatewayConfig(data_dir=str(data_dir), port=0, limits=OPEN_LIMITS))
+        )
         return server, f"http://127.0.0.1:{server.start()}"
 
     server, url = serve()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from openbell.gateway.auth import sign
-from openbell.gateway.client import Client, signed_headers
+from openbell.gateway.client import Client, GatewayError, signed_headers
 from openbell.gateway.keys import create_key
 
 from .conftest import OTHER, TRADER, Venue
@@ -93,19 +93,29 @@ def test_trader_touching_another_account(venue: Venue, unchanged: None) -> None:
 
 
 def test_trader_touching_another_order(venue: Venue) -> None:
+    """Another account's order answers exactly like an order that does not exist (404), so a
+    trader cannot probe which order ids are live."""
     placed = venue.other.place_order(
         account=OTHER, symbol="ACME", side="BUY", quantity="1", price="95.00"
     )
+    missing = 10**15 + 7
     before = venue.state_hash()
-    calls: list[Callable[[], Any]] = [
-        lambda: venue.trader.order(placed["order_id"]),
-        lambda: venue.trader.cancel_order(placed["order_id"]),
-        lambda: venue.trader.replace_order(placed["order_id"], "95.00", "1"),
-    ]
-    for call in calls:
-        with pytest.raises(Exception) as err:
-            call()
-        assert getattr(err.value, "status", 0) == 403
+
+    def calls(order_id: int) -> list[Callable[[], Any]]:
+        return [
+            lambda: venue.trader.order(order_id),
+            lambda: venue.trader.cancel_order(order_id),
+            lambda: venue.trader.replace_order(order_id, "95.00", "1"),
+        ]
+
+    for foreign_call, missing_call in zip(calls(placed["order_id"]), calls(missing), strict=True):
+        answers = []
+        for call, order_id in ((foreign_call, placed["order_id"]), (missing_call, missing)):
+            with pytest.raises(GatewayError) as err:
+                call()
+            text = str(err.value.body.get("message")).replace(str(order_id), "ID")
+            answers.append((err.value.status, err.value.code, text))
+        assert answers[0] == answers[1] and answers[0][0] == 404, answers
     assert venue.state_hash() == before
     venue.other.cancel_order(placed["order_id"])
 

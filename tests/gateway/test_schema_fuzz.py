@@ -29,7 +29,7 @@ from openbell.gateway.client import Client, GatewayError, signed_headers
 from openbell.gateway.keys import create_key
 from openbell.sim.flow import venue_setup
 
-from .conftest import MAKER, OTHER, TRADER, Venue
+from .conftest import MAKER, OPEN_LIMITS, OTHER, TRADER, Venue
 
 EXAMPLES = 12
 CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -204,7 +204,7 @@ def test_fuzz_operation(
 
 def test_kill_switch_huge_account_does_not_halt_the_node(tmp_path: Path) -> None:
     key = create_key(tmp_path, "operator")
-    gateway = Gateway(GatewayConfig(data_dir=str(tmp_path), port=0))
+    gateway = Gateway(GatewayConfig(data_dir=str(tmp_path), port=0, limits=OPEN_LIMITS))
     server = GatewayServer(gateway)
     port = server.start()
     try:

@@ -76,7 +76,12 @@ def test_ballot_hand_checked_end_to_end() -> None:
     (drawn,) = v.run(m.IpoDraw(symbol=S, seed=SEED, basis=BASIS))
     first = (np.cumsum(SIZES) - SIZES + 1).tolist()
     assert first == [1, 2, 4, 5, 10, 12, 13, 23, 25, 30]
-    want = reference_ballot(SEED, S, BASIS, first, SIZES)
+    # The ballot's keys come from the seed together with the numbering file's SHA-256.
+    digest = v.book.offerings[S].numbering_sha256
+    assert drawn.numbering_sha256 == digest and len(digest) == 64
+    entropy = lottery.draw_entropy(SEED, digest)
+    want = reference_ballot(entropy, S, BASIS, first, SIZES)
+    assert want != reference_ballot(SEED, S, BASIS, first, SIZES)
     won = v.book.offerings[S].col("won").tolist()
     assert won == want
     # Per tier: 1-unit applicants get 0 or 1 (two winners), 2s get 1 or 2 (one winner),
@@ -98,7 +103,7 @@ def test_ballot_hand_checked_end_to_end() -> None:
     tiers = [
         BallotTier(**{k: getattr(t, k) for k in BallotTier.__struct_fields__}) for t in drawn.basis
     ]
-    again, results = lottery.ballot(SEED, S, tiers, first_numbers, counts)
+    again, results = lottery.ballot(entropy, S, tiers, first_numbers, counts)
     assert again.tolist() == want and results == drawn.basis
     assert v.book.offering_view(S).drawn == drawn
     blob = msgspec.msgpack.encode(v.book.state())

@@ -66,7 +66,7 @@ def test_pipeline_through_the_engine() -> None:
     (rej,) = run(m.IpoSettleChunk(symbol="NEWCO", chunk=1))
     assert isinstance(rej, e.Rejected) and rej.reason is m.CHUNK_ALREADY_SETTLED
     eng.check_invariants()
-    assert eng.balance(IPO_ESCROW_ACCOUNT, "CNY") == (4_500_000, 0)
+    assert eng.balance(IPO_ESCROW_ACCOUNT, "CNY") == (5_000_000, 0)  # all 10 units won
     run(m.IpoList(symbol="NEWCO"))
     eng.check_invariants()
 

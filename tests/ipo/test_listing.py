@@ -73,8 +73,9 @@ class Venue:
 
 
 def _settled() -> Venue:
-    """The ten-account tail lottery of test_pipeline (winners +3: 1, +4: 1, +5: 2, +7: 2,
-    +8: 2, +9: 1 units of 500 shares), held at 1,000 and charged the final price 800."""
+    """The ten-account tail lottery of test_pipeline (winners +1: 1, +3: 1, +4: 2, +5: 1,
+    +6: 1, +7: 1, +8: 2, +9: 1 units of 500 shares: all 10 on offer), held at 1,000 and
+    charged the final price 800."""
     v = Venue()
     v.ok(c.CreateAsset(asset="CNY", scale=2))
     v.ok(c.OpenAccounts(count=12))
@@ -95,11 +96,11 @@ def _settled() -> Venue:
     for chunk in range(3):
         v.ok(m.IpoSettleChunk(symbol=S, chunk=chunk))
     v.engine.check_invariants()
-    # Escrow: exactly the won shares (4,500) x the final price, and the unsold 500 shares.
-    assert v.balance(IPO_ESCROW_ACCOUNT, "CNY") == (4_500 * 800, 0)
-    assert v.balance(IPO_ESCROW_ACCOUNT, S) == (500, 0)
-    assert v.balance(FIRST + 5, S) == (1_000, 0)
-    assert v.balance(FIRST + 5, "CNY") == (CASH_EACH - 800_000, 0)
+    # Escrow: exactly the won shares (5,000) x the final price; every share sold.
+    assert v.balance(IPO_ESCROW_ACCOUNT, "CNY") == (5_000 * 800, 0)
+    assert v.balance(IPO_ESCROW_ACCOUNT, S) == (0, 0)
+    assert v.balance(FIRST + 4, S) == (1_000, 0)
+    assert v.balance(FIRST + 4, "CNY") == (CASH_EACH - 800_000, 0)
     return v
 
 
@@ -141,8 +142,8 @@ def test_listed_shares_trade_without_a_band_until_the_first_close() -> None:
     listed, created, phase = (ev for ev in out if not isinstance(ev, e.BalanceChanged))
     assert isinstance(listed, m.IpoListed)
     assert (listed.proceeds_minor, listed.unsold_shares, listed.reference_price_ticks) == (
-        3_600_000,
-        500,
+        4_000_000,
+        0,
         80,
     )
     assert isinstance(created, e.InstrumentCreated)
@@ -154,22 +155,22 @@ def test_listed_shares_trade_without_a_band_until_the_first_close() -> None:
     )
     assert phase == e.PhaseChanged(v.seq, S, Phase.PRE_OPEN, 80)
     assert v.engine.ipo.offerings[S].phase is IpoPhase.LISTED
-    assert v.balance(EXTERNAL_ACCOUNT, "CNY")[0] == -12 * CASH_EACH + 3_600_000
+    assert v.balance(EXTERNAL_ACCOUNT, "CNY")[0] == -12 * CASH_EACH + 4_000_000
     v.engine.check_invariants()
     twin = Engine.restore(v.engine.snapshot())
     assert twin.state_hash() == v.engine.state_hash()
     assert twin.instruments[S].band_free
     # Opening auction, far from the offer price (80 ticks; a 10% band would be 72..88).
     for account, side, lots, price, coid in (
-        (FIRST + 5, Side.SELL, 10, 200, "s1"),
-        (FIRST + 7, Side.SELL, 10, 150, "s2"),
+        (FIRST + 4, Side.SELL, 10, 200, "s1"),
+        (FIRST + 8, Side.SELL, 10, 150, "s2"),
         (BUYER, Side.BUY, 15, 300, "b1"),
         (LATE_BUYER, Side.BUY, 10, 210, "b2"),
     ):
         accepted = v.order(account, side, lots, price, coid)
         assert any(isinstance(ev, e.OrderAccepted) for ev in accepted), accepted
     # The winners' shares are held for their sells.
-    assert v.balance(FIRST + 5, S) == (0, 1_000)
+    assert v.balance(FIRST + 4, S) == (0, 1_000)
     v.engine.check_invariants()
     # Demand/supply: at 200 and 210 both 25/20 (volume 20, imbalance 5); 200 is nearer 80.
     out = v.ok(c.SetPhase(symbol=S, phase=Phase.CONTINUOUS))
@@ -178,15 +179,15 @@ def test_listed_shares_trade_without_a_band_until_the_first_close() -> None:
     trades = [ev for ev in out if isinstance(ev, e.Trade)]
     assert all(t.price_ticks == 200 for t in trades) and sum(t.quantity_lots for t in trades) == 20
     # 200 ticks x 1,000 per tick per lot = 200,000 per lot (100 shares).
-    assert v.balance(FIRST + 5, S) == (0, 0)
-    assert v.balance(FIRST + 5, "CNY") == (CASH_EACH - 800_000 + 2_000_000, 0)
-    assert v.balance(FIRST + 7, "CNY") == (CASH_EACH - 800_000 + 2_000_000, 0)
+    assert v.balance(FIRST + 4, S) == (0, 0)
+    assert v.balance(FIRST + 4, "CNY") == (CASH_EACH - 800_000 + 2_000_000, 0)
+    assert v.balance(FIRST + 8, "CNY") == (CASH_EACH - 800_000 + 2_000_000, 0)
     assert v.balance(BUYER, S) == (1_500, 0)
     assert v.balance(BUYER, "CNY") == (CASH_EACH - 3_000_000, 0)
     assert v.balance(LATE_BUYER, S) == (500, 0)
     assert v.balance(LATE_BUYER, "CNY") == (CASH_EACH - 1_000_000 - 1_050_000, 1_050_000)
     # Still no band in continuous trading on the first day.
-    far = v.order(FIRST + 8, Side.SELL, 5, 5_000, "far")
+    far = v.order(FIRST + 6, Side.SELL, 5, 5_000, "far")
     assert any(isinstance(ev, e.OrderAccepted) for ev in far), far
     v.engine.check_invariants()
     v.zero_sum()

@@ -194,12 +194,15 @@ def test_full_offering_through_a_real_node(
     assert (sub["active_subscriptions"], sub["active_units"]) == (ACCOUNTS, units)
     assert sub["active_frozen_minor"] == frozen and sub["batches"] == -(-ACCOUNTS // 300)
     assert r["close"].numbers["phase"] == "CLOSED"
+    # The node recorded the numbering file's SHA-256; the exported file is that file.
     assert r["number"].numbers == {
         "numbered": ACCOUNTS,
         "units": units,
         "numbering_file": str(sim / "numbering-node.csv"),
         "numbering_sha256": ipo_io.file_sha256(sim / "numbering-node.csv"),
     }
+    stored = _query(data, "ipo_offering", symbol=S)["numbering_sha256"]
+    assert stored == r["number"].numbers["numbering_sha256"]
     numbering = ipo_io.read_numbering(sim / "numbering-node.csv")
     assert numbering.accounts.tolist() == pop.accounts.tolist()  # subscription order
     # T+1: the draw's summary is the node's.
@@ -212,6 +215,17 @@ def test_full_offering_through_a_real_node(
     assert drawn["price_minor"] == price
     if method is LotteryMethod.TAIL_LOTTERY:
         assert drawn["tails"] and drawn["rate_digits"]
+        # Winning numbers equal the units on offer; the full tail list, per length, with the
+        # winning rate to 10 significant digits (exact Decimal arithmetic).
+        assert drawn["won_units"] == spec.shares_offered // spec.unit_shares
+        assert drawn["numbering_sha256"] == stored
+        text = r["draw"].render()
+        assert f"winning rate {ipo_ops.winning_rate(drawn['units_offered'], units)}" in text
+        assert all(t in text for t in drawn["tails"]) and "..." not in text
+        exported = ipo_ops.export_tails(target, S, sim / "tails-out.csv", options=QUIET)
+        assert exported.numbers["tails"] == drawn["tails"]
+        assert exported.numbers["winning_numbers"] == drawn["won_units"]
+        assert ipo_io.read_tails(S, sim / "tails-out.csv").tails == drawn["tails"]
     if method is LotteryMethod.BALLOT:
         basis = ipo_io.read_basis(sim / "basis.csv")
         assert r["basis"].numbers["tiers"] == len(basis)
@@ -246,6 +260,12 @@ def test_full_offering_through_a_real_node(
     assert ipo_ops.status(target, S, options=QUIET).numbers["phase"] == "LISTED"
     run = CliRunner().invoke(app, ["ipo", "status", "--symbol", S, "--data", str(data)])
     assert run.exit_code == 0 and f"{S} LISTED" in run.output, run.output
+    # After settlement: winners, shares, paid and refunded, not "0 active subscriptions".
+    assert "0 active subscriptions" not in run.output
+    assert f"{drawn['winners']:,} winners" in run.output
+    assert f"winners received {drawn['won_shares']:,} shares" in run.output
+    assert "refunded (released holds)" in run.output
+    assert "the issuer (account 0, the venue's external account)" in run.output
     run = CliRunner().invoke(app, ["ipo", "settle", "--symbol", S, "--data", str(data)])
     assert run.exit_code == 0 and "settle: already done" in run.output, run.output
     # Queries about an unknown offering, or pages too large, get a clear error.
@@ -273,7 +293,7 @@ def test_full_offering_through_a_real_node(
     assert _state_hash(data) == before
     # The draw, recomputed offline, equals the published one.
     if method is LotteryMethod.EXTERNAL:
-        with pytest.raises(ipo_ops.OpsError, match="nothing to recompute"):
+        with pytest.raises(ipo_ops.VerifyUsageError, match="nothing to recompute"):
             ipo_ops.verify_draw(
                 sim / OFFERING_FILE,
                 sim / "numbering-node.csv",
@@ -328,34 +348,115 @@ def _verify(sim: Path, numbering: Path, seed: Path, basis: bool, *where: str) ->
     return run.exit_code, run.output
 
 
+def _write_numbering(path: Path, header: str, rows: list[list[str]]) -> Path:
+    path.write_text("\n".join([header, *(",".join(r) for r in rows)]) + "\n")
+    return path
+
+
 def _verify_draw_cli(sim: Path, target: ipo_ops.Target, data: Path, basis: bool) -> None:
     numbering = sim / "numbering-node.csv"
     seed = sim / SEED_FILE
+    stored = ipo_io.file_sha256(numbering)
     code, out = _verify(sim, numbering, seed, basis, "--data", str(data))
-    assert code == 0 and "verify-draw: OK" in out, out
+    assert code == 0 and out.startswith("VERIFIED: ") and len(out.splitlines()) == 1, out
     published = sim / "published.csv"
     exported = ipo_ops.export_results(target, S, published, options=QUIET)
     assert exported.numbers["won_units"] == sum(_published(data).values())
-    code, out = _verify(sim, numbering, seed, basis, "--results", str(published))
-    assert code == 0, out
-    # Tampered numbering (two applicants' places swapped, one a winner): mismatch.
+    offline = ("--results", str(published), "--numbering-sha256", stored)
+    code, out = _verify(sim, numbering, seed, basis, *offline)
+    assert code == 0 and out.startswith("VERIFIED: "), out
     won_by = _published(data)
     lines = numbering.read_text().splitlines()
     rows = [line.split(",") for line in lines[1:]]
+    # Caught before too: two applicants' places swapped, one a winner.
     w = next(i for i, r in enumerate(rows) if int(r[0]) in won_by)
     lo = next(i for i, r in enumerate(rows) if int(r[0]) not in won_by and r[2] == rows[w][2])
-    rows[w][0], rows[lo][0] = rows[lo][0], rows[w][0]
-    tampered = sim / "tampered-numbering.csv"
-    tampered.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    swapped = [list(r) for r in rows]
+    swapped[w][0], swapped[lo][0] = swapped[lo][0], swapped[w][0]
+    tampered = _write_numbering(sim / "tampered-numbering.csv", lines[0], swapped)
+    for where in (("--data", str(data)), offline):
+        code, out = _verify(sim, tampered, seed, basis, *where)
+        assert code == 1 and out.startswith("MISMATCH: ") and len(out.splitlines()) == 1, out
+        assert "not the published numbering" in out and "missing from the published draw" in out
+    # Missed before: two LOSERS' accounts swapped (the recomputed winners do not change).
+    losers = [i for i, r in enumerate(rows) if int(r[0]) not in won_by]
+    swapped = [list(r) for r in rows]
+    a, b = losers[0], losers[1]
+    swapped[a][0], swapped[b][0] = swapped[b][0], swapped[a][0]
+    tampered = _write_numbering(sim / "losers-swapped.csv", lines[0], swapped)
     code, out = _verify(sim, tampered, seed, basis, "--data", str(data))
-    assert code == 1 and "MISMATCH" in out and "different won units" not in out, out
-    assert "missing from the published draw" in out
-    # Tampered seed: it no longer matches the commitment, and the draw differs.
+    assert code == 1 and "not the published numbering" in out, out
+    # Missed before: one unit moved inside a winner's block: the winner's block shrinks by
+    # one unit at its end and the next applicant's grows, so every winning number stays with
+    # the same account (the old check, which only compared winners, saw nothing).
+    firsts = [int(r[1]) for r in rows]
+    counts = [int(r[2]) for r in rows]
+    moved = None
+    for i in range(len(rows) - 1):
+        if int(rows[i][0]) in won_by and int(rows[i + 1][0]) not in won_by and counts[i] >= 2:
+            moved = [list(r) for r in rows]
+            moved[i][2] = str(counts[i] - 1)
+            moved[i + 1][1] = str(firsts[i + 1] - 1).zfill(12)
+            moved[i + 1][2] = str(counts[i + 1] + 1)
+            try:
+                recomputed = _recompute(sim, moved, seed, stored, basis)
+            except ipo_ops.OpsError:  # ballot: the grown application fits no tier
+                recomputed = {}
+            if recomputed == won_by:
+                break
+            moved = None
+    # (The ballot ranks by first number: there such a move may change its winners.)
+    assert moved is not None or basis, "no winner's last unit moves without changing winners"
+    if moved is not None:
+        tampered = _write_numbering(sim / "unit-moved.csv", lines[0], moved)
+        code, out = _verify(sim, tampered, seed, basis, "--data", str(data))
+        assert code == 1 and "not the published numbering" in out, out
+        code, out = _verify(sim, tampered, seed, basis, *offline)
+        assert code == 1 and "not the published numbering" in out, out
+    # Caught before: a tampered seed no longer matches the commitment.
     other = sim / "other_seed.hex"
     hex_seed = seed.read_text()
     other.write_text(("00" if not hex_seed.startswith("00") else "11") + hex_seed[2:])
-    code, out = _verify(sim, numbering, other, basis, "--results", str(published))
+    code, out = _verify(sim, numbering, other, basis, *offline)
     assert code == 1 and "differs from the commitment" in out, out
+    # Caught before: a published winner with a changed allotment.
+    bad = sim / "bad-results.csv"
+    accounts = np.array(sorted(won_by), dtype=np.int64)
+    won = np.array([won_by[x] for x in accounts.tolist()], dtype=np.int64)
+    won[0] += 1
+    spec = read_offering(sim / OFFERING_FILE)
+    ipo_io.write_results(bad, accounts, won, spec.unit_shares, spec.price_minor)
+    code, out = _verify(sim, numbering, seed, basis, "--results", str(bad), *offline[2:])
+    assert code == 1 and "different won units" in out, out
+    # A malformed numbering file: MISMATCH with the reason (never "nothing was submitted").
+    gap = [list(r) for r in rows]
+    gap[3][1] = str(firsts[3] + 1).zfill(12)
+    tampered = _write_numbering(sim / "gap.csv", lines[0], gap)
+    code, out = _verify(sim, tampered, seed, basis, *offline)
+    assert code == 1 and "numbers not contiguous" in out and "submitted" not in out, out
+    # Usage errors: exit 2.
+    code, out = _verify(sim, numbering, seed, basis, "--results", str(published))
+    assert code == 2 and "--numbering-sha256" in out, out
+    code, out = _verify(sim, numbering, seed, basis)
+    assert code == 2, out
+
+
+def _recompute(
+    sim: Path, rows: list[list[str]], seed: Path, stored: str, basis: bool
+) -> dict[int, int]:
+    """The winners the rule gives over ``rows`` with the published seed and stored hash."""
+    numbering = ipo_io.Numbering(
+        np.array([int(r[0]) for r in rows], dtype=np.int64),
+        np.array([int(r[1]) for r in rows], dtype=np.int64),
+        np.array([int(r[2]) for r in rows], dtype=np.int64),
+        "",
+    )
+    tiers = ipo_io.read_basis(sim / "basis.csv") if basis else []
+    spec = read_offering(sim / OFFERING_FILE)
+    won, *_ = ipo_ops.recompute_draw(spec, numbering, ipo_ops.read_seed(seed), tiers, stored)
+    return {
+        int(a): int(w) for a, w in zip(numbering.accounts.tolist(), won.tolist(), strict=True) if w
+    }
 
 
 # -- the crash test --------------------------------------------------------------------------

@@ -47,35 +47,38 @@ def test_end_to_end_ten_accounts_hand_checked() -> None:
     _, first, count = v.book.numbering(S)
     assert first.tolist() == [1, 2, 4, 7, 11, 16, 22, 29, 37, 46]
     assert count.tolist() == list(range(1, 11))
-    # T+1: 10 units on offer / 55 subscribed = 0.18..; N = 55 has 2 digits -> digits 1, 8:
-    # one tail of length 1 and eight of length 2 sharing a last digit not covered by it.
+    # T+1: 10 units on offer / 55 subscribed = 0.18..; N = 55 has K = 2 digits -> digit 1
+    # at length 1: one tail of length 1 (here 3: numbers 3 13 23 33 43 53, six of them);
+    # length 2 = K is where a tail is a single number: the 10 - 6 = 4 numbers still needed,
+    # each in 1..55 and not ending in 3 (09 14 18 40). Exactly 10 winning numbers.
     (drawn,) = v.run(m.IpoDraw(symbol=S, seed=SEED))
     assert drawn.rate_digits == "18"
-    assert drawn.tails == ["0", "11", "21", "31", "41", "61", "71", "81", "91"]
-    # Winning numbers in 1..55: 10 20 30 40 50 (tail 0) and 11 21 31 41 -> 9 <= 10 on offer.
-    # Ranges: 19:[7,10] 20:[11,15] 21:[16,21] 22:[22,28] 23:[29,36] 24:[37,45] 25:[46,55].
+    assert drawn.numbering_sha256 == numbered.numbering_sha256 != ""
+    assert drawn.tails == ["3", "09", "14", "18", "40"]
+    # Ranges: 17:[2,3] 19:[7,10] 20:[11,15] 21:[16,21] 22:[22,28] 23:[29,36] 24:[37,45]
+    # 25:[46,55].
     won = dict(zip(*(a.tolist() for a in v.book.results(S)), strict=True))
-    assert won == {19: 1, 20: 1, 21: 2, 23: 2, 24: 2, 25: 1}
+    assert won == {17: 1, 19: 1, 20: 2, 21: 1, 22: 1, 23: 1, 24: 2, 25: 1}
     assert (drawn.won_units, drawn.won_shares, drawn.amount_minor, drawn.fee_minor) == (
-        9,
-        4_500,
-        4_500_000,
-        4_500,
+        10,
+        5_000,
+        5_000_000,
+        5_000,
     )
     # T+2 in three chunks of four subscriptions.
     events = settle_all(v, S)
     assert [e.rows for e in events] == [4, 4, 2]
     assert v.book.offerings[S].phase is IpoPhase.SETTLED
     v.check()
-    assert v.balance(v.first + 5) == (CASH_EACH - 1_001_000, 0)  # 2 won: 1,000,000 + 1,000 fee
-    assert v.balance(v.first + 5, S) == (1_000, 0)
-    assert v.balance(v.first + 6) == (CASH_EACH, 0)  # lost: everything released
-    assert v.balance(v.first + 6, S) == (0, 0)
-    assert v.balance(IPO_ESCROW_ACCOUNT) == (4_500_000, 0)  # exactly won shares x price
-    assert v.balance(FEE_ACCOUNT) == (4_500, 0)
-    assert v.balance(IPO_ESCROW_ACCOUNT, S) == (500, 0)  # one unsold unit
+    assert v.balance(v.first + 4) == (CASH_EACH - 1_001_000, 0)  # 2 won: 1,000,000 + 1,000 fee
+    assert v.balance(v.first + 4, S) == (1_000, 0)
+    assert v.balance(v.first + 2) == (CASH_EACH, 0)  # lost: everything released
+    assert v.balance(v.first + 2, S) == (0, 0)
+    assert v.balance(IPO_ESCROW_ACCOUNT) == (5_000_000, 0)  # exactly won shares x price
+    assert v.balance(FEE_ACCOUNT) == (5_000, 0)
+    assert v.balance(IPO_ESCROW_ACCOUNT, S) == (0, 0)  # every unit sold
     (listed,) = v.run(m.IpoList(symbol=S))
-    assert (listed.proceeds_minor, listed.unsold_shares) == (4_500_000, 500)
+    assert (listed.proceeds_minor, listed.unsold_shares) == (5_000_000, 0)
     assert v.balance(IPO_ESCROW_ACCOUNT) == (0, 0)
     assert v.balance(IPO_ESCROW_ACCOUNT, S) == (0, 0)
     v.check()

@@ -82,19 +82,19 @@ def test_final_price_below_maximum_hand_checked() -> None:
     v.run(m.IpoSetPrice(symbol=S, final_price_minor=800))  # before numbering: allowed too
     v.run(m.IpoNumber(symbol=S))
     (drawn,) = v.run(m.IpoDraw(symbol=S, seed=SEED))
-    assert drawn.price_minor == 800 and drawn.tails[0] == "0"
-    # 9 units won: 4,500 shares x 800 = 3,600,000; fee 10 bps of each row's cost = 3,600.
-    assert (drawn.won_units, drawn.amount_minor, drawn.fee_minor) == (9, 3_600_000, 3_600)
+    assert drawn.price_minor == 800 and drawn.tails == ["3", "09", "14", "18", "40"]
+    # All 10 units won: 5,000 shares x 800 = 4,000,000; fee 10 bps of each row's cost = 4,000.
+    assert (drawn.won_units, drawn.amount_minor, drawn.fee_minor) == (10, 4_000_000, 4_000)
     events = settle_all(v, S)
-    assert sum(e.paid_minor for e in events) == 3_600_000
-    # Account +5 (6 units, 3,003,000 held) won 2 units: pays 800,000 + 800, the rest back.
-    assert v.balance(v.first + 5) == (CASH_EACH - 800_800, 0)
-    assert v.balance(v.first + 5, S) == (1_000, 0)
-    assert v.balance(v.first + 6) == (CASH_EACH, 0)
-    assert v.balance(FEE_ACCOUNT) == (3_600, 0)
+    assert sum(e.paid_minor for e in events) == 4_000_000
+    # Account +4 (5 units, 2,502,500 held) won 2 units: pays 800,000 + 800, the rest back.
+    assert v.balance(v.first + 4) == (CASH_EACH - 800_800, 0)
+    assert v.balance(v.first + 4, S) == (1_000, 0)
+    assert v.balance(v.first + 2) == (CASH_EACH, 0)
+    assert v.balance(FEE_ACCOUNT) == (4_000, 0)
     check_settled(v, S)
     (listed,) = v.run(m.IpoList(symbol=S))
-    assert (listed.proceeds_minor, listed.unsold_shares) == (3_600_000, 500)
+    assert (listed.proceeds_minor, listed.unsold_shares) == (4_000_000, 0)
     assert listed.reference_price_ticks == 800
     assert v.balance(IPO_ESCROW_ACCOUNT) == (0, 0)
     zero_sum(v.ledger)

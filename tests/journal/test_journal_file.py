@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,20 @@ def payload_for(first_seq: int, count: int, size_bytes: int) -> bytes:
     return (stamp * (size_bytes // len(stamp) + 1))[:size_bytes]
 
 
-def fill(journal: FileJournal, batches: int, payload_bytes: int = 100) -> list[JournalRecord]:
+# Opens (or reopens) the journal under test; test_journal_nats.py runs the shared cases below
+# (those taking ``make_journal``) on a NATS JetStream journal with its own fixture.
+MakeJournal = Callable[..., Journal]
+
+
+@pytest.fixture
+def make_journal(tmp_path: Path) -> MakeJournal:
+    def make(segment_bytes: int = 64 << 20) -> Journal:
+        return FileJournal(tmp_path, segment_bytes=segment_bytes)
+
+    return make
+
+
+def fill(journal: Journal, batches: int, payload_bytes: int = 100) -> list[JournalRecord]:
     """Append ``batches`` batches of varying size; return what was appended."""
     appended: list[JournalRecord] = []
     for index in range(batches):
@@ -98,8 +113,8 @@ def test_round_trip_across_segment_rolls(tmp_path: Path) -> None:
     assert report.torn_tail_bytes == 0
 
 
-def test_read_from_every_seq_returns_the_batch_containing_it(tmp_path: Path) -> None:
-    with FileJournal(tmp_path, segment_bytes=700) as journal:
+def test_read_from_every_seq_returns_the_batch_containing_it(make_journal: MakeJournal) -> None:
+    with contextlib.closing(make_journal(segment_bytes=700)) as journal:
         appended = fill(journal, 40)
         for seq in range(1, journal.last_seq + 1):
             got = list(journal.read(seq))
@@ -108,8 +123,8 @@ def test_read_from_every_seq_returns_the_batch_containing_it(tmp_path: Path) -> 
         assert list(journal.read(journal.last_seq + 1)) == []
 
 
-def test_fencing(tmp_path: Path) -> None:
-    with FileJournal(tmp_path) as journal:
+def test_fencing(make_journal: MakeJournal) -> None:
+    with contextlib.closing(make_journal()) as journal:
         journal.append(0, 1, 3, b"abc")
         with pytest.raises(FencedError):
             journal.append(0, 4, 1, b"stale leader")  # expected_last_seq is stale
@@ -124,16 +139,16 @@ def test_fencing(tmp_path: Path) -> None:
         assert [record.last_seq for record in journal.read(1)] == [3, 5]
 
 
-def test_reopen_continues_sequence(tmp_path: Path) -> None:
-    with FileJournal(tmp_path, segment_bytes=500) as journal:
+def test_reopen_continues_sequence(make_journal: MakeJournal) -> None:
+    with contextlib.closing(make_journal(segment_bytes=500)) as journal:
         appended = fill(journal, 20)
-    with FileJournal(tmp_path, segment_bytes=500) as journal:
+    with contextlib.closing(make_journal(segment_bytes=500)) as journal:
         assert journal.last_seq == appended[-1].last_seq
-        assert journal.recovered_truncated_bytes == 0
+        assert getattr(journal, "recovered_truncated_bytes", 0) == 0
         appended += fill(journal, 20)
         with pytest.raises(FencedError):
             journal.append(0, 1, 1, b"x")
-    with FileJournal(tmp_path) as journal:  # another segment size is fine
+    with contextlib.closing(make_journal()) as journal:  # another segment size is fine
         assert list(journal.read(1)) == appended
 
 
@@ -176,8 +191,8 @@ def test_prune_before(tmp_path: Path) -> None:
     assert verify(tmp_path).first_seq == int(files[-1].name.removesuffix(".seg"))
 
 
-def test_read_sees_only_records_committed_before_the_call(tmp_path: Path) -> None:
-    with FileJournal(tmp_path, segment_bytes=300) as journal:
+def test_read_sees_only_records_committed_before_the_call(make_journal: MakeJournal) -> None:
+    with contextlib.closing(make_journal(segment_bytes=300)) as journal:
         fill(journal, 5)
         reader = journal.read(1)
         fill(journal, 20)  # rolls segments while the reader is pending
@@ -200,8 +215,8 @@ def test_read_sees_only_records_committed_before_the_call(tmp_path: Path) -> Non
         assert errors == []
 
 
-def test_closed_journal_refuses_use(tmp_path: Path) -> None:
-    journal = FileJournal(tmp_path)
+def test_closed_journal_refuses_use(make_journal: MakeJournal) -> None:
+    journal = make_journal()
     journal.close()
     journal.close()
     with pytest.raises(JournalError):

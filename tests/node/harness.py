@@ -33,7 +33,7 @@ STOP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
 STARTUP_LINE = re.compile(
     r"openbell node: seq (\d+) \(snapshot (\d+) \+ (\d+) replayed\), "
-    r"listening on 127\.0\.0\.1:(\d+), pid (\d+)"
+    r"listening on unix:(\S+?)(?: and 127\.0\.0\.1:(\d+) \(token \S+\))?, pid (\d+)"
 )
 STOPPED_LINE = re.compile(r"openbell node stopped at seq (\d+)")
 
@@ -48,18 +48,25 @@ class Startup:
     seq: int
     snapshot_seq: int
     replayed: int
-    port: int
+    socket: Path
+    port: int  # TCP (with the token of DIR/node.token); 0 when the node serves only the socket
     pid: int
 
 
 class NodeProcess:
     """One ``python -m openbell.node`` process; stdout and stderr go to files (never a pipe
-    that nobody reads: the node logs a line per snapshot)."""
+    that nobody reads: the node logs a line per snapshot). It serves its Unix socket and, unless
+    ``args`` say ``--port`` or ``--no-tcp``, TCP on a free port (token in DIR/node.token)."""
 
     def __init__(self, data_dir: Path, args: Sequence[str], log_dir: Path, name: str) -> None:
         self.data_dir = data_dir
         self.stdout_path = log_dir / f"{name}.out"
         self.stderr_path = log_dir / f"{name}.err"
+        args = list(args)
+        if "--no-tcp" in args:
+            args.remove("--no-tcp")
+        elif "--port" not in args:
+            args += ["--port", "0"]
         argv = [sys.executable, "-m", "openbell.node", "--data", str(data_dir), *args]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -81,9 +88,12 @@ class NodeProcess:
         while time.monotonic() < deadline:
             match = STARTUP_LINE.search(self.stdout())
             if match is not None:
-                seq, snapshot_seq, replayed, port, pid = (int(g) for g in match.groups())
-                assert pid == self.pid
-                self.startup = Startup(seq, snapshot_seq, replayed, port, pid)
+                seq, snapshot_seq, replayed, socket_path, port, pid = match.groups()
+                assert int(pid) == self.pid
+                self.startup = Startup(
+                    int(seq), int(snapshot_seq), int(replayed), Path(socket_path),
+                    int(port or 0), int(pid),
+                )  # fmt: skip
                 return self.startup
             if self.process.poll() is not None:
                 raise AssertionError(
@@ -99,8 +109,11 @@ class NodeProcess:
             self.process.send_signal(signal.SIGKILL)
 
     def kill_and_wait(self) -> None:
+        """SIGKILL, wait, and remove the socket file the killed node left behind (the next node
+        would replace it; tests that copy a data directory cannot copy a socket)."""
         self.kill()
         self.process.wait(timeout=STOP_TIMEOUT_S)
+        (self.data_dir / "node.sock").unlink(missing_ok=True)
 
     def terminate(self, signum: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """Send ``signum`` and wait for the exit code."""
@@ -140,10 +153,18 @@ class NodeRunner:
 
 
 async def connect(node: NodeProcess) -> NodeClient:
+    """A client on the node's Unix socket (what ``NodeClient.connect_data_dir`` picks)."""
     assert node.startup is not None
-    port = int((node.data_dir / "node.port").read_text())
-    assert port == node.startup.port
-    return await asyncio.wait_for(NodeClient.connect("127.0.0.1", port), REQUEST_TIMEOUT_S)
+    assert node.startup.socket == node.data_dir / "node.sock"
+    return await asyncio.wait_for(NodeClient.connect_data_dir(node.data_dir), REQUEST_TIMEOUT_S)
+
+
+async def connect_tcp(node: NodeProcess, token: str | None) -> NodeClient:
+    """A TCP client; ``token`` None: one that presents no token."""
+    assert node.startup is not None and node.startup.port
+    return await asyncio.wait_for(
+        NodeClient.connect("127.0.0.1", node.startup.port, token), REQUEST_TIMEOUT_S
+    )
 
 
 async def submit(client: NodeClient, command: c.Command) -> Response:

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from openbell.core.errors import InvariantViolation, Reject
-from openbell.core.ipo import lottery
+from openbell.core.ipo import lottery, numbering
 from openbell.core.ipo import messages as m
 from openbell.core.ipo.messages import IpoPhase, LotteryMethod, OfferingSpec
 from openbell.core.ledger import Ledger, exact_sum
@@ -128,6 +128,7 @@ class Allotment(msgspec.Struct, frozen=True, gc=False):
     price_minor: int = 0  # the price charged per share (0 in snapshots from before it existed)
     basis: list[m.BallotTierResult] = msgspec.field(default_factory=list)  # ballot only
     seq: int = 0  # the draw's (or import's) seq, to rebuild its IpoDrawn event
+    numbering_sha256: str = ""  # the numbering file's SHA-256 the draw's entropy used
 
     def event(self, symbol: str) -> m.IpoDrawn:
         return m.IpoDrawn(
@@ -146,6 +147,7 @@ class Allotment(msgspec.Struct, frozen=True, gc=False):
             self.source,
             self.price_minor,
             self.basis,
+            self.numbering_sha256,
         )
 
 
@@ -167,6 +169,7 @@ class OfferingState(msgspec.Struct, gc=False):
     chunk_done: bytes
     settlement: Settlement
     final_price_minor: int = 0  # set by IpoSetPrice (price_is_maximum offerings); 0: not set
+    numbering_sha256: str = ""  # the numbering file's SHA-256, set at IpoNumber
 
 
 class IpoState(msgspec.Struct, gc=False):
@@ -191,6 +194,7 @@ class Offering:
         self.chunk_done: npt.NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)
         self.settlement = Settlement()
         self.final_price_minor = 0  # IpoSetPrice (price_is_maximum offerings only)
+        self.numbering_sha256 = ""  # IpoNumber: SHA-256 of the numbering file (hex)
         # Derived, not state: row indices of the numbered rows ("numbered") and of the winning
         # rows ("won"), each tagged with the ``views_version`` it was computed at. Numbering
         # and the draw write those columns once and then bump the version, so an index
@@ -279,6 +283,7 @@ class Offering:
             chunk_done=self.chunk_done.tobytes(),
             settlement=msgspec.structs.replace(self.settlement),
             final_price_minor=self.final_price_minor,
+            numbering_sha256=self.numbering_sha256,
         )
 
     @classmethod
@@ -299,6 +304,7 @@ class Offering:
         off.chunk_done = np.frombuffer(s.chunk_done, dtype=np.uint8).copy()
         off.settlement = msgspec.structs.replace(s.settlement)
         off.final_price_minor = s.final_price_minor
+        off.numbering_sha256 = s.numbering_sha256
         return off
 
 
@@ -543,7 +549,8 @@ class IpoBook:
 
     def number(self, seq: int, off: Offering) -> tuple[list[Any], Touched]:
         """Consecutive numbers, one per unit, in subscription order: first number of an active
-        row = 1 + units of the active rows before it (cancelled rows get 0)."""
+        row = 1 + units of the active rows before it (cancelled rows get 0). Records the
+        SHA-256 of the numbering file (``numbering``), which the draw's entropy takes in."""
         self._phase(off, IpoPhase.CLOSED)
         active = off.col("status") == ACTIVE
         units = np.where(active, off.col("units").astype(np.int64), 0)
@@ -551,10 +558,17 @@ class IpoBook:
         total = int(cum[-1]) if off.n else 0
         if total != off.active_units:
             raise InvariantViolation(f"{off.spec.symbol}: numbered {total} != {off.active_units}")
-        off.cols["first"][: off.n] = np.where(active, cum - units + 1, 0)
+        first = np.where(active, cum - units + 1, 0)
+        del cum
+        rows = np.flatnonzero(active)
+        digest = numbering.sha256(
+            off.col("account")[rows].astype(np.int64), first[rows], units[rows]
+        )
+        off.cols["first"][: off.n] = first
+        off.numbering_sha256 = digest
         off.phase = IpoPhase.NUMBERED
         off.views_version += 1
-        return [m.IpoNumbered(seq, off.spec.symbol, off.active_rows, 1, total)], []
+        return [m.IpoNumbered(seq, off.spec.symbol, off.active_rows, 1, total, digest)], []
 
     # -- T+1: the draw ---------------------------------------------------------------------
     @staticmethod
@@ -589,10 +603,11 @@ class IpoBook:
             raise Reject(R.INVALID_FIELD, f"seed must be 1..{MAX_SEED_BYTES} bytes")
         if hashlib.sha256(cmd.seed).hexdigest() != spec.seed_commitment:
             raise Reject(m.SEED_MISMATCH, "sha256(seed) differs from the committed hash")
+        entropy = lottery.draw_entropy(cmd.seed, off.numbering_sha256)
         if spec.method is LotteryMethod.BALLOT:
-            return self._ballot(seq, off, cmd)
+            return self._ballot(seq, off, cmd, entropy)
         n_units, u_units = off.active_units, off.units_offered
-        tails = lottery.draw_tails(cmd.seed, spec.symbol, n_units, u_units)
+        tails = lottery.draw_tails(entropy, spec.symbol, n_units, u_units)
         active = off.col("status") == ACTIVE
         all_active = bool(active.all())
         units = off.col("units").astype(np.int64)
@@ -602,7 +617,11 @@ class IpoBook:
         else:
             won[active] = lottery.won_units(units[active], tails)
         expected = lottery.count_winners(n_units, tails)
-        if exact_sum(won) != expected or expected != tails.winning_units or expected > u_units:
+        if (
+            exact_sum(won) != expected
+            or expected != tails.winning_units
+            or expected != min(n_units, u_units)
+        ):
             raise InvariantViolation(f"{spec.symbol}: draw counts disagree")
         allotment = self._allotment(
             off, won, LotteryMethod.TAIL_LOTTERY, tails.rate_digits, tails.labels(), cmd.seed.hex()
@@ -611,7 +630,9 @@ class IpoBook:
         off.cols["won"][: off.n] = won
         return self._drawn(seq, off, allotment)
 
-    def _ballot(self, seq: int, off: Offering, cmd: m.IpoDraw) -> tuple[list[Any], Touched]:
+    def _ballot(
+        self, seq: int, off: Offering, cmd: m.IpoDraw, entropy: bytes
+    ) -> tuple[list[Any], Touched]:
         """The Hong Kong-style ballot over the numbered (active) subscriptions."""
         spec = off.spec
         active = off.col("status") == ACTIVE
@@ -621,7 +642,7 @@ class IpoBook:
         if problems:
             raise Reject(m.INVALID_BASIS, "; ".join(problems))
         first = off.col("first")[rows].astype(np.int64)
-        won_rows, basis = lottery.ballot(cmd.seed, spec.symbol, cmd.basis, first, units)
+        won_rows, basis = lottery.ballot(entropy, spec.symbol, cmd.basis, first, units)
         won = np.zeros(off.n, dtype=np.int64)
         won[rows] = won_rows
         if (won_rows > units).any() or exact_sum(won_rows) != sum(t.allotted_units for t in basis):
@@ -663,6 +684,7 @@ class IpoBook:
             source=source,
             price_minor=price,
             basis=basis or [],
+            numbering_sha256=off.numbering_sha256,
         )
 
     def _drawn(self, seq: int, off: Offering, a: Allotment) -> tuple[list[Any], Touched]:
@@ -996,6 +1018,7 @@ class IpoBook:
             paid_minor=st.paid_minor,
             fee_minor=st.fee_minor,
             released_minor=st.released_minor,
+            numbering_sha256=off.numbering_sha256,
         )
 
     def subscription_view(self, symbol: str, account: int) -> m.SubscriptionView | None:

@@ -1,37 +1,42 @@
 """The lotteries: the A-share tail-number lottery and the Hong Kong-style ballot. Pure.
 
-Tail-number lottery
--------------------
+Both draws take their randomness from ``draw_entropy(seed, numbering_sha256)``: the revealed
+seed (committed as its SHA-256 when the offering was created) and the SHA-256 of the closed
+numbering file (computed by the core when numbers are assigned). Neither alone decides the
+draw, so nobody holding the seed can steer it before the numbering is closed.
 
-Allotment numbers run 1..N (N = units subscribed, one number per unit, 12 digits). Units on
-offer U. If N <= U everyone wins every unit. Otherwise the winning rate is r = U / N < 1 and
-its decimal digits d_1 d_2 ... d_K (K = number of digits of N, truncated, never rounded up)
-drive the draw:
+Tail-number lottery (the exchange's rule; worked example in docs/ipo_draw.md)
+-------------------------------------------------------------------------------
 
-* Each non-zero digit d_k asks for d_k winning tails of length k (a number wins if its last k
-  digits equal a winning tail of length k).
-* The d_k tails of one length share their last k-1 digits (the *low* ``l``) and spread their
-  leading digit evenly round the ten possible values from a seeded start digit ``a``:
-  ``tail_j = l + ((a + floor(10 * j / d_k)) mod 10) * 10**(k-1)`` for j = 0..d_k-1, i.e. spaced
-  exactly 10**k / d_k apart when d_k divides 10 (1, 2, 5) and within one 10**(k-1) step of that
-  otherwise (3, 4, 6, 7, 8, 9). No digit is split: with splitting (7 = 5 + 2) a length-1 draw
-  cannot always be packed (a group of 5 evenly spaced last digits is a parity class and every
-  evenly spaced pair {a, a+5} straddles both parities), while one group per length always fits.
-* The start (``l``, ``a``) for length k is ``H(seed, offering, N, U, k, attempt) mod 10**k``
-  (SHA-256, first 8 bytes big-endian, attempt 0 first). If a shorter winning tail covers the
-  low ``l`` (``l mod 10**j`` equals a winning tail of length j < k) the tails are redrawn with
-  the next attempt; after 16 covered attempts the low is chosen by a deterministic digit walk
-  from the last drawn low (least significant digit first, each digit taken at or cyclically
-  after the drawn one, the first whose subtree still holds an uncovered low). An uncovered low
-  always exists: the tails of lengths < k cover a fraction d_1/10 + ... + d_{k-1}/10**(k-1) of
-  all lows, a multiple of 10**-(k-1) that is < r < 1. Because all tails of one length share an
-  uncovered low, the tails of all lengths are pairwise non-overlapping: no number matches two.
-* Total allotted <= U: the count of winning numbers in 1..N is computed exactly (a floor
-  formula per tail, tails disjoint); tails are added length by length and the draw stops before
-  the first length that would take the count above U (counts only grow with more lengths);
-  at that length it keeps the largest smaller digit d' < d_k whose d' tails (same start, spaced
-  by floor(10 j / d')) still fit, if any. ``rate_digits`` reports the digits actually used.
-  Unallotted units stay unsold (returned to the issuer at listing).
+Allotment numbers run 1..N (one per unit subscribed, 12 digits); U units are on offer. If
+N <= U every unit wins. Otherwise the winning rate is r = U / N < 1; K is the number of digits
+of N, and d_k the k-th decimal digit of r (truncated). The winning numbers are exactly U:
+
+* For each length k = 1..K-1 with d_k > 0, d_k winning tails of length k (a number wins if
+  its last k digits equal a winning tail). A digit is drawn as *families*, each family f
+  tails spaced exactly 10**k / f apart round the 10**k possible tails, from its own random
+  ending: 1, 2, 4, 5, 8 are one family each (spacing exact because f divides 10**k);
+  3 = 1 + 2, 6 = 1 + 5, 7 = 2 + 5, 9 = 1 + 8. Where f does not divide 10**k (4 or 8 at
+  length 1, 8 at length 2) the family is split into ones that do (4 -> 2 + 2,
+  8 -> 4 + 4 or 2 + 2 + 2 + 2).
+* A family's ending is ``H(entropy, symbol, N, U, k, family, attempt) mod 10**k`` (SHA-256,
+  first 8 bytes big-endian; attempt 0 first); its tails are ``(ending + j * 10**k / f) mod
+  10**k``, j = 0..f-1. The family is redrawn (next attempt) if one of its tails is already
+  covered by a shorter winning tail or taken at this length, or if it would take the count
+  of winning numbers above U (so the count never overshoots). After 64 attempts a family
+  that never fitted uncovered is split into single tails (each placed the same way; a single
+  tail that stays covered is placed by a deterministic digit walk from its last draw), and
+  one that fitted uncovered but always overshot keeps its first uncovered ending minus its
+  last tails, as many as needed to fit.
+* Every tail of length k < K can match an issued number (N >= 10**(K-1)). Length K is where
+  a tail is a single number: the remaining U - (winners so far) winning numbers are drawn one
+  at a time in 1..N (``H(..., K, single, i, attempt) mod N + 1``), redrawn while covered by a
+  shorter tail or already drawn (after 64 attempts: the next uncovered number, cyclically).
+  So the winning numbers equal U exactly, and each published tail can match.
+
+The count of winning numbers in 1..N is exact arithmetic (a floor formula per tail; the tails
+are pairwise disjoint, no number matches two). ``rate_digits`` reports the first K digits of
+the rate.
 
 Ballot (Hong Kong style)
 ------------------------
@@ -54,9 +59,9 @@ the allotment equals that validated total exactly, whatever the seed.
 
 The ballot ranks the applicants of tier t by a keyed 64-bit hash of their first allotment
 number (unique per applicant): two keys k0, k1 = the first 16 bytes (two big-endian 64-bit
-words) of SHA-256(domain, symbol, t, seed); h = mix(mix(first_number xor k0) xor k1) with
+words) of SHA-256(domain, symbol, t, entropy); h = mix(mix(first_number xor k0) xor k1) with
 ``mix`` the splitmix64 finaliser in wrapping uint64 arithmetic. The ``winners`` applicants with
-the smallest (h, first_number) win. Everything is a pure function of the revealed seed, the
+the smallest (h, first_number) win. Everything is a pure function of the draw's entropy, the
 symbol, the basis (tier t = its index in the basis as given) and each applicant's first number
 and size, vectorised over applicants (no enumeration of numbers), so anyone holding the
 published numbering file can recompute the result (``ballot``).
@@ -79,12 +84,40 @@ from openbell.core.ipo.messages import BallotTier, BallotTierResult
 
 NUMBER_DIGITS = 12
 MAX_NUMBERS = 10**NUMBER_DIGITS - 1
-DRAW_DOMAIN = b"openbell/ipo/tail-lottery/v1"
-_ATTEMPTS = 16
+DRAW_DOMAIN = b"openbell/ipo/tail-lottery/v2"
+ENTROPY_DOMAIN = b"openbell/ipo/draw-entropy/v1"
+_ATTEMPTS = 64
+# The exchange's families per rate digit (sizes of evenly spaced groups, drawn in this order).
+FAMILIES: dict[int, tuple[int, ...]] = {
+    1: (1,),
+    2: (2,),
+    3: (1, 2),
+    4: (4,),
+    5: (5,),
+    6: (1, 5),
+    7: (2, 5),
+    8: (8,),
+    9: (1, 8),
+}
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 POW10: tuple[int, ...] = tuple(10**k for k in range(NUMBER_DIGITS + 2))
+
+
+def draw_entropy(seed: bytes, numbering_sha256: str) -> bytes:
+    """The draw's randomness: SHA-256 of the revealed seed and the closed numbering's SHA-256
+    (hex; empty when none was recorded)."""
+    return hashlib.sha256(
+        b"".join(
+            (
+                ENTROPY_DOMAIN,
+                len(seed).to_bytes(4, "big"),
+                seed,
+                numbering_sha256.encode("ascii"),
+            )
+        )
+    ).digest()
 
 
 class TailGroup(msgspec.Struct, frozen=True, gc=False):
@@ -97,11 +130,21 @@ class TailGroup(msgspec.Struct, frozen=True, gc=False):
         return [str(t).zfill(self.length) for t in self.tails]
 
 
+class TailFamily(msgspec.Struct, frozen=True, gc=False):
+    """One family as drawn: ``tails[j] = (ending + j * spacing) mod 10**length``."""
+
+    length: int
+    ending: int
+    spacing: int
+    tails: tuple[int, ...]
+
+
 class TailDraw(msgspec.Struct, frozen=True, gc=False):
     all_win: bool  # N <= U: every unit wins, no tails
-    rate_digits: str  # digits of the rate actually used (after truncation), e.g. "0325"
-    groups: tuple[TailGroup, ...]
+    rate_digits: str  # the first K digits of the rate (K = digits of N), e.g. "0325"
+    groups: tuple[TailGroup, ...]  # one per length, ascending
     winning_units: int  # exact count of winning numbers in 1..N
+    families: tuple[TailFamily, ...] = ()  # as drawn (the draw's structure; not state)
 
     def labels(self) -> list[str]:
         return [label for g in self.groups for label in g.labels()]
@@ -112,7 +155,21 @@ def rate_digits(units_offered: int, units_subscribed: int, count: int) -> list[i
     return [(units_offered * POW10[k] // units_subscribed) % 10 for k in range(1, count + 1)]
 
 
-def _start(seed: bytes, symbol: str, n: int, u: int, length: int, attempt: int) -> int:
+def family_sizes(digit: int, length: int) -> list[int]:
+    """The exchange's split of ``digit`` tails of ``length`` digits into evenly spaced families
+    (each size divides 10**length)."""
+    out: list[int] = []
+    for f in FAMILIES[digit]:
+        if POW10[length] % f == 0:
+            out.append(f)
+        elif f == 8 and length == 2:
+            out += [4, 4]
+        else:  # 4 or 8 at length 1
+            out += [2] * (f // 2)
+    return out
+
+
+def _hash(entropy: bytes, symbol: str, n: int, u: int, *fields: int) -> int:
     name = symbol.encode()
     material = b"".join(
         (
@@ -121,20 +178,20 @@ def _start(seed: bytes, symbol: str, n: int, u: int, length: int, attempt: int) 
             name,
             n.to_bytes(8, "big"),
             u.to_bytes(8, "big"),
-            length.to_bytes(1, "big"),
-            attempt.to_bytes(4, "big"),
-            seed,
+            *(f.to_bytes(4, "big") for f in fields),
+            entropy,
         )
     )
-    return int.from_bytes(hashlib.sha256(material).digest()[:8], "big") % POW10[length]
+    return int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
 
 
-def _covered(low: int, groups: list[TailGroup]) -> bool:
-    return any(low % POW10[g.length] in g.tails for g in groups)
+def _covered(tail: int, groups: list[TailGroup]) -> bool:
+    return any(tail % POW10[g.length] in g.tails for g in groups)
 
 
 def _free(suffix: int, suffix_len: int, low_len: int, groups: list[TailGroup]) -> bool:
-    """Is some low of ``low_len`` digits ending in ``suffix`` covered by no tail?"""
+    """Is some tail of ``low_len`` digits ending in ``suffix`` covered by no tail in
+    ``groups`` (all of length <= low_len, pairwise disjoint)?"""
     covered = 0
     for g in groups:
         if g.length <= suffix_len:
@@ -146,17 +203,19 @@ def _free(suffix: int, suffix_len: int, low_len: int, groups: list[TailGroup]) -
     return covered < POW10[low_len - suffix_len]
 
 
-def _walk(drawn_low: int, low_len: int, groups: list[TailGroup]) -> int:
+def _walk(drawn: int, low_len: int, groups: list[TailGroup]) -> int:
+    """The uncovered tail of ``low_len`` digits found digit by digit from ``drawn`` (least
+    significant first, each digit at or cyclically after the drawn one)."""
     low = 0
     for depth in range(low_len):
-        first = drawn_low // POW10[depth] % 10
+        first = drawn // POW10[depth] % 10
         for i in range(10):
             candidate = low + (first + i) % 10 * POW10[depth]
             if _free(candidate, depth + 1, low_len, groups):
                 low = candidate
                 break
         else:
-            raise InvariantViolation("tail lottery: no uncovered low left")
+            raise InvariantViolation("tail lottery: no uncovered tail left")
     return low
 
 
@@ -166,46 +225,176 @@ def count_upto(m: int, group: TailGroup) -> int:
     return q * len(group.tails) + sum(1 for t in group.tails if 1 <= t <= rem)
 
 
-def draw_tails(seed: bytes, symbol: str, units_subscribed: int, units_offered: int) -> TailDraw:
-    """The winning tails: a pure function of the revealed seed and the offering."""
+def _count(n: int, length: int, tails: tuple[int, ...]) -> int:
+    return count_upto(n, TailGroup(length, tails))
+
+
+def _least(n: int, length: int, size: int) -> int:
+    """The fewest numbers in 1..n a family of ``size`` evenly spaced tails of ``length``
+    digits can match, over all its endings."""
+    q, rem = divmod(n, POW10[length])
+    return q * size + rem // (POW10[length] // size)
+
+
+def _free_number(drawn: int, n: int, width: int, groups: list[TailGroup], taken: set[int]) -> int:
+    """An uncovered number in 1..n not in ``taken``, found digit by digit from ``drawn`` (least
+    significant first, each digit at or cyclically after the drawn one; backtracking)."""
+    by_length = {g.length: g.tails for g in groups}
+
+    def search(suffix: int, depth: int) -> int | None:
+        if depth == width:
+            return suffix if 1 <= suffix <= n and suffix not in taken else None
+        first = drawn // POW10[depth] % 10
+        tails = by_length.get(depth + 1, ())
+        for i in range(10):
+            candidate = suffix + (first + i) % 10 * POW10[depth]
+            if candidate > n or candidate in tails:
+                continue
+            found = search(candidate, depth + 1)
+            if found is not None:
+                return found
+        return None
+
+    found = search(0, 0)
+    if found is None:
+        raise InvariantViolation("tail lottery: no uncovered number left")
+    return found
+
+
+class _Drawer:
+    """The state of one tail draw (see the module docstring)."""
+
+    def __init__(self, entropy: bytes, symbol: str, n: int, u: int, digits: list[int]) -> None:
+        self.entropy, self.symbol, self.n, self.u = entropy, symbol, n, u
+        self.done: list[TailGroup] = []  # shorter lengths
+        self.families: list[TailFamily] = []
+        self.winners = 0
+        # The plan: (length, family sizes) for lengths 1..K-1, and the fewest numbers the
+        # families after each one can match (so a family never leaves the rest no room).
+        self.plan = [(k, family_sizes(d, k)) for k, d in enumerate(digits[:-1], start=1) if d]
+        least = [_least(n, k, f) for k, sizes in self.plan for f in sizes]
+        self.after = [sum(least[i + 1 :]) for i in range(len(least))]
+        self.position = 0
+
+    def hash(self, *fields: int) -> int:
+        return _hash(self.entropy, self.symbol, self.n, self.u, *fields)
+
+    def fits(self, more: int, reserve: int) -> bool:
+        return self.winners + more + reserve <= self.u
+
+    def run(self) -> None:
+        for k, sizes in self.plan:
+            taken: set[int] = set()
+            for index, f in enumerate(sizes):
+                reserve = self.after[self.position]
+                self.position += 1
+                spacing = POW10[k] // f
+                if self._family(k, index, f, spacing, taken, reserve) is None:
+                    # Never uncovered in _ATTEMPTS draws: single tails, placed one by one.
+                    each = _least(self.n, k, 1)
+                    for j in range(f):
+                        self._single(k, index * 16 + j + 1, taken, reserve + (f - 1 - j) * each)
+            if taken:
+                self.done.append(TailGroup(k, tuple(sorted(taken))))
+
+    def _take(
+        self, k: int, ending: int, spacing: int, tails: tuple[int, ...], taken: set[int]
+    ) -> None:
+        self.families.append(TailFamily(k, ending, spacing, tails))
+        taken.update(tails)
+        self.winners += _count(self.n, k, tails)
+
+    def _uncovered(self, tails: tuple[int, ...], taken: set[int]) -> bool:
+        return not any(t in taken or _covered(t, self.done) for t in tails)
+
+    def _family(
+        self, k: int, index: int, f: int, spacing: int, taken: set[int], reserve: int
+    ) -> tuple[int, ...] | None:
+        first_free: tuple[int, tuple[int, ...]] | None = None
+        for attempt in range(_ATTEMPTS):
+            ending = self.hash(k, index, 0, attempt) % POW10[k]
+            tails = tuple((ending + j * spacing) % POW10[k] for j in range(f))
+            if not self._uncovered(tails, taken):
+                continue
+            if self.fits(_count(self.n, k, tails), reserve):
+                self._take(k, ending, spacing, tails, taken)
+                return tails
+            if first_free is None:
+                first_free = (ending, tails)
+        if first_free is None:
+            return None
+        # Every uncovered ending drawn matched too many numbers: redraw among the lean
+        # endings, those whose tails all exceed N mod 10**k (or end in 0 there), which match
+        # the fewest numbers (``_least``).
+        rem = self.n % POW10[k] % spacing
+        lean = spacing - rem - 1
+        for attempt in range(_ATTEMPTS):
+            pick = self.hash(k, index, 3, attempt) % (lean + 1)
+            ending = 0 if pick == lean else rem + 1 + pick
+            tails = tuple((ending + j * spacing) % POW10[k] for j in range(f))
+            if self._uncovered(tails, taken) and self.fits(_count(self.n, k, tails), reserve):
+                self._take(k, ending, spacing, tails, taken)
+                return tails
+        ending, tails = first_free
+        while tails and not self.fits(_count(self.n, k, tails), 0):
+            tails = tails[:-1]
+        if tails:
+            self._take(k, ending, spacing, tails, taken)
+        return tails
+
+    def _single(self, k: int, index: int, taken: set[int], reserve: int) -> None:
+        drawn = 0
+        for attempt in range(_ATTEMPTS):
+            drawn = self.hash(k, index, 1, attempt) % POW10[k]
+            if self._uncovered((drawn,), taken):
+                if self.fits(_count(self.n, k, (drawn,)), reserve):
+                    self._take(k, drawn, POW10[k], (drawn,), taken)
+                return
+        groups = [*self.done, TailGroup(k, tuple(sorted(taken)))] if taken else self.done
+        tail = _walk(drawn, k, groups)
+        if self.fits(_count(self.n, k, (tail,)), 0):
+            self._take(k, tail, POW10[k], (tail,), taken)
+
+    def numbers(self, k: int, need: int) -> TailGroup | None:
+        """``need`` single winning numbers of length k (k = digits of N) in 1..N."""
+        n = self.n
+        taken: set[int] = set()
+        for i in range(need):
+            x = 0
+            for attempt in range(_ATTEMPTS):
+                x = self.hash(k, i, 2, attempt) % n + 1
+                if x not in taken and not _covered(x, self.done):
+                    break
+            else:
+                x = _free_number(x, n, k, self.done, taken)
+            taken.add(x)
+            self.families.append(TailFamily(k, x, POW10[k], (x,)))
+        self.winners += len(taken)
+        return TailGroup(k, tuple(sorted(taken))) if taken else None
+
+
+def draw_tails(entropy: bytes, symbol: str, units_subscribed: int, units_offered: int) -> TailDraw:
+    """The winning tails: a pure function of the draw's entropy (``draw_entropy``) and the
+    offering. Exactly ``units_offered`` winning numbers when units_subscribed > units_offered."""
     n, u = units_subscribed, units_offered
     if n <= u:
         return TailDraw(True, "1", (), n)
-    digits = rate_digits(u, n, len(str(n)))
-    groups: list[TailGroup] = []
-    winners = 0
-    used = 0
-    for k, d in enumerate(digits, start=1):
-        if d == 0:
-            used = k
-            continue
-        lows = POW10[k - 1]
-        for attempt in range(_ATTEMPTS):
-            start = _start(seed, symbol, n, u, k, attempt)
-            if not _covered(start % lows, groups):
-                break
-        else:
-            start = start // lows * lows + _walk(start % lows, k - 1, groups)
-        low, top = start % lows, start // lows
-        # The digit itself, or (if that would over-allot) the largest smaller digit that fits,
-        # after which the draw stops.
-        for fit in range(d, 0, -1):
-            group = TailGroup(
-                k, tuple(sorted(low + (top + 10 * j // fit) % 10 * lows for j in range(fit)))
-            )
-            more = count_upto(n, group)
-            if winners + more <= u:
-                break
-        else:
-            break
-        groups.append(group)
-        winners += more
-        used = k
-        if fit < d:
-            digits[k - 1] = fit
-            break
+    width = len(str(n))
+    digits = rate_digits(u, n, width)
+    drawer = _Drawer(entropy, symbol, n, u, digits)
+    drawer.run()
+    if drawer.winners < u:
+        last = drawer.numbers(width, u - drawer.winners)
+        if last is not None:
+            drawer.done.append(last)
+    groups = drawer.done
     _check_disjoint(groups)
-    return TailDraw(False, "".join(map(str, digits[:used])), tuple(groups), winners)
+    winners = sum(count_upto(n, g) for g in groups)
+    if winners != u or drawer.winners != u:
+        raise InvariantViolation(f"tail lottery: {winners} winning numbers, {u} on offer")
+    return TailDraw(
+        False, "".join(map(str, digits)), tuple(groups), winners, tuple(drawer.families)
+    )
 
 
 MAX_IMPORTED_TAILS = 100_000

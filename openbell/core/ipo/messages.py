@@ -165,8 +165,11 @@ class IpoSetPrice(_IpoCommand, frozen=True):
 
 
 class IpoDraw(_IpoCommand, frozen=True):
-    """Reveal the seed and draw. ``basis`` is the ballot's basis of allotment (method
-    ``ballot`` only: one tier for every application size, tiers disjoint)."""
+    """Reveal the seed and draw. sha256(seed) must equal the offering's ``seed_commitment``
+    (made when the offering was created); the draw's randomness is
+    ``lottery.draw_entropy(seed, numbering_sha256)``, the seed together with the SHA-256 of
+    the numbering file recorded at ``IpoNumber``. ``basis`` is the ballot's basis of
+    allotment (method ``ballot`` only: one tier for every application size, tiers disjoint)."""
 
     seed: bytes
     basis: list[BallotTier] = msgspec.field(default_factory=list)
@@ -282,6 +285,7 @@ class IpoNumbered(_IpoEvent, frozen=True):
     subscriptions: int
     first_number: int
     last_number: int  # first_number - 1 when nothing was subscribed
+    numbering_sha256: str = ""  # SHA-256 (hex) of the numbering file; the draw's entropy uses it
 
 
 class IpoPriceSet(_IpoEvent, frozen=True):
@@ -303,6 +307,7 @@ class IpoDrawn(_IpoEvent, frozen=True):
     source: str  # seeded methods: the revealed seed (hex); external: the file's SHA-256
     price_minor: int = 0  # the price charged per share (the final price)
     basis: list[BallotTierResult] = msgspec.field(default_factory=list)  # ballot: published
+    numbering_sha256: str = ""  # seeded methods: the numbering file's SHA-256 the draw used
 
 
 class IpoChunkSettled(_IpoEvent, frozen=True):
@@ -363,6 +368,7 @@ class OfferingView(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     paid_minor: int
     fee_minor: int
     released_minor: int
+    numbering_sha256: str = ""  # the numbering file's SHA-256 (hex), recorded at IpoNumber
 
 
 class SubscriptionView(msgspec.Struct, frozen=True, gc=False, kw_only=True):

@@ -1,0 +1,612 @@
+"""The replicated venue: 3 NATS servers and 3 OpenBell nodes on 127.0.0.1.
+
+A node process (``python -m openbell.node.cluster node ...``) boots as a hot standby
+(``openbell.node.replica``), competes for the lease (``openbell.node.lease``), and when it wins:
+catches up to the end of the stream, appends an epoch record naming the last seq it applied
+(fenced: if another writer got in first it catches up again), and only then serves clients
+with the usual sequencer on the NATS journal. It stops (exit 3) when it loses the lease, when
+an append is fenced, or when the venue is halted by a checkpoint mismatch; its supervisor
+(``Cluster``) starts it again as a standby.
+
+``ClusterClient`` is how a client (gateway, tests, benchmarks) talks to the cluster: it finds
+the leader by itself (only the leader serves) and retries an unanswered command on the new
+leader with the same request id, so a failover costs a delay, never a lost or doubled command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import faulthandler
+import hashlib
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from openbell.core.commands import Command
+from openbell.core.engine import Engine, EngineConfig
+from openbell.core.events import Event
+from openbell.journal.errors import FencedError
+from openbell.journal.nats import DEFAULT_STREAM, NatsJournal
+from openbell.node.client import NodeClient, NodeError
+from openbell.node.datadir import DataDir
+from openbell.node.dr import DR_DOMAIN, PRIMARY_DOMAIN, create_mirror, promote
+from openbell.node.lease import DEFAULT_TTL_S, Lease, LeaseKeeper
+from openbell.node.natsd import (
+    NatsCluster,
+    NatsClusterSpec,
+    make_spec,
+    pid_alive,
+    stop_processes,
+)
+from openbell.node.protocol import Response
+from openbell.node.recovery import RecoveryReport, ResultCallback
+from openbell.node.replica import Checkpointer, Replica, boot_engine
+from openbell.node.sequencer import DurableCallback, Sequencer, SnapshotPolicy, reply_each
+from openbell.node.service import Node, NodeConfig
+
+log = logging.getLogger("openbell.node")
+
+EXIT_STEPPED_DOWN = 3
+DEFAULT_CHECKPOINT_EVERY = 100_000  # a state hash pauses the sequencer: not too often
+
+
+class NodeSpec(msgspec.Struct, frozen=True):
+    name: str
+    data_dir: str
+
+
+class ClusterSpec(msgspec.Struct, frozen=True):
+    root: str
+    nats: NatsClusterSpec
+    nodes: list[NodeSpec]
+    stream: str = DEFAULT_STREAM
+    ttl_s: float = DEFAULT_TTL_S
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    dr: NatsClusterSpec | None = None  # the second site's NATS cluster (a mirror), if any
+
+    @property
+    def spec_path(self) -> Path:
+        return Path(self.root) / "cluster.json"
+
+
+# -- one node ---------------------------------------------------------------------------------
+
+
+class _Snapshots:
+    """Leader snapshots to the object store, off the sequencer thread, once durable."""
+
+    def __init__(self, journal: NatsJournal, sequencer: Sequencer) -> None:
+        self._journal = journal
+        self._sequencer = sequencer
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, seq: int, state: bytes) -> None:
+        self._queue.put((seq, state))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            seq, state = item
+            if not self._sequencer.wait_durable(seq, None) or self._sequencer.failure:
+                continue
+            try:
+                self._journal.put_snapshot(seq, hashlib.sha256(state).hexdigest(), state)
+            except Exception as error:  # the stream still holds everything
+                log.error("snapshot %d not stored: %s", seq, error)
+
+
+class ClusterNode(Node):
+    """A leader's node: the engine the standby kept hot, the sequencer on the NATS journal."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        journal: NatsJournal,
+        replica: Replica,
+        checkpointer: Checkpointer,
+    ) -> None:
+        super().__init__(config)
+        self.nats_journal = journal
+        self.replica = replica
+        self.checkpointer = checkpointer
+        self._snapshots: _Snapshots | None = None
+
+    def open(
+        self, on_durable: DurableCallback = reply_each, on_replayed: ResultCallback | None = None
+    ) -> RecoveryReport:
+        engine = self.replica.engine
+        if on_replayed is not None:  # answers for retried request ids, as after a recovery
+            for seq, events in self.replica.recent:
+                on_replayed(seq, events)
+        self.recovery = RecoveryReport(0, 0, engine.seq, engine.state_hash())
+        self.sequencer = Sequencer(
+            engine,
+            self.nats_journal,
+            max_batch=self.config.max_batch,
+            max_linger_us=self.config.max_linger_us,
+            queue_capacity=self.config.queue_capacity,
+            on_durable=on_durable,
+            snapshot_policy=SnapshotPolicy(
+                self.config.snapshot_every_commands, self.config.snapshot_every_s
+            ),
+        )
+        self._snapshots = _Snapshots(self.nats_journal, self.sequencer)
+        self.sequencer.snapshot_sink = self._snapshots.submit
+        self.sequencer.after_batch = self.checkpointer.observe
+        sequencer = self.sequencer
+        self.checkpointer.lead(
+            lambda seq: sequencer.wait_durable(seq, 30) and not sequencer.failure
+        )
+        return self.recovery
+
+    def start(self) -> None:
+        assert self._snapshots is not None
+        self._snapshots.start()
+        self.sequencer.start()
+
+    def stop(self, snapshot: bool = False) -> None:
+        self.sequencer.stop()
+        if self._snapshots is not None:
+            self._snapshots.stop()
+
+
+def run_node(
+    name: str,
+    data_dir: Path,
+    servers: list[str],
+    peers: list[str],
+    stream: str = DEFAULT_STREAM,
+    ttl_s: float = DEFAULT_TTL_S,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+) -> int:
+    """Standby, then (on winning the lease) leader until stepping down. Exit code 3 when it
+    stepped down, was fenced or halted; 0 on SIGTERM."""
+    from openbell.node.server import serve
+
+    dirs = DataDir(data_dir)
+    dirs.create(EngineConfig())
+    status_path = data_dir / "cluster-node.json"
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    journal = NatsJournal(servers, stream, node=name)
+    engine, start = boot_engine(journal, dirs.load_config())
+
+    halted: list[str] = []
+
+    def halt(reason: str) -> None:
+        log.critical("node %s halts: %s", name, reason)
+        halted.append(reason)
+        stop.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    checkpointer = Checkpointer(journal, name, peers, checkpoint_every, data_dir, halt)
+    checkpointer.start()
+    replica = Replica(journal, engine, start, checkpointer)
+    lease = Lease(journal, name, ttl_s)
+    print(f"openbell cluster node {name}: standby from stream seq {start}", flush=True)
+
+    def write_status(role: str) -> None:
+        status = {
+            "node": name,
+            "role": role,
+            "pid": os.getpid(),
+            "seq": replica.engine.seq,
+            "stream_seq": replica.stream_seq,
+            "epoch": replica.epoch,
+            "time_ns": time.time_ns(),
+        }
+        with contextlib.suppress(OSError):
+            tmp = status_path.with_suffix(".tmp")
+            tmp.write_bytes(msgspec.json.encode(status))
+            tmp.replace(status_path)
+
+    last_status = 0.0
+    while not stop.is_set():
+        replica.poll(0.1)
+        if time.monotonic() - last_status > 0.5:
+            write_status("standby")
+            last_status = time.monotonic()
+        if lease.try_acquire(os.getpid()):
+            break
+    if stop.is_set():
+        checkpointer.stop()
+        journal.close()
+        return 0
+    keeper = LeaseKeeper(lease, halt)
+    keeper.start()
+    # Take over: reach the end of the stream, then claim the epoch (fenced); a writer that got
+    # in first (a zombie's last batch) means catching up once more.
+    for _attempt in range(20):
+        replica.catch_up()
+        journal.adopt(replica.stream_seq, replica.engine.seq, replica.epoch)
+        try:
+            epoch = journal.append_epoch()
+            break
+        except FencedError:
+            continue
+    else:
+        keeper.stop()
+        checkpointer.stop()
+        journal.close()
+        return EXIT_STEPPED_DOWN
+    replica.close()
+    replica.epoch = epoch
+    print(
+        f"openbell cluster node {name}: leader in epoch {epoch} from seq {replica.engine.seq}",
+        flush=True,
+    )
+    write_status("leader")
+    serving = threading.Event()
+
+    def report_status() -> None:  # the engine's seq, read from this thread, is only a report
+        while not serving.wait(0.5):
+            write_status("leader")
+
+    reporter = threading.Thread(target=report_status, name="status", daemon=True)
+    reporter.start()
+    node = ClusterNode(NodeConfig(data_dir=str(data_dir)), journal, replica, checkpointer)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # serve() installs its own handler
+    code = 0 if stop.is_set() else asyncio.run(serve(node))
+    serving.set()
+    reporter.join(timeout=5)
+    keeper.stop()
+    checkpointer.stop()
+    stepped_down = code != 0 or bool(halted) or node.sequencer.failure is not None
+    if not stepped_down:
+        lease.release()
+    journal.close()
+    with contextlib.suppress(OSError):
+        status_path.unlink()
+    return EXIT_STEPPED_DOWN if stepped_down else 0
+
+
+# -- the client side --------------------------------------------------------------------------
+
+
+class NoLeader(ConnectionError):
+    pass
+
+
+class ClusterClient:
+    """Finds the leader among the nodes' data directories and retries across failovers.
+
+    Every command must carry a ``request_id``: a retry of the same command on the new leader is
+    then either applied once (the old leader never made it durable) or answered as a
+    ``DuplicateRequest`` with the original result.
+    """
+
+    def __init__(
+        self, data_dirs: list[Path], request_timeout_s: float = 3.0, deadline_s: float = 60.0
+    ) -> None:
+        self.data_dirs = [Path(d) for d in data_dirs]
+        self.request_timeout_s = request_timeout_s
+        self.deadline_s = deadline_s
+        self._client: NodeClient | None = None
+        self._leader: Path | None = None
+        self._lock = asyncio.Lock()
+        self.failovers = 0
+        self.retries = 0
+
+    async def _find_leader(self, deadline: float) -> NodeClient:
+        async with self._lock:
+            if self._client is not None:
+                return self._client
+            while time.monotonic() < deadline:
+                order = sorted(self.data_dirs, key=lambda d: d != self._leader)
+                for directory in order:
+                    try:
+                        client = await asyncio.wait_for(NodeClient.connect_data_dir(directory), 1)
+                    except (OSError, TimeoutError, NodeError, ValueError):
+                        continue
+                    try:
+                        await asyncio.wait_for(client.query("status"), 1.0)
+                    except (OSError, TimeoutError, NodeError):
+                        await client.close()
+                        continue
+                    if self._leader is not None and directory != self._leader:
+                        self.failovers += 1
+                    self._leader = directory
+                    self._client = client
+                    return client
+                await asyncio.sleep(0.05)
+            raise NoLeader("no leader answered before the deadline")
+
+    async def _drop(self, client: NodeClient) -> None:
+        async with self._lock:
+            if self._client is client:
+                self._client = None
+        with contextlib.suppress(Exception):
+            await client.close()
+
+    async def submit(self, command: Command) -> Response:
+        """The response of a durable, applied command (or a refusal that is not the cluster's:
+        a business reject). Raises NoLeader if no leader answered within the deadline."""
+        if not command.request_id:
+            raise ValueError("cluster commands need a request_id (retries depend on it)")
+        deadline = time.monotonic() + self.deadline_s
+        attempt = 0
+        while True:
+            client = await self._find_leader(deadline)
+            try:
+                response = await asyncio.wait_for(client.submit(command), self.request_timeout_s)
+            except (OSError, TimeoutError, NodeError):
+                await self._drop(client)
+                attempt += 1
+                self.retries += 1
+                continue
+            if response.error.startswith(("NODE_", "BUSY")):
+                if response.error.startswith("NODE_"):
+                    await self._drop(client)
+                attempt += 1
+                self.retries += 1
+                await asyncio.sleep(0.05)
+                if time.monotonic() > deadline:
+                    raise NoLeader(f"last answer {response.error}")
+                continue
+            return response
+
+    async def query(self, what: str, **args: str | int) -> Any:
+        deadline = time.monotonic() + self.deadline_s
+        while True:
+            client = await self._find_leader(deadline)
+            try:
+                return await asyncio.wait_for(client.query(what, **args), self.request_timeout_s)
+            except (OSError, TimeoutError):
+                await self._drop(client)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def original_events(response: Response) -> list[Event]:
+    """The command's own events, also when it answered a retry as a duplicate."""
+    from openbell.core.events import DuplicateRequest
+
+    events = response.events or []
+    if events and type(events[0]) is DuplicateRequest and response.original is not None:
+        return response.original
+    return events
+
+
+# -- the whole cluster ------------------------------------------------------------------------
+
+
+def make_cluster_spec(
+    root: Path,
+    stream: str = DEFAULT_STREAM,
+    ttl_s: float = DEFAULT_TTL_S,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    size: int = 3,
+    dr: bool = False,
+) -> ClusterSpec:
+    """``dr``: also a second site, a NATS cluster of its own mirroring the stream."""
+    root = Path(root)
+    nodes = [NodeSpec(f"ob{i + 1}", str(root / f"ob{i + 1}")) for i in range(size)]
+    if not dr:
+        return ClusterSpec(
+            str(root), make_spec("openbell", size), nodes, stream, ttl_s, checkpoint_every
+        )
+    nats = make_spec("openbell", size, domain=PRIMARY_DOMAIN, leaf_listen=True)
+    second = make_spec(
+        "openbell-dr", size, prefix="d", domain=DR_DOMAIN, leaf_remotes=nats.leaf_urls()
+    )
+    return ClusterSpec(str(root), nats, nodes, stream, ttl_s, checkpoint_every, second)
+
+
+class Cluster:
+    """Starts, kills, restarts and stops the NATS servers and the OpenBell node processes.
+
+    ``supervise=True`` restarts a node process that exited (a stepped-down leader comes back
+    as a standby); the chaos tests restart processes themselves.
+    """
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.spec = spec
+        self.root = Path(spec.root)
+        self.nats = NatsCluster(self.root / f"nats-{spec.nats.name}", spec.nats)
+        self.dr_nats = (
+            None if spec.dr is None else NatsCluster(self.root / f"nats-{spec.dr.name}", spec.dr)
+        )
+        self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.starts: dict[str, int] = {}
+        self._supervisor: threading.Thread | None = None
+        self._supervising = threading.Event()
+
+    @property
+    def data_dirs(self) -> list[Path]:
+        return [Path(n.data_dir) for n in self.spec.nodes]
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.spec.spec_path.write_bytes(msgspec.json.format(msgspec.json.encode(self.spec)))
+
+    @classmethod
+    def load(cls, root: Path) -> Cluster:
+        spec = msgspec.json.decode((Path(root) / "cluster.json").read_bytes(), type=ClusterSpec)
+        return cls(spec)
+
+    def start(self, supervise: bool = False) -> None:
+        self.save()
+        self.nats.start()
+        if self.dr_nats is not None:
+            self.dr_nats.start()
+        for node in self.spec.nodes:
+            self.start_node(node.name)
+        if self.dr_nats is not None:
+            with NatsJournal(self.nats.urls, self.spec.stream, node="setup", connect_deadline_s=60):
+                pass  # the stream exists before its mirror is made
+            create_mirror(self.dr_nats.urls, self.spec.stream)
+        if supervise:
+            self._supervising.set()
+            self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+            self._supervisor.start()
+
+    def start_node(self, name: str) -> None:
+        node = next(n for n in self.spec.nodes if n.name == name)
+        Path(node.data_dir).mkdir(parents=True, exist_ok=True)
+        log_file = open(Path(node.data_dir) / "node.log", "ab")  # noqa: SIM115 - the child's
+        args = [
+            sys.executable,
+            "-m",
+            "openbell.node.cluster",
+            "node",
+            "--name",
+            name,
+            "--data",
+            node.data_dir,
+            "--nats",
+            ",".join(self.nats.urls),
+            "--peers",
+            ",".join(n.name for n in self.spec.nodes),
+            "--stream",
+            self.spec.stream,
+            "--ttl",
+            str(self.spec.ttl_s),
+            "--checkpoint-every",
+            str(self.spec.checkpoint_every),
+        ]
+        try:
+            self.nodes[name] = subprocess.Popen(
+                args,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log_file.close()
+        self.starts[name] = self.starts.get(name, 0) + 1
+
+    def stop_supervising(self) -> None:
+        self._supervising.clear()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+            self._supervisor = None
+
+    def _supervise(self) -> None:
+        while self._supervising.is_set():
+            for name, process in list(self.nodes.items()):
+                if process.poll() is not None and self._supervising.is_set():
+                    self.start_node(name)
+            time.sleep(0.5)
+
+    def node_pid(self, name: str) -> int:
+        return self.nodes[name].pid
+
+    def kill_node(self, name: str, signum: int = signal.SIGKILL) -> None:
+        process = self.nodes[name]
+        if process.poll() is None:
+            process.send_signal(signum)
+            if signum == signal.SIGKILL:
+                process.wait(timeout=10)
+
+    def node_status(self) -> dict[str, dict[str, Any]]:
+        """Each node's role, seq, stream seq and epoch as it last reported them."""
+        result: dict[str, dict[str, Any]] = {}
+        for node in self.spec.nodes:
+            path = Path(node.data_dir) / "cluster-node.json"
+            try:
+                status: dict[str, Any] = msgspec.json.decode(path.read_bytes())
+            except (OSError, msgspec.DecodeError):
+                status = {"role": "down"}
+            if "pid" in status and not pid_alive(int(status["pid"])):
+                status["role"] = "down"
+            result[node.name] = status
+        return result
+
+    def stop(self) -> None:
+        self.stop_supervising()
+        stop_processes(list(self.nodes.values()))
+        self.nats.stop()
+        if self.dr_nats is not None:
+            self.dr_nats.stop()
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def promote_dr(root: Path) -> int:
+    """Disaster recovery: make the second site's mirror the primary stream, and rewrite the
+    cluster's spec so the next ``Cluster.load(root).start()`` (``openbell cluster up``) runs the
+    nodes on the second site. Returns the promoted stream's last stream seq."""
+    spec = msgspec.json.decode((Path(root) / "cluster.json").read_bytes(), type=ClusterSpec)
+    if spec.dr is None:
+        raise RuntimeError("this cluster has no second site (start it with --dr)")
+    last = promote(spec.dr.urls, spec.stream)
+    promoted = msgspec.structs.replace(spec, nats=spec.dr, dr=None)
+    spec.spec_path.write_bytes(msgspec.json.format(msgspec.json.encode(promoted)))
+    return last
+
+
+def stream_status(spec: ClusterSpec) -> dict[str, Any]:
+    """The stream's last sequence and last command seq, from NATS itself."""
+    journal = NatsJournal(spec.nats.urls, spec.stream, node="status", connect_deadline_s=5)
+    try:
+        stream_seq, last_seq = journal.refresh()
+        return {"stream_seq": stream_seq, "seq": last_seq, "epoch": journal.epoch}
+    finally:
+        journal.close()
+
+
+def replay_stream(journal: NatsJournal, config: EngineConfig | None = None) -> Engine:
+    """A fresh engine fed the whole stream (the checker's reference)."""
+    from openbell.node.recovery import replay
+
+    engine = Engine(config or EngineConfig())
+    replay(engine, journal.read(1))
+    return engine
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m openbell.node.cluster")
+    sub = parser.add_subparsers(dest="command", required=True)
+    node = sub.add_parser("node", help="run one cluster node (standby, then leader)")
+    node.add_argument("--name", required=True)
+    node.add_argument("--data", required=True)
+    node.add_argument("--nats", required=True, help="comma-separated nats:// urls")
+    node.add_argument("--peers", required=True, help="comma-separated node names")
+    node.add_argument("--stream", default=DEFAULT_STREAM)
+    node.add_argument("--ttl", type=float, default=DEFAULT_TTL_S)
+    node.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY)
+    args = parser.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack to the log
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {args.name} %(name)s %(levelname)s %(message)s"
+    )
+    return run_node(
+        args.name,
+        Path(args.data),
+        args.nats.split(","),
+        args.peers.split(","),
+        args.stream,
+        args.ttl,
+        args.checkpoint_every,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

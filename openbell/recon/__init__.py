@@ -1,0 +1,1 @@
+"""Three-way reconciliation: internal ledger vs exchange clearing file vs bank statement."""

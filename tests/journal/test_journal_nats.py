@@ -1,0 +1,249 @@
+"""NatsJournal on a real 3-server JetStream cluster: the file journal's shared cases (imported
+from test_journal_file and run with this module's ``make_journal``), then what only a
+replicated journal has: a second writer fenced by the stream, retries stored once, pruning,
+snapshots in the object store, and appends that survive the kill of a NATS server."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_journal_file import (  # the shared cases: collected here again, on NATS
+    MakeJournal,
+    fill,
+    payload_for,
+    test_closed_journal_refuses_use,
+    test_fencing,
+    test_read_from_every_seq_returns_the_batch_containing_it,
+    test_read_sees_only_records_committed_before_the_call,
+    test_reopen_continues_sequence,
+)
+
+from openbell.journal import FencedError, JournalError, JournalRecord, SeqUnavailableError
+from openbell.journal.nats import NatsJournal
+from openbell.node.natsd import NatsCluster, make_spec
+
+__all__ = [
+    "test_closed_journal_refuses_use",
+    "test_fencing",
+    "test_read_from_every_seq_returns_the_batch_containing_it",
+    "test_read_sees_only_records_committed_before_the_call",
+    "test_reopen_continues_sequence",
+]
+
+_streams = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats"), make_spec("jtest"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def stream_name() -> str:
+    return f"JT{next(_streams)}"
+
+
+@pytest.fixture
+def make_journal(nats_cluster: NatsCluster, stream_name: str) -> Iterator[MakeJournal]:
+    opened: list[NatsJournal] = []
+
+    def make(segment_bytes: int = 0) -> NatsJournal:  # segments are a file-journal notion
+        journal = NatsJournal(nats_cluster.urls, stream_name, node="t")
+        opened.append(journal)
+        return journal
+
+    yield make
+    for journal in opened:
+        journal.close()
+
+
+def test_a_second_writer_is_fenced_by_the_stream(make_journal: MakeJournal) -> None:
+    leader = make_journal()
+    zombie = make_journal()  # same view of the tail as the leader
+    assert isinstance(leader, NatsJournal) and isinstance(zombie, NatsJournal)
+    fill(leader, 3)
+    last = leader.last_seq
+    # The zombie's local view still says the log is empty: the stream refuses its append.
+    with pytest.raises(FencedError):
+        zombie.append(0, 1, 1, b"stale leader")
+    with pytest.raises(JournalError):  # and it refuses everything after a failed fence
+        zombie.append(0, 1, 1, b"again")
+    assert [r.last_seq for r in leader.read(1)][-1] == last
+    # A new leader takes over: epoch record, then batches; the old one is fenced.
+    successor = make_journal()
+    assert isinstance(successor, NatsJournal)
+    epoch = successor.append_epoch()
+    assert epoch == leader.epoch + 1
+    successor.append(last, last + 1, 2, b"from the successor")
+    with pytest.raises(FencedError):
+        leader.append(last, last + 1, 1, b"deposed")
+    records = list(successor.read(1))
+    assert records[-1] == JournalRecord(last + 1, 2, b"from the successor")
+    assert [e.epoch for e in successor.entries(1, successor.stream_seq)][-2:] == [epoch, epoch]
+
+
+def test_a_retried_append_is_stored_once(make_journal: MakeJournal) -> None:
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    fill(journal, 2)
+    expected = journal.stream_seq
+    first = journal.last_seq + 1
+    payload = payload_for(first, 1, 50)
+    headers = {
+        "Nats-Expected-Last-Sequence": str(expected),
+        "Nats-Msg-Id": f"{journal.writer_id}:{first}",
+        "Ob-First": str(first),
+        "Ob-Count": "1",
+        "Ob-Epoch": str(journal.epoch),
+        "Ob-Node": journal.node,
+    }
+    # The first try reached the stream but its acknowledgement was lost; the retry of the
+    # same message (same Nats-Msg-Id) is recognised as a duplicate, stored once.
+    assert journal.loop.run(journal._publish(journal.batch_subject, payload, headers), 30) == (
+        expected + 1
+    )
+    assert journal.loop.run(journal._publish(journal.batch_subject, payload, headers), 30) == (
+        expected + 1
+    )
+    reader = make_journal()
+    assert reader.last_seq == first
+    assert [r.first_seq for r in reader.read(first)] == [first]
+
+
+def test_prune_keeps_the_tail(make_journal: MakeJournal) -> None:
+    journal = make_journal()
+    appended = fill(journal, 30)
+    cut = appended[10].first_seq
+    assert journal.prune_before(1) == 0
+    assert journal.prune_before(cut) == 10
+    with pytest.raises(SeqUnavailableError):
+        journal.read(1)
+    assert list(journal.read(cut)) == appended[10:]
+    assert journal.prune_before(journal.last_seq + 100) == 19  # the last message stays
+    reopened = make_journal()
+    assert reopened.last_seq == appended[-1].last_seq
+    fill(reopened, 2)
+    assert next(r.first_seq for r in reopened.read(appended[-1].first_seq)) == (
+        appended[-1].first_seq
+    )
+
+
+def test_snapshots_in_the_object_store(make_journal: MakeJournal) -> None:
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    assert journal.latest_snapshot() is None
+    for seq in (10, 20, 30):
+        journal.put_snapshot(seq, f"hash{seq}", bytes([seq]) * 100_000, keep=2)
+    snapshot = journal.latest_snapshot()
+    assert snapshot is not None
+    assert (snapshot.seq, snapshot.state_hash, snapshot.state) == (30, "hash30", b"\x1e" * 100_000)
+
+
+def test_appends_go_on_when_a_nats_server_is_killed(
+    nats_cluster: NatsCluster, make_journal: MakeJournal, tmp_path: Path
+) -> None:
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    appended = fill(journal, 20)
+    victim = nats_cluster.spec.servers[0].name
+    nats_cluster.kill(victim, signal.SIGKILL)
+    try:
+        appended += fill(journal, 20)  # waits out the stream's leader election if it must
+        assert list(make_journal().read(1)) == appended
+    finally:
+        nats_cluster.start_server(victim)
+        nats_cluster.wait_ready()
+        journal.wait_replicas_current()  # the next tests need three servers again
+
+
+def test_a_fresh_node_boots_from_the_newest_snapshot_plus_the_tail(
+    make_journal: MakeJournal,
+) -> None:
+    from openbell.core import commands as c
+    from openbell.core.engine import Engine
+    from openbell.node.codec import encode_batch
+    from openbell.node.replica import Replica, boot_engine
+
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    leader = Engine()
+    snapshot_seq = -1
+    batches: list[list[c.Command]] = [
+        [c.CreateAsset(asset="USD", scale=2, request_id="a"), c.OpenAccounts(count=4)],
+        *[
+            [c.Deposit(account=16 + i % 4, asset="USD", amount_minor=i + 1, request_id=f"d{i}")]
+            for i in range(30)
+        ],
+    ]
+    for index, batch in enumerate(batches):
+        first = leader.seq + 1
+        for offset, command in enumerate(batch):
+            leader.apply(first + offset, 1_000 + index, command)
+        journal.append(first - 1, first, len(batch), encode_batch(1_000 + index, batch))
+        if index == 10:
+            journal.put_snapshot(leader.seq, "digest", leader.snapshot())
+            snapshot_seq = leader.seq
+    engine, start = boot_engine(journal, leader.config)
+    assert engine.seq == snapshot_seq  # from the snapshot, not from the start of the stream
+    replica = Replica(journal, engine, start)
+    replica.catch_up(deadline_s=30)
+    replica.close()
+    assert engine.seq == leader.seq
+    assert engine.state_hash() == leader.state_hash()
+
+
+def test_a_state_hash_mismatch_halts_the_venue_with_a_diagnostic_bundle(
+    make_journal: MakeJournal, tmp_path: Path
+) -> None:
+    """Checkpoints (openbell.node.replica) share this NATS cluster: two nodes whose memories
+    disagree at a checkpoint both halt, each leaving a diagnostic bundle."""
+    import time
+
+    import msgspec
+
+    from openbell.core import commands as c
+    from openbell.core.engine import Engine
+    from openbell.node.replica import Checkpointer, DiagnosticBundle
+
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    halted: dict[str, str] = {}
+    checkpointers = []
+    for name, amount in (("a", 100), ("b", 101)):  # b's memory went wrong somewhere
+        directory = tmp_path / name
+        directory.mkdir()
+        checkpointer = Checkpointer(
+            journal, name, ["a", "b"], 5, directory, lambda why, n=name: halted.setdefault(n, why)
+        )
+        checkpointer.start()
+        checkpointers.append(checkpointer)
+        engine = Engine()
+        checkpointer.observe(engine)
+        commands = [c.CreateAsset(asset="USD", scale=2), c.OpenAccounts(count=2)]
+        commands += [c.Deposit(account=16, asset="USD", amount_minor=amount)] * 4
+        for seq, command in enumerate(commands, start=1):
+            engine.apply(seq, 0, command)
+        checkpointer.observe(engine)  # seq 6 crossed 5: hash, publish, compare
+    try:
+        deadline = time.monotonic() + 20
+        while len(halted) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert set(halted) == {"a", "b"}, halted
+        for name in ("a", "b"):
+            bundle = msgspec.json.decode(
+                (tmp_path / name / "diagnostic-6.json").read_bytes(), type=DiagnosticBundle
+            )
+            assert bundle.seq == 6 and bundle.node == name
+            assert (tmp_path / name / "diagnostic-6.snapshot").stat().st_size > 0
+    finally:
+        for checkpointer in checkpointers:
+            checkpointer.stop()
