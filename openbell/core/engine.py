@@ -361,6 +361,8 @@ class Engine(MatchingCore):
         pool.client_ids[slot] = order.client_order_id
         key = (order.account, order.client_order_id)
         pool.client_keys[slot] = key
+        pool.id_objs[slot] = order.order_id
+        pool.account_objs[slot] = order.account
         self.live_client_ids[key] = order.order_id
         self.count_open_order(order.account)
         return slot

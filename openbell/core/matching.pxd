@@ -3,7 +3,13 @@
 cimport cython
 from openbell.core.pool cimport OrderPool
 from openbell.core.book cimport Book, Level
-from openbell.core.ledger cimport AssetBalances
+from openbell.core.ledger cimport AssetBalances, Ledger
+
+cdef long long _BUY, _SELL, FIRST_USER
+cdef long long TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT
+cdef long long TIF_GTC, TIF_DAY, TIF_IOC, TIF_FOK
+cdef long long STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL
+cdef long long NO_AGGRESSOR
 
 cpdef long long fee_of(long long notional, long long bps) noexcept
 
@@ -49,7 +55,7 @@ cdef class MatchingCore:
     cdef public long long max_open_orders
     cdef public long long idempotency_window
     cdef public OrderPool pool
-    cdef public object ledger
+    cdef public Ledger ledger
     cdef public dict instruments
     cdef public list inst_list
     cdef public dict account_states

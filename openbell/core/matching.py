@@ -64,8 +64,14 @@ FILLED = OrderStatus.FILLED
 NEW = OrderStatus.NEW
 PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 PENDING_TRIGGER = OrderStatus.PENDING_TRIGGER
+LIMIT = OrderType.LIMIT
+FOK = TimeInForce.FOK
+GTC = TimeInForce.GTC
 
-# Integer codes of the enumerations inside the pool, and back.
+# Integer codes of the enumerations inside the pool, and back (C constants when compiled).
+_BUY = BUY_CODE
+_SELL = SELL_CODE
+FIRST_USER = int(FIRST_USER_ACCOUNT)
 TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT = 0, 1, 2, 3
 TIF_GTC, TIF_DAY, TIF_IOC, TIF_FOK = 0, 1, 2, 3
 STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL = 0, 1, 2, 3
@@ -172,7 +178,7 @@ class Instrument:
         return notional + fee_of(notional, self.max_fee_bps)
 
     def hold_need(self, side: int, price: int, lots: int) -> int:
-        if side == BUY_CODE:
+        if side == _BUY:
             return self.buy_hold(price, lots)
         return lots * self.lot_size
 
@@ -380,34 +386,41 @@ class MatchingCore:
         account_obj = cmd.account
         lots_obj = cmd.quantity_lots
         client_order_id = cmd.client_order_id
+        # Range-check the command's integers as objects (against literals: a C fast path when
+        # compiled) before they become C integers; the exact reason comes from the slow path.
         if not (
             type(account_obj) is int
             and type(lots_obj) is int
-            and FIRST_USER_ACCOUNT <= account_obj < self.ledger.accounts_count
-            and 0 < lots_obj <= inst.max_order_lots
-            and 0 < len(client_order_id) <= MAX_ID_LENGTH
+            and 0 <= account_obj <= 2147483647
+            and 0 < lots_obj <= 2147483647
         ):
             self._reject_order_fields(inst, cmd)
         account = account_obj
         lots = lots_obj
-        side = BUY_CODE if cmd.side is BUY else SELL_CODE
+        if not (
+            FIRST_USER <= account < self.ledger.accounts_count
+            and lots <= inst.max_order_lots
+            and 0 < len(client_order_id) <= MAX_ID_LENGTH
+        ):
+            self._reject_order_fields(inst, cmd)
+        side = _BUY if cmd.side is BUY else _SELL
         tif_obj = cmd.tif
         phase = inst.phase
         stop = 0
         if (
-            cmd.order_type is OrderType.LIMIT
+            cmd.order_type is LIMIT
             and phase is CONTINUOUS
-            and tif_obj is not TimeInForce.FOK
+            and tif_obj is not FOK
             and not (self.venue_halted or cmd.post_only or self.account_states)
         ):
             # The common case: a plain limit order in continuous trading.
             price_obj = cmd.price_ticks
-            if type(price_obj) is not int or not (
-                inst.band_low_ticks <= price_obj <= inst.band_high_ticks
-            ):
+            if type(price_obj) is not int or not 0 < price_obj <= 2147483647:
                 self._check_price(inst, price_obj)
             price = price_obj
-            tif = TIF_CODE[tif_obj]
+            if not inst.band_low_ticks <= price <= inst.band_high_ticks:
+                self._check_price(inst, price_obj)
+            tif = TIF_GTC if tif_obj is GTC else TIF_CODE[tif_obj]
         else:
             price, tif, stop = self._check_special_order(inst, cmd, side)
             price_obj = price
@@ -423,7 +436,7 @@ class MatchingCore:
             raise Reject(R.MAX_OPEN_ORDERS_EXCEEDED)
         hold = 0
         if self.settle:
-            if side == BUY_CODE:
+            if side == _BUY:
                 hold = inst.buy_hold(price, lots)
                 bal = inst.quote
                 if (bal.av[account] if account < len(bal.av) else 0) < hold:
@@ -458,6 +471,8 @@ class MatchingCore:
         pool.hold[slot] = hold
         pool.client_ids[slot] = client_order_id
         pool.client_keys[slot] = key
+        pool.id_objs[slot] = order_id
+        pool.account_objs[slot] = account_obj
         self.live_client_ids[key] = order_id
         self.open_counts[account] = open_count + 1
         if self.emit:
@@ -505,7 +520,7 @@ class MatchingCore:
 
     def check_user_account(self, account: Any) -> None:
         if type(account) is not int or not (
-            FIRST_USER_ACCOUNT <= account < self.ledger.accounts_count
+            FIRST_USER <= account < self.ledger.accounts_count
         ):
             raise Reject(R.UNKNOWN_ACCOUNT, str(account))
 
@@ -528,7 +543,7 @@ class MatchingCore:
         """The worst price a market order may execute at: ``ref`` ± the protection width,
         never beyond the price band."""
         width = ref * inst.market_protection_bps // BPS_DENOMINATOR
-        if side == BUY_CODE:
+        if side == _BUY:
             return min(ref + width, inst.band_high_ticks)
         return max(ref - width, inst.band_low_ticks)
 
@@ -552,7 +567,7 @@ class MatchingCore:
         state = self.account_states.get(cmd.account)
         if state is ACCT_SUSPENDED:
             raise Reject(R.ACCOUNT_SUSPENDED, str(cmd.account))
-        if state is ACCT_REDUCE_ONLY and side == BUY_CODE:
+        if state is ACCT_REDUCE_ONLY and side == _BUY:
             raise Reject(R.REDUCE_ONLY, "only sells lower exposure")
         if cmd.post_only and (
             order_type is not OrderType.LIMIT or tif == TIF_IOC or tif == TIF_FOK
@@ -602,7 +617,7 @@ class MatchingCore:
         pool = self.pool
         cancel_oldest = cmd.stp is SelfTradePrevention.CANCEL_OLDEST
         account = cmd.account
-        if side == BUY_CODE:
+        if side == _BUY:
             prices = [-k for k in reversed(book.ask_keys) if -k <= price]
             levels = book.asks
         else:
@@ -648,15 +663,15 @@ class MatchingCore:
         limit = pool.price[taker]
         taker_id = pool.order_id[taker]
         taker_account = pool.account[taker]
-        is_buy = pool.side[taker] == BUY_CODE
+        is_buy = pool.side[taker] == _BUY
         if is_buy:
             keys = book.ask_keys
             levels = book.asks
-            maker_side = SELL_CODE
+            maker_side = _SELL
         else:
             keys = book.bid_prices
             levels = book.bids
-            maker_side = BUY_CODE
+            maker_side = _BUY
         maker_side_enum = SIDES[maker_side]
         aggressor = pool.side[taker]
         stopped = False
@@ -744,7 +759,7 @@ class MatchingCore:
             inst.scan_high_ticks = price
         if price < inst.scan_low_ticks:
             inst.scan_low_ticks = price
-        if pool.side[taker] == BUY_CODE:
+        if pool.side[taker] == _BUY:
             buyer = taker
             seller = maker
         else:
@@ -806,10 +821,10 @@ class MatchingCore:
                     price_obj,
                     lots_obj,
                     None if aggressor == NO_AGGRESSOR else SIDES[aggressor],
-                    pool.order_id[maker],
-                    pool.order_id[taker],
-                    pool.account[buyer],
-                    pool.account[seller],
+                    pool.id_objs[maker],
+                    pool.id_objs[taker],
+                    pool.account_objs[buyer],
+                    pool.account_objs[seller],
                     buy_fee,
                     sell_fee,
                 )
@@ -819,8 +834,8 @@ class MatchingCore:
             events.append(
                 _Execution(
                     seq,
-                    pool.order_id[maker],
-                    pool.account[maker],
+                    pool.id_objs[maker],
+                    pool.account_objs[maker],
                     PARTIALLY_FILLED if leaves else FILLED,
                     price_obj,
                     lots_obj,
@@ -834,8 +849,8 @@ class MatchingCore:
             events.append(
                 _Execution(
                     seq,
-                    pool.order_id[taker],
-                    pool.account[taker],
+                    pool.id_objs[taker],
+                    pool.account_objs[taker],
                     PARTIALLY_FILLED if leaves else FILLED,
                     price_obj,
                     lots_obj,
@@ -868,7 +883,7 @@ class MatchingCore:
         if release < 0:
             raise InvariantViolation(f"order {pool.order_id[slot]} hold below need")
         if release:
-            bal = inst.quote if side == BUY_CODE else inst.base
+            bal = inst.quote if side == _BUY else inst.base
             account = pool.account[slot]
             bal.fr[account] -= release
             bal.av[account] += release
@@ -898,8 +913,8 @@ class MatchingCore:
             self.events.append(
                 _OrderCancelled(
                     self.seq_obj,
-                    pool.order_id[slot],
-                    pool.account[slot],
+                    pool.id_objs[slot],
+                    pool.account_objs[slot],
                     reason,
                     pool.cum[slot],
                     lots,
@@ -934,7 +949,7 @@ class MatchingCore:
                 for slot in inst.stop_slots
                 if (
                     high >= pool.stop[slot]
-                    if pool.side[slot] == BUY_CODE
+                    if pool.side[slot] == _BUY
                     else low <= pool.stop[slot]
                 )
             ]
@@ -1004,7 +1019,7 @@ class MatchingCore:
         pool.leaves[slot] = 0
         hold = pool.hold[slot]
         if hold:
-            bal = inst.quote if pool.side[slot] == BUY_CODE else inst.base
+            bal = inst.quote if pool.side[slot] == _BUY else inst.base
             account = pool.account[slot]
             bal.fr[account] -= hold
             bal.av[account] += hold
@@ -1013,7 +1028,13 @@ class MatchingCore:
         if self.emit:
             events.append(
                 _OrderCancelled(
-                    seq, pool.order_id[slot], pool.account[slot], reason, pool.cum[slot], leaves, 0
+                    seq,
+                    pool.id_objs[slot],
+                    pool.account_objs[slot],
+                    reason,
+                    pool.cum[slot],
+                    leaves,
+                    0,
                 )
             )
         self._finish(slot)
@@ -1060,13 +1081,13 @@ class MatchingCore:
         if pool.post_only[slot] and inst.phase is CONTINUOUS:
             check_post_only(book, side, price)
         need = inst.hold_need(side, price, new_leaves) if self.settle else 0
-        bal = inst.quote if side == BUY_CODE else inst.base
+        bal = inst.quote if side == _BUY else inst.base
         extra = need - pool.hold[slot]
         if extra > 0:
             available = bal.av[account] if account < len(bal.av) else 0
             if available < extra:
                 raise Reject(
-                    R.INSUFFICIENT_FUNDS if side == BUY_CODE else R.INSUFFICIENT_POSITION,
+                    R.INSUFFICIENT_FUNDS if side == _BUY else R.INSUFFICIENT_POSITION,
                     "needs {0} more",
                     (minor(bal.asset, extra),),
                 )
@@ -1193,8 +1214,8 @@ class MatchingCore:
             ask_level = book.asks[ask_price]
             buy = bid_level.head
             sell = ask_level.head
-            touched[(BUY_CODE, bid_price)] = None
-            touched[(SELL_CODE, ask_price)] = None
+            touched[(_BUY, bid_price)] = None
+            touched[(_SELL, ask_price)] = None
             if pool.account[buy] == pool.account[sell]:
                 raise InvariantViolation(
                     f"auction paired orders {pool.order_id[buy]}/{pool.order_id[sell]}"
@@ -1214,7 +1235,7 @@ class MatchingCore:
                         book.drop_level(pool.side[slot], level.price_ticks)
                     self._finish(slot)
         for side, level_price in touched:
-            levels = book.bids if side == BUY_CODE else book.asks
+            levels = book.bids if side == _BUY else book.asks
             remaining = levels.get(level_price)
             lots_left = remaining.lots if remaining is not None else 0
             if self.emit:
@@ -1270,7 +1291,7 @@ class MatchingCore:
 
 def check_post_only(book: Book, side: int, price: int) -> None:
     """A post-only order must not take: refuse a price that reaches the opposite best."""
-    if side == BUY_CODE:
+    if side == _BUY:
         best = book.best_ask()
         if best and price >= best:
             raise Reject(R.POST_ONLY_WOULD_TAKE, "best ask {0}", (ticks(book.symbol, best),))

@@ -9,6 +9,8 @@ cdef class OrderPool:
     cdef public long long newest
     cdef public list client_ids
     cdef public list client_keys
+    cdef public list id_objs
+    cdef public list account_objs
     cdef public dict overflow
     cdef public long long index_size
     cdef object _index_arr
