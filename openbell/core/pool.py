@@ -64,8 +64,8 @@ class OrderPool:
         self.client_keys: list[tuple[int, str] | None] = []  # (account, client id) index keys
         # The order id and account as Python ints, made once per order: every event of the
         # order reuses them instead of boxing the C integers again.
-        self.id_objs: list[int | None] = []
-        self.account_objs: list[int | None] = []
+        self.id_objs: list[int] = []
+        self.account_objs: list[int] = []
         self.overflow: dict[int, int] = {}  # order id -> slot, for ids the ring had to evict
         self.index_size = index_slots
         self._index_arr = _column(index_slots, NIL)
@@ -119,8 +119,8 @@ class OrderPool:
         self._views()
         self.client_ids.extend([""] * slots)
         self.client_keys.extend([None] * slots)
-        self.id_objs.extend([None] * slots)
-        self.account_objs.extend([None] * slots)
+        self.id_objs.extend([0] * slots)
+        self.account_objs.extend([0] * slots)
         # New slots go on the free list in ascending order.
         nxt = self.next
         for slot in range(old, new - 1):
@@ -182,8 +182,8 @@ class OrderPool:
         self._unlink_open(slot)
         self.client_ids[slot] = ""
         self.client_keys[slot] = None
-        self.id_objs[slot] = None
-        self.account_objs[slot] = None
+        self.id_objs[slot] = 0
+        self.account_objs[slot] = 0
         self.order_id[slot] = 0
         self.next[slot] = self.free_head
         self.prev[slot] = NIL
