@@ -141,8 +141,9 @@ def bench_subscribe_journaled(
 
 
 def close_to_settled(subscriptions: int, batch_rows: int = 1_000_000) -> dict[str, float]:
-    """In this process: build the subscribed state directly, then time IpoClose, IpoNumber,
-    IpoDraw and every IpoSettleChunk."""
+    """In this process: build the subscribed state directly, then time IpoClose, IpoNumber
+    (which renders and hashes the numbering file: the draw's entropy takes that hash in),
+    IpoDraw (the tail lottery: winners equal the units on offer) and every IpoSettleChunk."""
     engine = Engine()
     setup, first = _setup(subscriptions)
     _apply_all(engine, setup)
@@ -169,6 +170,12 @@ def close_to_settled(subscriptions: int, batch_rows: int = 1_000_000) -> dict[st
         ],
     )
     drawn = time.perf_counter()
+    offering = engine.ipo.offerings[SYMBOL]
+    if offering.allotment is None or offering.allotment.won_units != offering.units_offered:
+        raise RuntimeError(f"winners differ from the units on offer: {offering.allotment}")
+    if len(offering.numbering_sha256) != 64:
+        raise RuntimeError("no numbering hash recorded")
+    del offering
     chunks = len(engine.ipo.offerings[SYMBOL].chunk_done)
     last: e.Event | None = None
     for chunk in range(chunks):

@@ -373,6 +373,10 @@ def tails_by_length(tails: list[str], numbers: int) -> list[tuple[int, list[str]
     ]
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def _tail_lines(tails: list[str], numbers: int) -> list[str]:
     """The full list of winning tails per length (what the announcement publishes)."""
     lines: list[str] = []
@@ -380,7 +384,8 @@ def _tail_lines(tails: list[str], numbers: int) -> list[str]:
     for k, group, won in tails_by_length(tails, numbers):
         total += won
         lines.append(
-            f"  last {k} digits ({len(group)} tails, {won:,} winning numbers): " + ", ".join(group)
+            f"  last {k} digits ({_plural(len(group), 'tail')}, "
+            f"{_plural(won, 'winning number')}): " + ", ".join(group)
         )
     if lines:
         lines.append(f"  winning numbers in all: {total:,}")

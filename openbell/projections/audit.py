@@ -114,10 +114,19 @@ def _entry_line(entry: AuditEntry) -> bytes:
 _decode_entry = msgspec.json.Decoder(AuditEntry).decode
 
 
+_decode_lines = msgspec.json.Decoder(AuditEntry).decode_lines
+
+
 def read_file(path: Path) -> Iterator[AuditEntry | str]:
     """Stored entries of the audit file; a line that does not decode yields its error text."""
     if not path.exists():
         return
+    data = path.read_bytes()
+    try:  # the whole file at once (fast); line by line only to locate a bad line
+        yield from _decode_lines(data)
+        return
+    except msgspec.DecodeError:
+        pass
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
             try:

@@ -16,8 +16,8 @@ drops a repeated id inside its duplicate window, so a publisher restarted after 
 position (``DATA/projections/bus.position``) is written, atomically, only after the stream
 acknowledged everything before it.
 
-Publishing: a chunk's messages are pipelined (``publish_async``, a bounded window of
-outstanding messages) and each one's acknowledgement is awaited before the position moves.
+Publishing: a chunk's messages are pipelined on one connection, each with a reply subject on
+the publisher's inbox, and every acknowledgement is counted before the position moves.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ SINK_NAME = "bus"
 STREAM = "OPENBELL"
 DUPLICATE_WINDOW_S = 600.0
 POSITION_FILE = "bus.position"
+FLUSH_EVERY = 5_000  # messages between flushes (bounds what is in flight)
 
 _MD = (e.Trade, e.BookDelta, e.AuctionUncrossed)
 _EXEC = (
@@ -102,6 +103,13 @@ class BusPublisher:
         self._pending: list[tuple[str, bytes, str]] = []
         self.published = 0
         self.duplicates = 0  # re-published after a restart, dropped by the stream
+        self.slow_chunks = 0
+        self._inbox: str | None = None
+        self._chunk = 0
+        self._acks = 0
+        self._errors = 0
+        self._expected = 0
+        self._all_acked = asyncio.Event()
 
     def _run(self, coroutine: Any) -> Any:
         return self._loop.run_until_complete(coroutine)
@@ -142,17 +150,55 @@ class BusPublisher:
         info = await self._js.stream_info(self.stream)
         return int(info.state.messages)
 
+    async def _ensure_inbox(self) -> str:
+        if self._inbox is None:
+            self._inbox = self._nc.new_inbox()
+
+            async def on_ack(msg: Any) -> None:
+                tokens = msg.subject.rsplit(".", 2)
+                if int(tokens[-2]) != self._chunk:  # a late answer to an earlier chunk
+                    return
+                if b'"error"' in msg.data:
+                    self._errors += 1
+                elif b'"duplicate":true' in msg.data:
+                    self.duplicates += 1
+                self._acks += 1
+                if self._acks == self._expected:
+                    self._all_acked.set()
+
+            await self._nc.subscribe(
+                self._inbox + ".>", cb=on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
+            )
+        return self._inbox
+
     async def _publish(self, pending: list[tuple[str, bytes, str]]) -> None:
-        """Pipelined publishes, every one acknowledged by the stream (a repeated id is
-        acknowledged as a duplicate and stored once)."""
-        publish = self._js.publish_async
-        futures = [
-            await publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
-            for subject, payload, msg_id in pending
-        ]
-        for ack in await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s * 6):
-            if ack.duplicate:
-                self.duplicates += 1
+        """Pipelined publishes, each acknowledged by the stream on this publisher's inbox (a
+        repeated id is acknowledged as a duplicate and stored once). Without every
+        acknowledgement (an error, a timeout) the chunk is published again one acknowledged
+        message at a time, and any failure then raises: the position does not move."""
+        if not pending:
+            return
+        inbox = await self._ensure_inbox()
+        self._chunk += 1
+        self._acks = self._errors = 0
+        self._expected = len(pending)
+        self._all_acked = asyncio.Event()
+        publish = self._nc.publish
+        prefix = f"{inbox}.{self._chunk}."
+        for n, (subject, payload, msg_id) in enumerate(pending):
+            await publish(subject, payload, reply=prefix + str(n),
+                          headers={"Nats-Msg-Id": msg_id})  # fmt: skip
+            if n % FLUSH_EVERY == FLUSH_EVERY - 1:
+                await self._nc.flush(self.timeout_s)
+        try:
+            await asyncio.wait_for(self._all_acked.wait(), self.timeout_s)
+            if not self._errors:
+                return
+        except TimeoutError:
+            pass
+        self.slow_chunks += 1
+        for subject, payload, msg_id in pending:
+            await self._js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
 
     def commit(self, seq: int, ts_ns: int) -> None:
         pending, self._pending = self._pending, []

@@ -110,3 +110,32 @@ def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> N
     if is_postgres(conn):
         sql = sql.replace("?", "%s")
     _executemany(conn, sql, rows)
+
+
+def update_rows(
+    conn: Connection,
+    table: str,
+    key: Sequence[str],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """``UPDATE table SET columns WHERE key`` for each row (the columns' values, then the
+    key's). On PostgreSQL a big batch is one COPY into a temporary table and one
+    ``UPDATE ... FROM`` (columnar, not row by row)."""
+    if not rows:
+        return
+    if is_postgres(conn) and len(rows) >= COPY_THRESHOLD:
+        temp = f"update_{table}"
+        names = [*columns, *key]
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE {temp} AS SELECT {', '.join(names)} FROM {table} WITH NO DATA"
+        )
+        insert_rows(conn, temp, names, rows)
+        sets = ", ".join(f"{col} = {temp}.{col}" for col in columns)
+        match = " AND ".join(f"{table}.{col} = {temp}.{col}" for col in key)
+        conn.exec_driver_sql(f"UPDATE {table} SET {sets} FROM {temp} WHERE {match}")
+        conn.exec_driver_sql(f"DROP TABLE {temp}")
+        return
+    sets = ", ".join(f"{col} = ?" for col in columns)
+    match = " AND ".join(f"{col} = ?" for col in key)
+    execute_many(conn, f"UPDATE {table} SET {sets} WHERE {match}", rows)

@@ -547,8 +547,7 @@ class ReadModel:
         first = off.col("first")
         numbered = np.flatnonzero(first > 0)
         self._ipo_ops.append(
-            ("UPDATE ipo_subscriptions SET first_number = ?, updated_seq = ? "
-             "WHERE symbol = ? AND row = ?",
+            ("set:first_number,updated_seq",
              [(number, seq, ev.symbol, row)
               for row, number in zip(numbered.tolist(), first[numbered].tolist(), strict=True)])
         )  # fmt: skip
@@ -565,8 +564,7 @@ class ReadModel:
                m.SubscriptionStatus.FROZEN.value)])
         )  # fmt: skip
         self._ipo_ops.append(
-            ("UPDATE ipo_subscriptions SET status = ?, won_units = ?, updated_seq = ? "
-             "WHERE symbol = ? AND row = ?",
+            ("set:status,won_units,updated_seq",
              [(m.SubscriptionStatus.WIN.value, units, seq, ev.symbol, row)
               for row, units in zip(winners.tolist(), won[winners].tolist(), strict=True)])
         )  # fmt: skip
@@ -639,6 +637,9 @@ class ReadModel:
         for op, rows in self._ipo_ops:
             if op == "insert":
                 db.insert_rows(conn, "ipo_subscriptions", _SUBSCRIPTION_COLUMNS, rows)
+            elif op.startswith("set:"):  # per-row values: COPY + one UPDATE on PostgreSQL
+                columns = op[4:].split(",")
+                db.update_rows(conn, "ipo_subscriptions", ("symbol", "row"), columns, rows)
             else:
                 db.execute_many(conn, op, rows)
 

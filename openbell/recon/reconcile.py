@@ -23,6 +23,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import msgspec
 
 from openbell.ipo_io import _connect, _sql_string
@@ -100,18 +101,18 @@ class ReconReport(msgspec.Struct, frozen=True):
         return 0 if self.ok else 1
 
 
+POW10 = "[" + ", ".join(str(10**k) for k in range(19)) + "]"
+
+
 def _minor_sql(text: str) -> str:
-    """SQL: decimal string ``text`` (sign optional, '.' separator) -> minor units (HUGEINT),
-    NULL when it has more decimals than the asset's scale or is not a number."""
-    body = f"ltrim({text}, '-')"
-    whole = f"split_part({body}, '.', 1)"
-    frac = f"split_part({body}, '.', 2)"
+    """SQL: decimal string ``text`` (sign optional, '.' separator) -> minor units (BIGINT),
+    NULL when it is not a plain decimal or has more decimals than the asset's scale. Integer
+    arithmetic only: the digits without the point, times 10 to the missing decimals."""
+    frac = f"(CASE WHEN contains({text}, '.') THEN length({text}) - instr({text}, '.') ELSE 0 END)"
     return (
-        f"(CASE WHEN NOT regexp_full_match({text}, '-?[0-9]{{1,20}}(\\.[0-9]{{1,18}})?') "
-        f"OR length({frac}) > a.scale THEN NULL ELSE "
-        f"(CASE WHEN starts_with({text}, '-') THEN -1 ELSE 1 END) * ("
-        f"CAST({whole} AS HUGEINT) * a.pow10 + CASE WHEN a.scale = 0 THEN 0 ELSE "
-        f"CAST(rpad({frac}, CAST(a.scale AS INTEGER), '0') AS HUGEINT) END) END)"
+        f"(CASE WHEN NOT regexp_full_match({text}, '-?[0-9]{{1,18}}(\\.[0-9]{{1,18}})?') "
+        f"OR {frac} > a.scale THEN NULL ELSE "
+        f"TRY_CAST(replace({text}, '.', '') AS BIGINT) * {POW10}[a.scale - {frac} + 1] END)"
     )
 
 
@@ -128,45 +129,61 @@ def _key_sql(ref: str) -> str:
 BANK_AMOUNT = "replace(b.amount, ',', '.')"  # MT940 writes a decimal comma
 
 
+def _parse_sql(table: str, path: Path, raw: bool) -> str:
+    """SELECT turning a file's lines into movements (``raw``: with the original text)."""
+    source = f"read_csv({_sql_string(str(path))}, header = true, all_varchar = true, delim = ',')"
+    if table == "clearing":
+        key, asset, amount = _key_sql("f.ref"), "f.asset", _minor_sql("f.amount")
+        text = "f.ref AS raw_ref, f.asset AS raw_asset, f.amount AS raw_amount"
+    else:
+        key, asset = _key_sql("f.reference"), "f.currency"
+        amount = "(CASE WHEN f.dc = 'D' THEN -1 WHEN f.dc = 'C' THEN 1 END) * " + _minor_sql(
+            BANK_AMOUNT.replace("b.", "f.")
+        )
+        text = "f.reference AS raw_ref, f.currency AS raw_asset, f.amount AS raw_amount"
+    return (
+        f"SELECT {key}, a.asset_id, TRY_CAST(f.account AS BIGINT) AS account, {amount} AS amount, "
+        f"a.cash{', ' + text if raw else ''} FROM {source} f LEFT JOIN assets a ON a.name = {asset}"
+    )
+
+
+_GROUPED = (
+    "kind, k1, k2, asset_id, any_value(cash) AS cash, min(account) AS account, "
+    "bool_and(known_account) AS known, SUM(amount) AS amount, COUNT(*) AS n, "
+    "bool_or(account IS NULL OR amount IS NULL) AS bad"
+)
+
+
 def _load(con: Any, ledger: Ledger, clearing: Path, bank: Path) -> None:
+    """``g_<source>``: one row per key and source (lines, total, account, whether every
+    account is known), straight from the ledger's columns and the files (nothing else is
+    materialised)."""
     create_asset_table(con, ledger)
-    cols = ledger.movements.columns()
-    con.register("ledger_cols", cols)
+    con.register("ledger_cols", ledger.movements.columns())
     con.execute(
-        "CREATE TABLE ledger AS SELECT m.kind, m.k1, m.k2, m.asset_id, m.account, "
-        "CAST(m.amount AS HUGEINT) AS amount, a.cash FROM ledger_cols m JOIN assets a USING "
-        "(asset_id)"
+        f"CREATE TABLE g_ledger AS SELECT {_GROUPED} FROM (SELECT m.kind, m.k1, m.k2, "
+        "m.asset_id, m.account, m.amount, a.cash, true AS known_account FROM ledger_cols m "
+        "JOIN assets a USING (asset_id)) GROUP BY kind, k1, k2, asset_id"
     )
     con.register("known_cols", {"account": ledger.accounts})
     con.execute("CREATE TABLE known AS SELECT DISTINCT account FROM known_cols")
-    options = "header = true, all_varchar = true, delim = ','"
-    con.execute(
-        f"CREATE TABLE clearing_raw AS SELECT * FROM read_csv({_sql_string(str(clearing))}, "
-        f"{options})"
-    )
-    con.execute(
-        f"CREATE TABLE bank_raw AS SELECT * FROM read_csv({_sql_string(str(bank))}, {options})"
-    )
-    con.execute(
-        f"CREATE TABLE clearing AS SELECT {_key_sql('c.ref')}, a.asset_id, "
-        "TRY_CAST(c.account AS BIGINT) AS account, "
-        f"{_minor_sql('c.amount')} AS amount, a.cash, c.ref AS raw_ref, c.asset AS raw_asset, "
-        "c.amount AS raw_amount FROM clearing_raw c LEFT JOIN assets a ON a.name = c.asset"
-    )
-    con.execute(
-        f"CREATE TABLE bank AS SELECT {_key_sql('b.reference')}, a.asset_id, "
-        "TRY_CAST(b.account AS BIGINT) AS account, "
-        f"(CASE WHEN b.dc = 'D' THEN -1 WHEN b.dc = 'C' THEN 1 END) * "
-        f"{_minor_sql(BANK_AMOUNT)} AS amount, a.cash, "
-        "b.reference AS raw_ref, b.currency AS raw_asset, b.amount AS raw_amount "
-        "FROM bank_raw b LEFT JOIN assets a ON a.name = b.currency"
-    )
-    for table in ("clearing", "bank"):
-        bad = con.execute(
-            f"SELECT raw_ref, raw_asset, raw_amount FROM {table} WHERE kind IS NULL OR k1 IS NULL "
-            "OR asset_id IS NULL OR account IS NULL OR amount IS NULL LIMIT 1"
-        ).fetchone()
-        if bad is not None:
+    for table, path in (("clearing", clearing), ("bank", bank)):
+        try:
+            con.execute(
+                f"CREATE TABLE g_{table} AS SELECT {_GROUPED} FROM (SELECT p.*, "
+                "k.account IS NOT NULL AS known_account "
+                f"FROM ({_parse_sql(table, path, raw=False)}) p "
+                "LEFT JOIN known k ON k.account = p.account) GROUP BY kind, k1, k2, asset_id"
+            )
+        except duckdb.Error as error:  # an unreadable file, an amount out of range
+            raise ReconError(f"{table} file {path}: {error}") from None
+        invalid = "kind IS NULL OR k1 IS NULL OR asset_id IS NULL OR bad"
+        if con.execute(f"SELECT COUNT(*) FROM g_{table} WHERE {invalid}").fetchone()[0]:
+            bad = con.execute(
+                f"SELECT raw_ref, raw_asset, raw_amount FROM ({_parse_sql(table, path, raw=True)}) "
+                "WHERE kind IS NULL OR k1 IS NULL OR asset_id IS NULL OR account IS NULL "
+                "OR amount IS NULL LIMIT 1"
+            ).fetchone() or ("", "", "")
             raise ReconError(
                 f"{table} file: a line that is not a movement (ref {bad[0]!r}, asset {bad[1]!r}, "
                 f"amount {bad[2]!r}): unknown asset, malformed reference or amount, or more "
@@ -176,23 +193,12 @@ def _load(con: Any, ledger: Ledger, clearing: Path, bank: Path) -> None:
 
 def _compare_sql(left: str, right: str, scope: str) -> str:
     def side(table: str) -> str:
-        return (
-            f"SELECT kind, k1, k2, asset_id, min(account) AS account, max(account) AS account2, "
-            f"SUM(amount) AS amount, COUNT(*) AS n FROM {table} WHERE {scope} "
-            "GROUP BY kind, k1, k2, asset_id"
-        )
-
-    def unknown(alias: str) -> str:
-        known = "(SELECT account FROM known)"
-        return (
-            f"{alias}.n IS NOT NULL AND ({alias}.account NOT IN {known} "
-            f"OR {alias}.account2 NOT IN {known})"
-        )
+        return f"SELECT * FROM g_{table} WHERE {scope}"
 
     return (
         f"WITH l AS ({side(left)}), r AS ({side(right)}) "
         f"SELECT '{left}-{right}' AS pair, CASE "
-        f"WHEN {unknown('l')} OR {unknown('r')} THEN 'UNKNOWN_ACCOUNT' "
+        "WHEN NOT COALESCE(l.known, true) OR NOT COALESCE(r.known, true) THEN 'UNKNOWN_ACCOUNT' "
         f"WHEN l.n IS NULL THEN 'MISSING_IN_{left.upper()}' "
         f"WHEN r.n IS NULL THEN 'MISSING_IN_{right.upper()}' "
         "WHEN l.n > 1 OR r.n > 1 THEN 'DUPLICATE' "
@@ -274,7 +280,7 @@ def _zero_sum(con: Any, ledger: Ledger) -> list[ZeroSum]:
     sums: dict[str, dict[str, int]] = {}
     for table in ("ledger", "clearing", "bank"):
         rows = con.execute(
-            f"SELECT a.name, CAST(SUM(t.amount) AS VARCHAR) FROM {table} t JOIN assets a "
+            f"SELECT a.name, CAST(SUM(t.amount) AS VARCHAR) FROM g_{table} t JOIN assets a "
             f"USING (asset_id) WHERE t.kind = {NET} GROUP BY a.name"
         ).fetchall()
         sums[table] = {str(name): int(total) for name, total in rows}

@@ -78,6 +78,9 @@ def test_real_draw_structure_from_the_rate_alone() -> None:
         )
         # Winning numbers equal the units on offer, and the lengths add up to it.
         assert d.winning_units == REAL_U == sum(count_upto(REAL_N, g) for g in d.groups)
+        per = d.per_length(REAL_N)
+        assert [t for _, t, _ in per][:5] == [2, 7, 8, 7, 8]
+        assert sum(won for _, _, won in per) == REAL_U
         lottery._check_disjoint(list(d.groups))
 
 

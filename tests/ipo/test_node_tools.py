@@ -226,6 +226,10 @@ def test_full_offering_through_a_real_node(
         assert exported.numbers["tails"] == drawn["tails"]
         assert exported.numbers["winning_numbers"] == drawn["won_units"]
         assert ipo_io.read_tails(S, sim / "tails-out.csv").tails == drawn["tails"]
+        args = ["ipo", "tails", "--symbol", S, "--data", str(data)]
+        run = CliRunner().invoke(app, [*args, "--export", str(sim / "tails-cli.csv")])
+        assert run.exit_code == 0 and "winning numbers in all: " in run.output, run.output
+        assert (sim / "tails-cli.csv").read_bytes() == (sim / "tails-out.csv").read_bytes()
     if method is LotteryMethod.BALLOT:
         basis = ipo_io.read_basis(sim / "basis.csv")
         assert r["basis"].numbers["tiers"] == len(basis)

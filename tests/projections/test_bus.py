@@ -83,6 +83,7 @@ def test_every_durable_event_is_published_once_on_its_subject(
     Projector(data, [publisher], chunk_commands=500).catch_up()
     publisher.close()
     assert publisher.position() == engine.seq
+    assert publisher.slow_chunks == 0 and publisher.duplicates == 0  # every ack, first time
     stored = asyncio.run(_read_all(bus))
     expected = expected_messages(data)
     assert len(stored) == len(expected)

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -17,6 +18,7 @@ from openbell.projections import db
 from openbell.projections.projector import Projector
 from openbell.projections.sample import IPO_SYMBOL, build_journal
 from openbell.projections.schema import metadata
+from openbell.projections.source import FileJournalTail
 from openbell.projections.sql import ReadModel, live_status
 
 
@@ -135,7 +137,7 @@ def test_follows_a_journal_being_written(tmp_path: Path) -> None:
     live = tmp_path / "live"
     (live / "journal").mkdir(parents=True)
     (live / "engine.json").write_bytes((source / "engine.json").read_bytes())
-    records = list(FileJournal(source / "journal").read(1))
+    records = list(FileJournalTail(source / "journal").read(1))
     model = ReadModel(db.default_url(live))
     projector = Projector(live, [model], chunk_commands=100)
     stop = threading.Event()
@@ -172,4 +174,14 @@ def test_postgres_read_model_equals_sqlite(
     data, engine = sample
     pg = project(data, fresh_postgres, chunk=3_000)
     assert pg.position() == engine.seq
+    assert fingerprint(fresh_postgres) == fingerprint(project(data).url)
+
+
+def test_postgres_columnar_batches_equal_sqlite(
+    sample: tuple[Path, Engine], fresh_postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every insert and per-row update through COPY (as at IPO scale), even tiny batches."""
+    monkeypatch.setattr(db, "COPY_THRESHOLD", 1)
+    data, _ = sample
+    project(data, fresh_postgres, chunk=3_000)
     assert fingerprint(fresh_postgres) == fingerprint(project(data).url)

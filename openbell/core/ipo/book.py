@@ -560,10 +560,7 @@ class IpoBook:
             raise InvariantViolation(f"{off.spec.symbol}: numbered {total} != {off.active_units}")
         first = np.where(active, cum - units + 1, 0)
         del cum
-        rows = np.flatnonzero(active)
-        digest = numbering.sha256(
-            off.col("account")[rows].astype(np.int64), first[rows], units[rows]
-        )
+        digest = numbering.sha256(off.col("account"), first, units, active)
         off.cols["first"][: off.n] = first
         off.numbering_sha256 = digest
         off.phase = IpoPhase.NUMBERED

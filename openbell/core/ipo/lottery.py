@@ -149,6 +149,11 @@ class TailDraw(msgspec.Struct, frozen=True, gc=False):
     def labels(self) -> list[str]:
         return [label for g in self.groups for label in g.labels()]
 
+    def per_length(self, units_subscribed: int) -> list[tuple[int, int, int]]:
+        """(length, tails, winning numbers they give in 1..units_subscribed) per length; the
+        winning numbers add up to ``winning_units``."""
+        return [(g.length, len(g.tails), count_upto(units_subscribed, g)) for g in self.groups]
+
 
 def rate_digits(units_offered: int, units_subscribed: int, count: int) -> list[int]:
     """The first ``count`` decimal digits of units_offered / units_subscribed (truncated)."""
@@ -449,17 +454,37 @@ def _count_upto_many(m: I64, group: TailGroup) -> I64:
     return out
 
 
+def _numbers_of(group: TailGroup, n: int) -> I64:
+    """Every number in 1..n that ends in one of the group's tails, ascending per tail."""
+    step = POW10[group.length]
+    tails = np.asarray(group.tails, dtype=np.int64)
+    numbers: I64 = (np.arange(n // step + 1, dtype=np.int64)[:, None] * step + tails).ravel()
+    keep = (numbers >= 1) & (numbers <= n)
+    out: I64 = numbers[keep]
+    return out
+
+
 def won_units(units: I64, draw: TailDraw) -> I64:
     """Winning units of consecutive number ranges: row i holds numbers
-    (cum[i-1], cum[i]] where cum = cumsum(units). Arithmetic per tail group (floor formula),
-    never by enumerating numbers."""
+    (cum[i-1], cum[i]] where cum = cumsum(units). A tail group that matches many numbers is
+    counted by arithmetic over the rows (floor formula); one that matches fewer numbers than
+    there are rows (the long tails, the single numbers) by locating each of its winning
+    numbers in ``cum`` (binary search). Both are exact."""
     if draw.all_win:
         return units.copy()
     cum = np.cumsum(units)
+    n = int(cum[-1]) if len(cum) else 0
     total: I64 = np.zeros(len(units) + 1, dtype=np.int64)
+    located: list[I64] = []
     for g in draw.groups:
-        total[1:] += _count_upto_many(cum, g)
-    return np.diff(total)
+        if count_upto(n, g) * 2 <= len(units):
+            located.append(np.searchsorted(cum, _numbers_of(g, n), side="left"))
+        else:
+            total[1:] += _count_upto_many(cum, g)
+    won: I64 = np.diff(total)
+    if located:
+        won += np.bincount(np.concatenate(located), minlength=len(units))
+    return won
 
 
 def count_winners(units_subscribed: int, draw: TailDraw) -> int:

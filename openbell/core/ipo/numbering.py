@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,48 +29,59 @@ def _width(values: I64) -> int:
     return max(1, len(str(top)))
 
 
-_QUAD = np.array(
-    [[ord(c) for c in f"{i:04d}"] for i in range(10_000)], dtype=np.uint8
-)  # the four ASCII digits of 0..9999
+_QUAD = np.array([[ord(c) for c in f"{i:04d}"] for i in range(10_000)], dtype=np.uint8)
+_QUAD32 = _QUAD.view("<u4").reshape(-1)  # the four ASCII digits of 0..9999 as one word
 
 
-def _digits(out: npt.NDArray[np.uint8], values: I64, width: int) -> None:
-    """Right-aligned, zero-padded decimal digits of non-negative ``values`` into ``out``
-    (rows x width), four at a time."""
+def _field(values: I64, width: int) -> npt.NDArray[np.uint8]:
+    """Right-aligned, zero-padded decimal digits of non-negative ``values`` (rows x width),
+    four digits per table look-up."""
+    rows, quads = len(values), -(-width // 4)
+    words = np.empty((rows, quads), dtype="<u4")
     v = values.copy()
-    right = width
-    while right > 0:
-        take = min(4, right)
-        quad = _QUAD[v % 10_000]
-        out[:, right - take : right] = quad[:, 4 - take :]
-        right -= take
-        if right:
+    for q in range(quads - 1, -1, -1):
+        words[:, q] = _QUAD32[v % 10_000]
+        if q:
             v //= 10_000
+    out: npt.NDArray[np.uint8] = words.view(np.uint8).reshape(rows, quads * 4)
+    return out[:, quads * 4 - width :]
+
+
+def _digit_counts(values: I64, width: int) -> I64:
+    bounds = np.array([10**k for k in range(1, width)], dtype=np.int64)
+    out: I64 = np.searchsorted(bounds, values, side="right") + 1
+    return out
 
 
 def render_rows(accounts: I64, first_numbers: I64, counts: I64) -> bytes:
-    """The rows (no header) as the numbering file's bytes."""
+    """The rows (no header) as the numbering file's bytes: each row rendered at fixed widths,
+    then the leading zeros of the account and count dropped (one boolean compaction)."""
     rows = len(accounts)
     if not rows:
         return b""
-    wa, wc, wf = _width(accounts), _width(counts), FIRST_NUMBER_DIGITS
-    at_f = wa + 1
-    at_c = at_f + wf + 1
-    width = at_c + wc + 1
-    grid = np.empty((rows, width), dtype=np.uint8)
-    _digits(grid[:, :wa], accounts, wa)
-    grid[:, wa] = _COMMA
-    _digits(grid[:, at_f : at_f + wf], first_numbers, wf)
-    grid[:, at_c - 1] = _COMMA
-    _digits(grid[:, at_c : at_c + wc], counts, wc)
-    grid[:, width - 1] = _NEWLINE
-    keep = np.ones((rows, width), dtype=bool)
-    for lo, w, values in ((0, wa, accounts), (at_c, wc, counts)):
-        if w > 1:
-            digits = np.ones(rows, dtype=np.int64)
-            for k in range(1, w):
-                digits += values >= 10**k
-            keep[:, lo : lo + w] = np.arange(w) >= (w - digits)[:, None]
+    wa, wc = _width(accounts), _width(counts)
+    separator = np.full((rows, 1), _COMMA, dtype=np.uint8)
+    grid = np.concatenate(
+        (
+            _field(accounts, wa),
+            separator,
+            _field(first_numbers, FIRST_NUMBER_DIGITS),
+            separator,
+            _field(counts, wc),
+            np.full((rows, 1), _NEWLINE, dtype=np.uint8),
+        ),
+        axis=1,
+    )
+    ragged = [
+        (lo, w, values)
+        for lo, w, values in ((0, wa, accounts), (wa + FIRST_NUMBER_DIGITS + 2, wc, counts))
+        if w > 1 and int(values.min()) < 10 ** (w - 1)
+    ]
+    if not ragged:
+        return grid.tobytes()
+    keep = np.ones(grid.shape, dtype=bool)
+    for lo, w, values in ragged:
+        keep[:, lo : lo + w] = np.arange(w) >= (w - _digit_counts(values, w))[:, None]
     out: bytes = grid[keep].tobytes()
     return out
 
@@ -82,9 +94,20 @@ def chunks(accounts: I64, first_numbers: I64, counts: I64) -> Iterator[bytes]:
         yield render_rows(accounts[lo:hi], first_numbers[lo:hi], counts[lo:hi])
 
 
-def sha256(accounts: I64, first_numbers: I64, counts: I64) -> str:
-    """The numbering file's SHA-256 (hex)."""
-    digest = hashlib.sha256()
-    for piece in chunks(accounts, first_numbers, counts):
-        digest.update(piece)
+def sha256(
+    accounts: npt.NDArray[Any],
+    first_numbers: I64,
+    counts: I64,
+    rows: npt.NDArray[np.bool_] | None = None,
+) -> str:
+    """The numbering file's SHA-256 (hex) of the rows where ``rows`` is True (all rows when
+    None), in order; chunk by chunk, so no full-length copy is made."""
+    digest = hashlib.sha256(HEADER)
+    for lo in range(0, len(accounts), CHUNK_ROWS):
+        hi = lo + CHUNK_ROWS
+        a, f, c = accounts[lo:hi], first_numbers[lo:hi], counts[lo:hi]
+        if rows is not None:
+            keep = rows[lo:hi]
+            a, f, c = a[keep], f[keep], c[keep]
+        digest.update(render_rows(a.astype(np.int64), f, c))
     return digest.hexdigest()
