@@ -20,10 +20,36 @@ def _fresh(settle: bool, setup: Sequence[c.Command]) -> tuple[Engine, int]:
     return engine, seq
 
 
+class GcPauses:
+    """The longest and total collector pause while it is installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.max_ns = 0
+        self.total_ns = 0
+        self.collections = 0
+        self._start_ns = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter_ns()
+        if phase == "start":
+            self._start_ns = now
+        else:
+            pause = now - self._start_ns
+            self.max_ns = max(self.max_ns, pause)
+            self.total_ns += pause
+            self.collections += 1
+
+
 def run_throughput(
-    settle: bool, setup: Sequence[c.Command], work: Sequence[c.Command], freeze_gc: bool
+    settle: bool,
+    setup: Sequence[c.Command],
+    work: Sequence[c.Command],
+    freeze_gc: bool,
+    pauses: GcPauses | None = None,
 ) -> tuple[float, int]:
-    """One pass: (ops/s, events seen). Events are consumed (each one's seq is read)."""
+    """One pass: (ops/s, events seen). Events are consumed (each one's seq is read). With
+    ``freeze_gc`` the collector is off and what setup built is frozen (what the node does after
+    recovery); otherwise it runs as it likes and ``pauses`` records its pauses."""
     engine, seq = _fresh(settle, setup)
     apply = engine.apply
     events_seen = 0
@@ -31,6 +57,8 @@ def run_throughput(
         gc.collect()
         gc.freeze()
         gc.disable()
+    elif pauses is not None:
+        gc.callbacks.append(pauses)
     try:
         start = time.perf_counter_ns()
         for cmd in work:
@@ -42,8 +70,28 @@ def run_throughput(
         if freeze_gc:
             gc.enable()
             gc.unfreeze()
+        elif pauses is not None:
+            gc.callbacks.remove(pauses)
     engine.check_invariants()
     return len(work) * 1e9 / elapsed_ns, events_seen
+
+
+def run_quiet(settle: bool, setup: Sequence[c.Command], work: Sequence[c.Command]) -> float:
+    """ops/s of a replay: the whole workload in one ``apply_batch`` with no events built."""
+    engine, seq = _fresh(settle, setup)
+    commands = list(work)
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        engine.apply_batch(seq + 1, seq + 1, commands, emit=False)
+        elapsed_ns = time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    engine.check_invariants()
+    return len(work) * 1e9 / elapsed_ns
 
 
 def run_latency(
@@ -84,6 +132,7 @@ def bench_engine(
     work: Sequence[c.Command],
     runs: int = 3,
     freeze_gc: bool = True,
+    latency: bool = True,
 ) -> dict[str, float]:
     rates = []
     events = 0
@@ -94,6 +143,7 @@ def bench_engine(
         f"{name}.ops_per_s": statistics.median(rates),
         f"{name}.events_per_op": events / len(work),
     }
-    for key, value in run_latency(settle, setup, work, freeze_gc).items():
-        out[f"{name}.{key}"] = value
+    if latency:
+        for key, value in run_latency(settle, setup, work, freeze_gc).items():
+            out[f"{name}.{key}"] = value
     return out

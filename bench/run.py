@@ -19,12 +19,14 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.backoffice_bench import run_all as bench_backoffice
+from bench.bare_book import run_bare
 from bench.cluster_bench import run_all as bench_cluster
-from bench.engine_bench import bench_engine
+from bench.engine_bench import GcPauses, bench_engine, run_quiet, run_throughput
 from bench.gateway_bench import bench_gateway
 from bench.ipo_bench import run_all as bench_ipo
 from bench.node_bench import bench_recovery, bench_sequencer
 from bench.workload_cache import load
+from openbell._build import core_build
 from openbell.journal.bench import bench_append
 
 RESULTS = Path(__file__).parent / "results.json"
@@ -34,6 +36,18 @@ console = Console()
 def _ledger_accounts(accounts: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.ledger_accounts", str(accounts)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout
+    data: dict[str, float] = json.loads(out)
+    return data
+
+
+def _pure_engine(ops: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.engine_pure", str(ops)],
         check=True,
         capture_output=True,
         text=True,
@@ -53,6 +67,7 @@ def main() -> None:
         "meta.cores": float(os.cpu_count() or 0),
         "meta.unix_time": float(int(time.time())),
         "meta.standard_ops": float(ops),
+        "meta.core_build": core_build(),
     }
     console.print(f"standard workload: {ops:,} operations (seed 1) ...")
     setup, work = load(ops)
@@ -62,8 +77,22 @@ def main() -> None:
     console.print("engine: matching + funds, holds, fees, risk, request ids ...")
     results.update(bench_engine("engine.standard_ledger", True, setup, work))
     console.print("engine: matching only, garbage collector left on ...")
-    gc_on = bench_engine("engine.standard_gc_on", False, setup, work, runs=1, freeze_gc=False)
-    results["engine.standard_gc_on.ops_per_s"] = gc_on["engine.standard_gc_on.ops_per_s"]
+    pauses = GcPauses()
+    rate, _ = run_throughput(False, setup, work, freeze_gc=False, pauses=pauses)
+    results["engine.standard_gc_on.ops_per_s"] = rate
+    results["engine.standard.gc_pause_ms_max"] = pauses.max_ns / 1e6
+    results["engine.standard.gc_collections"] = float(pauses.collections)
+    console.print("engine: replay (one apply_batch, no events built) ...")
+    results["engine.standard_replay.ops_per_s"] = run_quiet(False, setup, work)
+    results["engine.standard_ledger_replay.ops_per_s"] = run_quiet(True, setup, work)
+    console.print("engine: the interpreted core (own process) ...")
+    results.update(_pure_engine(ops))
+    console.print("baseline: a bare 100-line price-time book in plain Python ...")
+    results["engine.baseline_bare_python.ops_per_s"] = max(run_bare(work) for _ in range(3))
+    results["engine.standard.vs_bare_python"] = (
+        float(results["engine.standard.ops_per_s"])
+        / results["engine.baseline_bare_python.ops_per_s"]
+    )
 
     console.print(f"ledger: {accounts:,} funded accounts (own process) ...")
     ledger = _ledger_accounts(accounts)

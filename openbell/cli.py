@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from openbell import __version__
+from openbell._build import core_build
 from openbell.cli_backoffice import audit_app, recon_app, report_app
 from openbell.cli_cluster import cluster_app, dr_app
 
@@ -37,7 +38,7 @@ app.add_typer(audit_app, name="audit")
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"openbell {__version__}")
+        typer.echo(f"openbell {__version__} ({core_build()} core)")
         raise typer.Exit()
 
 
@@ -1162,8 +1163,8 @@ def ipo_verify_draw(
 
 @app.command()
 def version() -> None:
-    """Print the OpenBell version."""
-    typer.echo(f"openbell {__version__}")
+    """Print the OpenBell version and which core runs (compiled or interpreted)."""
+    typer.echo(f"openbell {__version__} ({core_build()} core)")
 
 
 def _plain_docstrings(group: typer.Typer) -> None:

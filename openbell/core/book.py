@@ -1,25 +1,28 @@
-"""Order book of one instrument: price levels with FIFO queues.
+"""Order book of one instrument: price levels, each a FIFO queue of pool slots.
 
-- A level is a deque of orders in time priority plus its live quantity and order count.
-- Cancel is O(1): the order is marked dead and the level's totals drop; dead orders are skipped
-  when they reach the front, and a level whose queue is mostly dead is compacted (amortised O(1)).
-- Best prices are the last element of a sorted list per side (bids ascending by price, asks
-  ascending by negated price), so the best price is read in O(1) and a new level costs one
-  ``bisect.insort`` over the (small) number of levels.
+- A ``Level`` holds its price, its live quantity and order count, and the head and tail slot of
+  an intrusive doubly linked list threaded through the pool's ``prev``/``next`` columns (time
+  priority: head is oldest). Appending, and removing any order (cancel), are O(1) and leave no
+  dead entries behind.
+- Levels are found by price in a dict per side; best prices are the last element of a sorted
+  list per side (bids ascending by price, asks ascending by negated price), so the best price
+  is read in O(1) and a new level costs one ``bisect.insort`` over the (small) number of levels.
+- ``Order`` is the order as the outside world sees it (snapshots, queries): a msgspec struct
+  built from the pool on demand, never kept by the book.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections import deque
 
 import msgspec
 
 from openbell.core.errors import InvariantViolation
+from openbell.core.pool import NIL, OrderPool
 from openbell.core.types import OrderType, SelfTradePrevention, Side, TimeInForce
 
-_COMPACT_SLACK = 32
-BUY = Side.BUY  # module alias: Enum member lookup is slow on CPython 3.11
+BUY_CODE = 0
+SELL_CODE = 1
 
 
 class Order(msgspec.Struct, gc=False):
@@ -43,32 +46,33 @@ class Order(msgspec.Struct, gc=False):
 
 
 class Level:
-    __slots__ = ("count", "lots", "price_ticks", "queue")
+    """One price level (typed in ``book.pxd``)."""
 
     def __init__(self, price_ticks: int) -> None:
         self.price_ticks = price_ticks
-        self.queue: deque[Order] = deque()
         self.lots = 0
         self.count = 0
+        self.head = NIL
+        self.tail = NIL
 
-    def front(self) -> Order:
-        """The oldest live order (the level must have one)."""
-        queue = self.queue
-        order = queue[0]
-        while not order.live:
-            queue.popleft()
-            order = queue[0]
-        return order
 
-    def live_orders(self) -> list[Order]:
-        return [o for o in self.queue if o.live]
+def new_level(price_ticks: int) -> Level:
+    """A new empty level, without the cost of a Python-level ``__init__`` call when compiled."""
+    level = Level.__new__(Level)
+    level.price_ticks = price_ticks
+    level.lots = 0
+    level.count = 0
+    level.head = NIL
+    level.tail = NIL
+    return level
 
 
 class Book:
-    __slots__ = ("ask_keys", "asks", "bid_prices", "bids", "symbol")
+    """Both sides of one instrument's book (typed in ``book.pxd``)."""
 
-    def __init__(self, symbol: str) -> None:
+    def __init__(self, symbol: str, pool: OrderPool) -> None:
         self.symbol = symbol
+        self.pool = pool
         self.bids: dict[int, Level] = {}
         self.asks: dict[int, Level] = {}
         self.bid_prices: list[int] = []  # ascending; best bid is the last
@@ -83,50 +87,76 @@ class Book:
         keys = self.ask_keys
         return -keys[-1] if keys else 0
 
-    def add(self, order: Order) -> Level:
-        """Append ``order`` at the back of its price level."""
-        price = order.price_ticks
-        if order.side is BUY:
-            levels = self.bids
-            level = levels.get(price)
+    def level(self, side: int, price: int) -> Level:
+        return (self.bids if side == BUY_CODE else self.asks)[price]
+
+    def add(self, slot: int) -> Level:
+        """Append the order in ``slot`` at the back of its price level."""
+        pool = self.pool
+        price = pool.price[slot]
+        if pool.side[slot] == BUY_CODE:
+            level = self.bids.get(price)
             if level is None:
-                level = levels[price] = Level(price)
+                level = new_level(price)
+                self.bids[price] = level
                 prices = self.bid_prices
                 if not prices or price > prices[-1]:
                     prices.append(price)
                 else:
                     insort(prices, price)
         else:
-            levels = self.asks
-            level = levels.get(price)
+            level = self.asks.get(price)
             if level is None:
-                level = levels[price] = Level(price)
+                level = new_level(price)
+                self.asks[price] = level
                 keys = self.ask_keys
                 key = -price
                 if not keys or key > keys[-1]:
                     keys.append(key)
                 else:
                     insort(keys, key)
-        level.queue.append(order)
-        level.lots += order.leaves_lots
+        tail = level.tail
+        pool.prev[slot] = tail
+        pool.next[slot] = NIL
+        if tail == NIL:
+            level.head = slot
+        else:
+            pool.next[tail] = slot
+        level.tail = slot
+        level.lots += pool.leaves[slot]
         level.count += 1
         return level
 
-    def remove(self, order: Order) -> Level:
-        """Take a resting order out of the book (its remaining quantity leaves the level)."""
-        side_levels = self.bids if order.side is BUY else self.asks
-        level = side_levels[order.price_ticks]
-        order.live = False
-        level.lots -= order.leaves_lots
+    def unlink(self, level: Level, slot: int) -> None:
+        """Take the order in ``slot`` out of ``level``'s queue (its quantity must already be off
+        ``level.lots``); an emptied level stays until the caller drops it."""
+        pool = self.pool
+        prev = pool.prev[slot]
+        nxt = pool.next[slot]
+        if prev == NIL:
+            level.head = nxt
+        else:
+            pool.next[prev] = nxt
+        if nxt == NIL:
+            level.tail = prev
+        else:
+            pool.prev[nxt] = prev
+        pool.prev[slot] = NIL
+        pool.next[slot] = NIL
         level.count -= 1
+
+    def remove(self, slot: int) -> Level:
+        """Take a resting order out of the book (its remaining quantity leaves the level)."""
+        pool = self.pool
+        level = self.level(pool.side[slot], pool.price[slot])
+        level.lots -= pool.leaves[slot]
+        self.unlink(level, slot)
         if level.count == 0:
-            self.drop_level(order.side, level.price_ticks)
-        elif len(level.queue) > 2 * level.count + _COMPACT_SLACK:
-            level.queue = deque(o for o in level.queue if o.live)
+            self.drop_level(pool.side[slot], level.price_ticks)
         return level
 
-    def drop_level(self, side: Side, price: int) -> None:
-        if side is BUY:
+    def drop_level(self, side: int, price: int) -> None:
+        if side == BUY_CODE:
             del self.bids[price]
             prices = self.bid_prices
             if prices[-1] == price:
@@ -141,26 +171,31 @@ class Book:
             else:
                 del keys[bisect_left(keys, -price)]
 
-    # -- queries -----------------------------------------------------------------------------
-    def depth(self, side: Side, levels: int) -> list[tuple[int, int, int]]:
-        """Up to ``levels`` (price, lots, orders) from the best price outwards."""
-        if side is BUY:
-            prices = self.bid_prices[::-1][:levels]
-            book = self.bids
-        else:
-            prices = [-k for k in self.ask_keys[::-1][:levels]]
-            book = self.asks
-        return [(p, book[p].lots, book[p].count) for p in prices]
+    def has_level(self, side: int, price: int) -> bool:
+        return price in (self.bids if side == BUY_CODE else self.asks)
 
-    def orders(self, side: Side) -> list[Order]:
-        """Level 3: every live order of a side, best price first, in queue order."""
-        out: list[Order] = []
-        if side is BUY:
-            for p in reversed(self.bid_prices):
-                out.extend(self.bids[p].live_orders())
-        else:
-            for k in reversed(self.ask_keys):
-                out.extend(self.asks[-k].live_orders())
+    # -- queries -----------------------------------------------------------------------------
+    def prices(self, side: int) -> list[int]:
+        """Every level's price, best first."""
+        if side == BUY_CODE:
+            return self.bid_prices[::-1]
+        return [-k for k in reversed(self.ask_keys)]
+
+    def depth(self, side: int, levels: int) -> list[tuple[int, int, int]]:
+        """Up to ``levels`` (price, lots, orders) from the best price outwards."""
+        book = self.bids if side == BUY_CODE else self.asks
+        return [(p, book[p].lots, book[p].count) for p in self.prices(side)[:levels]]
+
+    def slots(self, side: int) -> list[int]:
+        """Level 3: every resting order's slot on a side, best price first, in queue order."""
+        out: list[int] = []
+        book = self.bids if side == BUY_CODE else self.asks
+        nxt = self.pool.next
+        for price in self.prices(side):
+            slot = book[price].head
+            while slot != NIL:
+                out.append(slot)
+                slot = nxt[slot]
         return out
 
     def check_invariants(self, allow_crossed: bool) -> None:
@@ -168,16 +203,31 @@ class Book:
             raise InvariantViolation(f"{self.symbol}: bid price index out of order")
         if sorted(-p for p in self.asks) != self.ask_keys:
             raise InvariantViolation(f"{self.symbol}: ask price index out of order")
-        for side, levels in ((BUY, self.bids), (Side.SELL, self.asks)):
+        pool = self.pool
+        for side, levels in ((BUY_CODE, self.bids), (SELL_CODE, self.asks)):
             for price, level in levels.items():
-                live = level.live_orders()
-                if not live or len(live) != level.count:
+                count = lots = 0
+                slot = level.head
+                prev = NIL
+                while slot != NIL:
+                    if pool.prev[slot] != prev:
+                        raise InvariantViolation(f"{self.symbol}: level {price} links broken")
+                    if (
+                        pool.side[slot] != side
+                        or pool.price[slot] != price
+                        or pool.leaves[slot] <= 0
+                    ):
+                        raise InvariantViolation(
+                            f"{self.symbol}: order {pool.order_id[slot]} misplaced"
+                        )
+                    count += 1
+                    lots += pool.leaves[slot]
+                    prev = slot
+                    slot = pool.next[slot]
+                if level.tail != prev or not count or count != level.count:
                     raise InvariantViolation(f"{self.symbol}: level {price} count mismatch")
-                if sum(o.leaves_lots for o in live) != level.lots:
+                if lots != level.lots:
                     raise InvariantViolation(f"{self.symbol}: level {price} quantity mismatch")
-                for o in live:
-                    if o.side is not side or o.price_ticks != price or o.leaves_lots <= 0:
-                        raise InvariantViolation(f"{self.symbol}: order {o.order_id} misplaced")
         bid, ask = self.best_bid(), self.best_ask()
         if not allow_crossed and bid and ask and bid >= ask:
             raise InvariantViolation(f"{self.symbol}: book crossed at rest {bid} >= {ask}")

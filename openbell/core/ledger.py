@@ -2,7 +2,10 @@
 
 Storage is dense: for each asset two ``array('q')`` columns indexed by the integer account id
 (16 bytes per funded account and asset, no Python object per account), grown lazily up to the
-highest account that ever held that asset. Every mutation moves an amount between two accounts
+highest account that ever held that asset. Compiled, ``av`` and ``fr`` are typed memoryviews of
+the two columns (C array access from the matching core); ``ensure`` drops them while the columns
+grow (an ``array`` cannot be resized while a buffer of it is held) and takes them again after.
+Interpreted, they are the arrays themselves. Every mutation moves an amount between two accounts
 (or between available and frozen of one account), so each asset sums to zero at all times; the
 external account (the outside world) is the only one allowed to go negative.
 
@@ -22,18 +25,20 @@ from openbell.core.errors import InvariantViolation
 from openbell.core.types import EXTERNAL_ACCOUNT, FIRST_USER_ACCOUNT, MAX_AMOUNT_MINOR
 
 _GROW_MIN = 1024
+_NO_COLUMN: array[int] = array("q")  # what the views point at while the columns grow
 
 
 class AssetBalances:
-    """Two columns of signed 64-bit integers: available and frozen, indexed by account id."""
-
-    __slots__ = ("asset", "available", "frozen", "scale")
+    """Two columns of signed 64-bit integers: available and frozen, indexed by account id.
+    Typed in ``ledger.pxd`` (a C class when compiled)."""
 
     def __init__(self, asset: str, scale: int) -> None:
         self.asset = asset
         self.scale = scale
         self.available: array[int] = array("q")
         self.frozen: array[int] = array("q")
+        self.av: array[int] = self.available
+        self.fr: array[int] = self.frozen
 
     def ensure(self, account: int) -> None:
         """Make ``account`` addressable (zero balances). Amortised O(1)."""
@@ -42,8 +47,23 @@ class AssetBalances:
             return
         new_size = max(account + 1, size * 2, _GROW_MIN)
         zeros = array("q", bytes(8 * (new_size - size)))
+        self.av = _NO_COLUMN
+        self.fr = _NO_COLUMN
         self.available.extend(zeros)
         self.frozen.extend(zeros)
+        self.av = self.available
+        self.fr = self.frozen
+
+    def load(self, available: bytes | memoryview, frozen: bytes | memoryview) -> None:
+        """Replace both columns (a snapshot's restore)."""
+        self.av = _NO_COLUMN
+        self.fr = _NO_COLUMN
+        self.available = array("q")
+        self.available.frombytes(available)
+        self.frozen = array("q")
+        self.frozen.frombytes(frozen)
+        self.av = self.available
+        self.fr = self.frozen
 
     def get(self, account: int) -> tuple[int, int]:
         if account < len(self.available):
@@ -68,7 +88,7 @@ def _exact_sum(column: array[int]) -> int:
 
 
 class Ledger:
-    __slots__ = ("accounts_count", "assets")
+    """Typed in ``ledger.pxd`` (a C class when compiled)."""
 
     def __init__(self) -> None:
         self.assets: dict[str, AssetBalances] = {}

@@ -11,9 +11,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from openbell._build import core_build
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
@@ -91,6 +93,10 @@ class Metrics:
         self.ws_clients = Gauge(
             "openbell_gateway_ws_clients", "Open WebSocket connections", registry=self.registry
         )
+        Info(
+            "openbell_core", "Which build of the core runs (compiled or interpreted)",
+            registry=self.registry,
+        ).info({"build": core_build()})  # fmt: skip
 
     def observe_batch(self, size: int) -> None:
         self.batch_counts[bisect_left(BATCH_BUCKETS, size)] += 1

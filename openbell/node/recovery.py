@@ -38,7 +38,6 @@ def replay(
 ) -> int:
     """Apply every command after ``engine.seq``; returns how many were applied."""
     applied = 0
-    apply = engine.apply
     for record in records:
         if record.last_seq <= engine.seq:
             continue
@@ -50,14 +49,16 @@ def replay(
         if len(batch.commands) != record.count:
             raise RuntimeError(f"record at seq {record.first_seq}: count does not match payload")
         ts_ns = batch.ts_ns
-        seq = record.first_seq
-        for command in batch.commands:
-            if seq > engine.seq:
-                events = apply(seq, ts_ns, command)
-                if on_result is not None:
-                    on_result(seq, events)
-                applied += 1
-            seq += 1
+        skip = engine.seq + 1 - record.first_seq  # commands of this record already applied
+        todo = batch.commands[skip:] if skip > 0 else batch.commands
+        first = record.first_seq + max(skip, 0)
+        if on_result is None:
+            # Only the state is wanted: the core builds no events.
+            engine.apply_batch(first, ts_ns, todo, emit=False)
+        else:
+            for seq, events in enumerate(engine.apply_batch(first, ts_ns, todo), first):
+                on_result(seq, events)
+        applied += len(todo)
         if progress is not None:
             progress(engine.seq)
     return applied

@@ -24,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -114,7 +114,8 @@ class Sequencer:
         self.max_batch = max_batch
         self.max_linger_us = max_linger_us
         self.queue_capacity = queue_capacity
-        self._inbound: queue.SimpleQueue[Pending | PendingQuery | None] = queue.SimpleQueue()
+        self._inbound: queue.SimpleQueue[Pending | list[Pending] | PendingQuery | None]
+        self._inbound = queue.SimpleQueue()
         self._to_journal: queue.Queue[_Sequenced | _Answered | None]
         self._to_journal = queue.Queue(maxsize=max_batches_in_flight)
         self._on_durable = on_durable
@@ -167,6 +168,28 @@ class Sequencer:
             raise Busy
         self._inbound.put(Pending(command, reply, token))
 
+    def submit_many(
+        self, commands: Sequence[Command], reply: Reply, tokens: Sequence[Any] | None = None
+    ) -> None:
+        """Queue several commands as one item (one queue operation for all of them, for a
+        client that batches); each is answered by ``reply`` like a single ``submit``. They stay
+        consecutive and may be split across journal batches."""
+        if self.failure is not None:
+            raise NodeHalted(str(self.failure))
+        if not self._accepting:
+            raise NodeHalted("node is stopping")
+        if self._inbound.qsize() >= self.queue_capacity:
+            raise Busy
+        if tokens is None:
+            self._inbound.put([Pending(command, reply) for command in commands])
+        else:
+            self._inbound.put(
+                [
+                    Pending(command, reply, token)
+                    for command, token in zip(commands, tokens, strict=True)
+                ]
+            )
+
     def query(self, query: Query, reply: QueryReply) -> None:
         """Read the engine's state consistently (see PendingQuery)."""
         if self.failure is not None:
@@ -185,7 +208,7 @@ class Sequencer:
     def _sequence_loop(self) -> None:
         inbound = self._inbound
         engine = self.engine
-        apply = engine.apply
+        apply_batch = engine.apply_batch  # the whole batch in one call into the core
         max_batch = self.max_batch
         linger_s = self.max_linger_us / 1e6
         monotonic = time.monotonic
@@ -205,7 +228,10 @@ class Sequencer:
                     if isinstance(item, PendingQuery):
                         query = item
                         break
-                    batch.append(item)
+                    if isinstance(item, list):
+                        batch.extend(item)  # submit_many: consecutive commands, one item
+                    else:
+                        batch.append(item)
                     if len(batch) >= max_batch:
                         break
                     try:
@@ -230,7 +256,7 @@ class Sequencer:
                 if batch:
                     first_seq = engine.seq + 1
                     commands = [p.command for p in batch]
-                    results = [apply(first_seq + i, ts_ns, c) for i, c in enumerate(commands)]
+                    results = apply_batch(first_seq, ts_ns, commands)
                     to_journal.put(_Sequenced(first_seq, payload, batch, results))
                     batch = []
                     if self.after_batch is not None:
@@ -306,6 +332,9 @@ class Sequencer:
                 return
             if isinstance(item, PendingQuery):
                 item.reply(None, "NODE_STOPPING")
+            elif isinstance(item, list):
+                for pending in item:
+                    pending.reply(0, None, "NODE_STOPPING")
             elif item is not None:
                 item.reply(0, None, "NODE_STOPPING")
 

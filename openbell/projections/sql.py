@@ -100,8 +100,7 @@ def live_status(engine: Engine, order_id: int) -> str:
     order = engine.orders.get(order_id)
     if order is None:
         return OrderStatus.NEW.value
-    inst = engine.instruments.get(order.symbol)
-    if inst is not None and any(stop is order for stop in inst.stops):
+    if order.stop_price_ticks:  # a stop order waits for its trigger until it fires
         return OrderStatus.PENDING_TRIGGER.value
     return (OrderStatus.PARTIALLY_FILLED if order.cum_lots else OrderStatus.NEW).value
 

@@ -123,10 +123,10 @@ def standard_workload(
         for ev in engine.apply(seq, seq, cmd):
             kind = type(ev)
             if kind is e.OrderAccepted:
-                live.add(ev.order_id)  # type: ignore[union-attr]
-            elif (kind is e.Execution and not ev.leaves_lots) or (  # type: ignore[union-attr]
-                kind is e.OrderCancelled and not ev.leaves_lots  # type: ignore[union-attr]
+                live.add(ev.order_id)
+            elif (kind is e.Execution and not ev.leaves_lots) or (
+                kind is e.OrderCancelled and not ev.leaves_lots
             ):
-                live.discard(ev.order_id)  # type: ignore[union-attr]
+                live.discard(ev.order_id)
         out.append(cmd)
     return setup, out

@@ -608,10 +608,12 @@ def test_deposit_batch_funds_each_account_its_own_amount() -> None:
 # ==============================================================================================
 def test_check_invariants_detects_corruption(venue: Driver) -> None:
     oid = venue.rest(A, BUY, 2, 90)
-    venue.eng.orders[oid].hold_minor += 1
+    holds = venue.eng.pool.column("hold")  # the order pool's own storage
+    slot = venue.eng.pool.find(oid)
+    holds[slot] += 1
     with pytest.raises(InvariantViolation):
         venue.eng.check_invariants()
-    venue.eng.orders[oid].hold_minor -= 1
+    holds[slot] -= 1
     venue.eng.check_invariants()
     venue.eng.ledger.assets[USD].available[B] += 1  # money from nowhere
     with pytest.raises(InvariantViolation):
@@ -620,7 +622,8 @@ def test_check_invariants_detects_corruption(venue: Driver) -> None:
 
 def test_broken_state_halts_the_engine(venue: Driver) -> None:
     oid = venue.rest(A, BUY, 2, 90)
-    venue.eng.orders[oid].hold_minor -= 50  # the hold is short: the fill must notice
+    holds = venue.eng.pool.column("hold")
+    holds[venue.eng.pool.find(oid)] -= 50  # the hold is short: the fill must notice
     venue.check = False
     with pytest.raises(InvariantViolation):
         venue.place(B, SELL, 2, 90)

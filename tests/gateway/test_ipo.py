@@ -31,7 +31,7 @@ from .conftest import MAKER, OTHER, TRADER, Venue, accounts_named
 THIRD = TRADER + 2  # subscribed by the operator on its customer's behalf
 POOR = TRADER + 3  # too little cash for what it asks
 FOURTH = TRADER + 4  # one unit, the last number: a loser with this seed
-SEED = bytes.fromhex("0123456789abcdef0123456789abcdef")
+SEED = bytes.fromhex("0123456789abcdef0123456789abcd01")
 BASE = "/v1/ipo/offerings"
 PRICE_MINOR = 12_345  # 123.45 USD a share
 UNIT_SHARES = 100

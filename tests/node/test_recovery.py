@@ -28,7 +28,7 @@ from openbell.journal.errors import CorruptRecordError
 from openbell.journal.file import FileJournal, verify
 from openbell.journal.snapshot import SnapshotStore, snapshot_file_name
 from openbell.node.commands import run_replay
-from openbell.node.datadir import DataDir, DataDirLockedError
+from openbell.node.datadir import DataDir, DataDirLockedError, unix_address
 from openbell.node.protocol import (
     LENGTH,
     SubmitRequest,
@@ -568,9 +568,10 @@ def test_a_clean_stop_answers_every_command_it_made_durable(
     data_dir = tmp_path / "data"
     node = nodes.run(data_dir, "--segment-bytes", str(1 << 30))
     assert node.startup is not None
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_UNIX)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", node.startup.port))
+    with unix_address(data_dir / "node.sock") as address:
+        sock.connect(address)
     sent: dict[int, str] = {}
     stop = threading.Event()
 

@@ -326,7 +326,7 @@ def test_a_failed_append_halts_the_node(journal: GatedJournal) -> None:
 def _poison(engine: Engine, request_id: str) -> None:
     """Make the engine's Deposit handler crash mid-command for ``request_id`` (a bug in the
     core): the engine turns that into an InvariantViolation and refuses everything after."""
-    handlers: dict[type, Any] = engine._handlers
+    handlers: dict[type, Any] = engine.handlers
     deposit = handlers[c.Deposit]
 
     def crashing(command: c.Deposit) -> None:

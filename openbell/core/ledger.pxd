@@ -1,0 +1,13 @@
+# Cython declarations that augment ledger.py when it is compiled (pure-Python mode).
+cdef class AssetBalances:
+    cdef public str asset
+    cdef public object scale
+    cdef public object available
+    cdef public object frozen
+    cdef long long[::1] av
+    cdef long long[::1] fr
+    cpdef ensure(self, long long account)
+
+cdef class Ledger:
+    cdef public dict assets
+    cdef public long long accounts_count
