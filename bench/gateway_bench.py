@@ -326,7 +326,7 @@ def bench_http(
     accounts = list(range(first + 1, first + HTTP_ACCOUNTS))
     with tempfile.TemporaryDirectory(prefix="openbell-gw-bench-") as data_dir:
         keys = [
-            create_key(data_dir, "trader", accounts, rate_per_s=1e9, burst=1_000_000_000)
+            create_key(data_dir, "trader", accounts, rate_per_s=1_000_000, burst=1_000_000)
             for _ in range(processes)
         ]
         server, server_conn = None, None

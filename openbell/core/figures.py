@@ -25,6 +25,17 @@ class Figure(msgspec.Struct, frozen=True, gc=False, array_like=True):
     value: int
 
 
+def quoted(detail: str, figure: Figure | None) -> tuple[str, tuple[Figure, ...]]:
+    """``detail`` with one figure, or the figure's value in place of ``{0}`` when the value is
+    not an integer that fits 64 bits (absurd input: shown as given, never encoded as a figure)."""
+    if figure is None:
+        return detail, ()
+    value = figure.value
+    if type(value) is int and -(1 << 63) <= value < (1 << 63):
+        return detail, (figure,)
+    return detail.replace("{0}", str(value)), ()
+
+
 def minor(asset: str, value: int) -> Figure:
     return Figure(MINOR, asset, value)
 

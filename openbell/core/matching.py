@@ -25,7 +25,7 @@ from openbell.core.book import BUY_CODE, SELL_CODE, Book, Level, Order
 from openbell.core.commands import InstrumentSpec
 from openbell.core.errors import InvariantViolation, Reject
 from openbell.core.figures import lots as lots_of
-from openbell.core.figures import minor, ticks
+from openbell.core.figures import minor, quoted, ticks
 from openbell.core.ledger import AssetBalances, Ledger
 from openbell.core.pool import NIL, OrderPool
 from openbell.core.types import (
@@ -509,7 +509,7 @@ class MatchingCore:
         self.check_user_account(cmd.account)
         lots = cmd.quantity_lots
         if type(lots) is not int or lots <= 0 or lots > MAX_QUANTITY_LOTS:
-            raise Reject(R.INVALID_QUANTITY, str(lots))
+            raise Reject(R.INVALID_QUANTITY, *quoted("{0}", lots_of(inst.symbol, lots)))
         if lots > inst.max_order_lots:
             raise Reject(
                 R.MAX_QUANTITY_EXCEEDED,
@@ -519,14 +519,12 @@ class MatchingCore:
         raise Reject(R.INVALID_FIELD, "client_order_id must be 1..64 characters")
 
     def check_user_account(self, account: Any) -> None:
-        if type(account) is not int or not (
-            FIRST_USER <= account < self.ledger.accounts_count
-        ):
+        if type(account) is not int or not (FIRST_USER <= account < self.ledger.accounts_count):
             raise Reject(R.UNKNOWN_ACCOUNT, str(account))
 
     def _check_price(self, inst: Instrument, price: Any) -> None:
         if type(price) is not int or price <= 0 or price > MAX_PRICE_TICKS:
-            raise Reject(R.INVALID_PRICE, str(price))
+            raise Reject(R.INVALID_PRICE, *quoted("{0}", ticks(inst.symbol, price)))
         band = inst.band_bps
         ref = inst.reference_price_ticks
         if band and ref and not inst.band_free:
@@ -589,7 +587,7 @@ class MatchingCore:
                 raise Reject(R.INVALID_FIELD, "stop orders cannot be fill-or-kill")
             stop_obj = cmd.stop_price_ticks
             if type(stop_obj) is not int or stop_obj <= 0 or stop_obj > MAX_PRICE_TICKS:
-                raise Reject(R.INVALID_PRICE, f"stop {stop_obj}")
+                raise Reject(R.INVALID_PRICE, *quoted("stop {0}", ticks(inst.symbol, stop_obj)))
             stop = stop_obj
             if not inst.band_low_ticks <= stop <= inst.band_high_ticks:
                 raise Reject(
@@ -947,11 +945,7 @@ class MatchingCore:
             fired = [
                 slot
                 for slot in inst.stop_slots
-                if (
-                    high >= pool.stop[slot]
-                    if pool.side[slot] == _BUY
-                    else low <= pool.stop[slot]
-                )
+                if (high >= pool.stop[slot] if pool.side[slot] == _BUY else low <= pool.stop[slot])
             ]
             if not fired:
                 return

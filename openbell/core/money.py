@@ -16,6 +16,7 @@ import numpy as np
 from openbell.core import commands as c
 from openbell.core import events as e
 from openbell.core.errors import Reject
+from openbell.core.figures import minor, quoted
 from openbell.core.ledger import AssetBalances, exact_sum
 from openbell.core.types import (
     EXTERNAL_ACCOUNT,
@@ -50,9 +51,9 @@ def asset(engine: Engine, asset: str) -> AssetBalances:
     return bal
 
 
-def check_amount(engine: Engine, amount: int) -> None:
+def check_amount(engine: Engine, amount: int, asset: str) -> None:
     if amount <= 0 or amount > MAX_AMOUNT_MINOR:
-        raise Reject(R.INVALID_AMOUNT, str(amount))
+        raise Reject(R.INVALID_AMOUNT, *quoted("{0}", minor(asset, amount)))
 
 
 def check_credit(engine: Engine, bal: AssetBalances, account: int, amount: int) -> None:
@@ -69,7 +70,7 @@ def check_external_debit(engine: Engine, bal: AssetBalances, amount: int) -> Non
 def deposit(engine: Engine, cmd: c.Deposit) -> None:
     engine.check_user_account(cmd.account)
     bal = asset(engine, cmd.asset)
-    check_amount(engine, cmd.amount_minor)
+    check_amount(engine, cmd.amount_minor, cmd.asset)
     check_credit(engine, bal, cmd.account, cmd.amount_minor)
     check_external_debit(engine, bal, cmd.amount_minor)
     engine.ledger.deposit(bal, cmd.account, cmd.amount_minor)
@@ -88,7 +89,7 @@ def deposit_many(engine: Engine, cmd: c.DepositMany) -> None:
     if first < FIRST_USER_ACCOUNT or first + count > engine.ledger.accounts_count:
         raise Reject(R.UNKNOWN_ACCOUNT, f"{first}..{first + count - 1}")
     bal = asset(engine, cmd.asset)
-    check_amount(engine, cmd.amount_minor)
+    check_amount(engine, cmd.amount_minor, cmd.asset)
     if cmd.amount_minor * count > MAX_AMOUNT_MINOR:
         raise Reject(R.BALANCE_OVERFLOW, "total")
     check_external_debit(engine, bal, cmd.amount_minor * count)
@@ -122,7 +123,9 @@ def deposit_batch(engine: Engine, cmd: c.DepositBatch) -> None:
     bad = (amounts <= 0) | (amounts > MAX_AMOUNT_MINOR)
     if bad.any():
         i = int(np.argmax(bad))
-        raise Reject(R.INVALID_AMOUNT, f"row {i}: {int(amounts[i])}")
+        raise Reject(
+            R.INVALID_AMOUNT, *quoted(f"row {i}: {{0}}", minor(cmd.asset, int(amounts[i])))
+        )
     ordered = np.sort(accounts)
     same = ordered[1:] == ordered[:-1]
     if same.any():
@@ -157,7 +160,7 @@ def withdraw(engine: Engine, cmd: c.Withdraw) -> None:
     engine.check_user_account(cmd.account)
     check_not_suspended(engine, cmd.account)
     bal = asset(engine, cmd.asset)
-    check_amount(engine, cmd.amount_minor)
+    check_amount(engine, cmd.amount_minor, cmd.asset)
     if bal.get(cmd.account)[0] < cmd.amount_minor:
         raise Reject(R.INSUFFICIENT_FUNDS, "withdrawals come only from available")
     engine.ledger.move_available(bal, cmd.account, EXTERNAL_ACCOUNT, cmd.amount_minor)
@@ -181,7 +184,7 @@ def transfer(engine: Engine, cmd: c.Transfer) -> None:
             raise Reject(R.INVALID_FIELD, "a leg must move between two accounts")
         check_not_suspended(engine, leg.from_account)
         bal = asset(engine, leg.asset)
-        check_amount(engine, leg.amount_minor)
+        check_amount(engine, leg.amount_minor, leg.asset)
         src = (leg.from_account, leg.asset)
         dst = (leg.to_account, leg.asset)
         pending[src] = pending.get(src, 0) - leg.amount_minor
@@ -220,7 +223,7 @@ def freeze(engine: Engine, cmd: c.Freeze) -> None:
     engine.check_user_account(cmd.account)
     check_not_suspended(engine, cmd.account)
     bal = asset(engine, cmd.asset)
-    check_amount(engine, cmd.amount_minor)
+    check_amount(engine, cmd.amount_minor, cmd.asset)
     if bal.get(cmd.account)[0] < cmd.amount_minor:
         raise Reject(R.INSUFFICIENT_FUNDS)
     engine.ledger.freeze(bal, cmd.account, cmd.amount_minor)
@@ -262,7 +265,7 @@ def post_hold(engine: Engine, cmd: c.PostHold) -> None:
     if not engine.ledger.account_exists(cmd.to_account) or cmd.to_account == hold.account:
         raise Reject(R.UNKNOWN_ACCOUNT, str(cmd.to_account))
     if not 0 < cmd.amount_minor <= hold.amount_minor:
-        raise Reject(R.INVALID_AMOUNT, f"1..{hold.amount_minor}")
+        raise Reject(R.INVALID_AMOUNT, "1..{0}", (minor(hold.asset, hold.amount_minor),))
     bal = engine.ledger.assets[hold.asset]
     check_credit(engine, bal, cmd.to_account, cmd.amount_minor)
     rest = hold.amount_minor - cmd.amount_minor
