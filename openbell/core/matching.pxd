@@ -79,6 +79,8 @@ cdef class MatchingCore:
 
     @cython.locals(events=list, kind=object)
     cpdef list apply(self, long long seq, long long ts_ns, object cmd)
+    @cython.locals(events=list, kind=object)
+    cdef list _apply(self, long long seq, long long ts_ns, object cmd)
     @cython.locals(out=list, seq=cython.longlong, events=list)
     cpdef list apply_batch(self, long long first_seq, long long ts_ns, list commands, bint emit=*)
     @cython.locals(events=list, account=cython.longlong, bal=AssetBalances)
@@ -137,20 +139,30 @@ cdef class MatchingCore:
     @cython.locals(pool=OrderPool, side=cython.longlong, need=cython.longlong,
                    release=cython.longlong, bal=AssetBalances, account=cython.longlong)
     cpdef release_hold(self, Instrument inst, long long slot)
+    @cython.locals(pool=OrderPool, side=cython.longlong, need=cython.longlong,
+                   release=cython.longlong, bal=AssetBalances, account=cython.longlong)
+    cdef void _release_hold(self, Instrument inst, long long slot) except *
     @cython.locals(pool=OrderPool, level=Level, leaves=cython.longlong)
     cdef void _reduce(self, Instrument inst, long long slot, long long lots, object reason,
                      bint resting) except *
     cpdef after_trades(self, Instrument inst)
+    cdef void _after_trades(self, Instrument inst) except *
     @cython.locals(pool=OrderPool, high=cython.longlong, low=cython.longlong,
                    last=cython.longlong, slot=cython.longlong)
     cdef void _trigger_stops(self, Instrument inst) except *
     @cython.locals(slot=cython.longlong)
     cpdef long long owned_order(self, object account, object order_id) except? -1
+    @cython.locals(slot=cython.longlong)
+    cdef long long _owned_order(self, object account, object order_id) except? -1
     cdef void _cancel(self, object cmd) except *
     @cython.locals(pool=OrderPool, inst=Instrument, events=list,
                    level=Level, leaves=cython.longlong, hold=cython.longlong,
                    bal=AssetBalances, account=cython.longlong)
     cpdef cancel_order(self, long long slot, object reason)
+    @cython.locals(pool=OrderPool, inst=Instrument, events=list,
+                   level=Level, leaves=cython.longlong, hold=cython.longlong,
+                   bal=AssetBalances, account=cython.longlong)
+    cdef void _cancel_order(self, long long slot, object reason) except *
     @cython.locals(pool=OrderPool, slot=cython.longlong, inst=Instrument, price=cython.longlong,
                    lots=cython.longlong, cum=cython.longlong, account=cython.longlong,
                    side=cython.longlong, new_leaves=cython.longlong, book=Book,

@@ -248,6 +248,9 @@ class MatchingCore:
     # ======================================================================================
     def apply(self, seq: int, ts_ns: int, cmd: Any) -> list[Any]:
         """Apply one sequenced command and return the events it caused."""
+        return self._apply(seq, ts_ns, cmd)
+
+    def _apply(self, seq: int, ts_ns: int, cmd: Any) -> list[Any]:
         if seq != self.seq + 1 or self.failure is not None:
             self._refuse(seq)
         self.seq = seq
@@ -330,7 +333,7 @@ class MatchingCore:
         self.emit = emit
         try:
             for cmd in commands:
-                events = self.apply(seq, ts_ns, cmd)
+                events = self._apply(seq, ts_ns, cmd)
                 if emit:
                     out.append(events)
                 seq += 1
@@ -496,13 +499,13 @@ class MatchingCore:
             inst.stop_slots.append(slot)
             if phase is CONTINUOUS and inst.last_price_ticks:
                 inst.note_price(inst.last_price_ticks)  # already through its stop: fires now
-                self.after_trades(inst)
+                self._after_trades(inst)
             return
         if phase is PRE_OPEN:
             self._rest(inst, slot)
             return
         self._take(inst, slot)
-        self.after_trades(inst)
+        self._after_trades(inst)
 
     def _reject_order_fields(self, inst: Instrument, cmd: c.PlaceOrder) -> None:
         """Raise the precise reason a PlaceOrder's account, quantity or id is wrong."""
@@ -872,6 +875,9 @@ class MatchingCore:
 
     def release_hold(self, inst: Instrument, slot: int) -> None:
         """Bring the order's hold down to what its leaves need; the rest returns to available."""
+        self._release_hold(inst, slot)
+
+    def _release_hold(self, inst: Instrument, slot: int) -> None:
         if not self.settle:
             return
         pool = self.pool
@@ -905,7 +911,7 @@ class MatchingCore:
                                level.lots)
                 )  # fmt: skip
         pool.leaves[slot] -= lots
-        self.release_hold(inst, slot)
+        self._release_hold(inst, slot)
         leaves = pool.leaves[slot]
         if self.emit:
             self.events.append(
@@ -927,6 +933,9 @@ class MatchingCore:
     # ======================================================================================
     def after_trades(self, inst: Instrument) -> None:
         """End of a command that may have traded: fire the stops its prices reached."""
+        self._after_trades(inst)
+
+    def _after_trades(self, inst: Instrument) -> None:
         if inst.scan_high_ticks:
             if inst.stop_slots:
                 self._trigger_stops(inst)
@@ -955,7 +964,7 @@ class MatchingCore:
                 # A suspended account trades no more: its triggered stops are cancelled.
                 for slot in fired:
                     if states.get(pool.account[slot]) is ACCT_SUSPENDED:
-                        self.cancel_order(slot, CR_ACCOUNT_SUSPENDED)
+                        self._cancel_order(slot, CR_ACCOUNT_SUSPENDED)
                 alive = [
                     (slot, oid)
                     for slot, oid in zip(fired, fired_ids, strict=True)
@@ -982,6 +991,9 @@ class MatchingCore:
     # ======================================================================================
     def owned_order(self, account: Any, order_id: Any) -> int:
         """The slot of ``account``'s open order ``order_id``."""
+        return self._owned_order(account, order_id)
+
+    def _owned_order(self, account: Any, order_id: Any) -> int:
         slot = NIL
         if type(order_id) is int and 0 < order_id <= I64_MAX:
             slot = self.pool.find(order_id)
@@ -992,10 +1004,13 @@ class MatchingCore:
         return slot
 
     def _cancel(self, cmd: c.CancelOrder) -> None:
-        self.cancel_order(self.owned_order(cmd.account, cmd.order_id), CR_USER)
+        self._cancel_order(self._owned_order(cmd.account, cmd.order_id), CR_USER)
 
     def cancel_order(self, slot: int, reason: CancelReason) -> None:
         """Cancel all that remains of an open order; its whole hold returns to available."""
+        self._cancel_order(slot, reason)
+
+    def _cancel_order(self, slot: int, reason: CancelReason) -> None:
         pool = self.pool
         inst = self.inst_list[pool.inst[slot]]
         seq = self.seq_obj
@@ -1035,7 +1050,7 @@ class MatchingCore:
 
     def _replace(self, cmd: c.ReplaceOrder) -> None:
         pool = self.pool
-        slot = self.owned_order(cmd.account, cmd.order_id)
+        slot = self._owned_order(cmd.account, cmd.order_id)
         inst = self.inst_list[pool.inst[slot]]
         if pool.stop[slot]:
             raise Reject(R.INVALID_ORDER_TYPE, "a pending stop order cannot be replaced")
@@ -1094,7 +1109,7 @@ class MatchingCore:
             level.lots -= pool.leaves[slot] - new_leaves
             pool.leaves[slot] = new_leaves
             pool.quantity[slot] = lots
-            self.release_hold(inst, slot)
+            self._release_hold(inst, slot)
             if self.emit:
                 self.events.append(
                     e.OrderReplaced(self.seq_obj, order_id, account, price, lots, new_leaves, True)
@@ -1126,7 +1141,7 @@ class MatchingCore:
             self._rest(inst, slot)
             return
         self._take(inst, slot)
-        self.after_trades(inst)
+        self._after_trades(inst)
 
     def cancel_matching(self, account: Any, symbol: Any, reason: CancelReason) -> int:
         """Cancel every open order of ``account`` (None: any) on ``symbol`` (None: any), in
@@ -1140,7 +1155,7 @@ class MatchingCore:
             and (inst_index == NIL or pool.inst[slot] == inst_index)
         ]
         for slot in victims:
-            self.cancel_order(slot, reason)
+            self._cancel_order(slot, reason)
         return len(victims)
 
     # ======================================================================================
@@ -1170,7 +1185,7 @@ class MatchingCore:
                     )
             expired = pool.leaves[slot]
             pool.leaves[slot] = 0
-            self.release_hold(inst, slot)
+            self._release_hold(inst, slot)
             if self.emit:
                 self.events.append(
                     e.OrderExpired(
