@@ -694,6 +694,17 @@ ipo_app = typer.Typer(
     help="Run an IPO against a running node, phase by phase (each phase is safe to re-run).",
 )
 app.add_typer(ipo_app, name="ipo")
+_ipo_token_file: list[Path] = []  # set by `openbell ipo --token-file FILE ...`
+
+
+@ipo_app.callback()
+def _ipo_options(
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="The node's token file (DIR/node.token), for --port without --data."),
+    ] = None,
+) -> None:
+    _ipo_token_file[:] = [] if token_file is None else [token_file]
 
 DataOption = Annotated[
     Path | None, typer.Option(help="Data directory of the running node (finds its port).")
@@ -728,7 +739,21 @@ def _target(data: Path | None, host: str, port: int | None) -> Any:
     if data is None and port is None:
         typer.echo("error: say where the node is: --data DIR or --port PORT", err=True)
         raise typer.Exit(2)
-    return Target(data=None if data is None else str(data), host=host, port=port)
+    token: str | None = None
+    if port is not None:
+        # TCP needs the node's token: from --token-file, or from the data dir.
+        source = _ipo_token_file[0] if _ipo_token_file else None
+        if source is None and data is not None:
+            source = data / "node.token"
+        if source is None:
+            typer.echo("error: --port needs `openbell ipo --token-file FILE`", err=True)
+            raise typer.Exit(2)
+        try:
+            token = source.read_text().strip()
+        except OSError as error:
+            typer.echo(f"error: cannot read the token file: {error}", err=True)
+            raise typer.Exit(2) from None
+    return Target(data=None if data is None else str(data), host=host, port=port, token=token)
 
 
 def _options(quiet: bool) -> Any:

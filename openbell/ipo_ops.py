@@ -82,6 +82,7 @@ class Target(msgspec.Struct, frozen=True):
     data: str | None = None
     host: str = "127.0.0.1"
     port: int | None = None
+    token: str | None = None  # the node's TCP token (DIR/node.token); not needed for --data
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -132,7 +133,7 @@ class Session:
     async def _connect(self) -> NodeClient:
         target = self.target
         if target.port is not None:
-            return await NodeClient.connect(target.host, target.port)
+            return await NodeClient.connect(target.host, target.port, target.token)
         if target.data is None:
             raise OpsError("say where the node is: --data DIR or --port PORT")
         return await NodeClient.connect_data_dir(Path(target.data), target.host)
