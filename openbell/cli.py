@@ -706,6 +706,7 @@ def _ipo_options(
 ) -> None:
     _ipo_token_file[:] = [] if token_file is None else [token_file]
 
+
 DataOption = Annotated[
     Path | None, typer.Option(help="Data directory of the running node (finds its port).")
 ]
@@ -1050,12 +1051,53 @@ def ipo_settle(
     host: HostOption = "127.0.0.1",
     port: PortOption = None,
     quiet: QuietOption = False,
+    bank_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The bank statement of the subscription money: settle only if it reconciles "
+            "with the frozen funds (needs --data: the read model there is brought up to date)."
+        ),
+    ] = None,
+    operator: Annotated[str, typer.Option(help="Who overrides (with --override-reason).")] = "",
+    override_reason: Annotated[
+        str, typer.Option(help="Settle despite breaks; the reason goes into the audit log.")
+    ] = "",
 ) -> None:
-    """Settle every chunk not yet settled (T+2); resumable after a crash."""
+    """Settle every chunk not yet settled (T+2); resumable after a crash. With --bank-file,
+    money moves only once the offering's frozen funds reconcile with the bank statement."""
     from openbell import ipo_ops
 
     target, name = _target(data, host, port), _symbol(symbol, offering)
+    if bank_file is not None:
+        if data is None:
+            _usage("--bank-file needs --data DIR (the read model lives there)")
+        _require_clean_presettlement(data, name, bank_file, operator, override_reason)
     _print(_ipo_run(lambda: ipo_ops.settle(target, name, options=_options(quiet))))
+
+
+def _require_clean_presettlement(
+    data: Path, symbol: str, bank_file: Path, operator: str, override_reason: str
+) -> None:
+    """Bring the read model up to the journal's end, then reconcile the offering's frozen funds
+    with the bank file; breaks stop the settlement (exit 1) unless overridden with a reason."""
+    from openbell.projections.db import default_url
+    from openbell.projections.projector import Projector
+    from openbell.projections.sql import ReadModel
+    from openbell.recon.presettle import PresettlementBreaks, require_clean_presettlement
+
+    try:
+        Projector(data, [ReadModel(default_url(data))]).catch_up()
+        result = require_clean_presettlement(
+            data, symbol, bank_file, operator=operator, override_reason=override_reason
+        )
+    except PresettlementBreaks as breaks:
+        typer.echo(f"error: {breaks}", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    if not result.ok:
+        typer.echo(f"settling despite {len(result.breaks)} breaks: {override_reason}")
 
 
 @ipo_app.command("list")

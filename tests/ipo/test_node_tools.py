@@ -568,3 +568,37 @@ def test_funding_killed_midway_resumes_without_paying_anyone_twice(
     sample = pop.accounts[:: len(pop.accounts) // 200].tolist()
     want = dict(zip(pop.accounts.tolist(), pop.cash_minor.tolist(), strict=True))
     assert [a for a, _ in _balances(node.data_dir, sample, CASH)] == [want[a] for a in sample]
+
+
+def test_settle_with_a_bank_file_moves_money_only_when_it_reconciles(
+    nodes: NodeRunner, tmp_path: Path
+) -> None:
+    """`ipo settle --bank-file`: the read model is brought up to date, the offering's frozen
+    funds are reconciled with the bank statement, and a break stops the settlement (nothing
+    moves) unless an operator overrides it with a reason, which is audited."""
+    from openbell.projections.audit import operator_actions
+    from openbell.projections.db import default_url
+    from openbell.projections.projector import Projector
+    from openbell.projections.sql import ReadModel
+    from openbell.recon.files import Fault
+    from openbell.recon.presettle import write_ipo_bank_file
+
+    sim = _sim(tmp_path, LotteryMethod.TAIL_LOTTERY)
+    node, _, _ = _through_the_draw(nodes, tmp_path, sim, "bank")
+    data = node.data_dir
+    url = default_url(data)
+    Projector(data, [ReadModel(url)]).catch_up()
+    faulty = tmp_path / "bank-wrong.csv"
+    write_ipo_bank_file(url, S, faulty, [Fault("bank", "wrong_amount")])
+    settle = ["ipo", "settle", "--symbol", S, "--data", str(data), "--quiet"]
+    drawn = _state_hash(data)
+    run = CliRunner().invoke(app, [*settle, "--bank-file", str(faulty)])
+    assert run.exit_code == 1 and "AMOUNT_MISMATCH" in run.output, run.output
+    assert _state_hash(data) == drawn  # nothing moved
+    assert operator_actions(data) == []
+    override = ["--operator", "ops-1", "--override-reason", "bank file late, confirmed by phone"]
+    run = CliRunner().invoke(app, [*settle, "--bank-file", str(faulty), *override])
+    assert run.exit_code == 0, run.output
+    assert _state_hash(data) != drawn
+    [entry] = operator_actions(data)
+    assert "confirmed by phone" in entry.content
