@@ -33,21 +33,10 @@ RESULTS = Path(__file__).parent / "results.json"
 console = Console()
 
 
-def _ledger_accounts(accounts: int) -> dict[str, float]:
+def _own_process(module: str, *args: str) -> dict[str, float]:
+    """Run ``python -m module args`` from the project root; it prints flat JSON."""
     out = subprocess.run(
-        [sys.executable, "-m", "bench.ledger_accounts", str(accounts)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    ).stdout
-    data: dict[str, float] = json.loads(out)
-    return data
-
-
-def _pure_engine(ops: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.engine_pure", str(ops)],
+        [sys.executable, "-m", module, *args],
         check=True,
         capture_output=True,
         text=True,
@@ -86,7 +75,7 @@ def main() -> None:
     results["engine.standard_replay.ops_per_s"] = run_quiet(False, setup, work)
     results["engine.standard_ledger_replay.ops_per_s"] = run_quiet(True, setup, work)
     console.print("engine: the interpreted core (own process) ...")
-    results.update(_pure_engine(ops))
+    results.update(_own_process("bench.engine_pure", str(ops)))
     console.print("baseline: a bare 100-line price-time book in plain Python ...")
     results["engine.baseline_bare_python.ops_per_s"] = max(run_bare(work) for _ in range(3))
     results["engine.standard.vs_bare_python"] = (
@@ -95,7 +84,7 @@ def main() -> None:
     )
 
     console.print(f"ledger: {accounts:,} funded accounts (own process) ...")
-    ledger = _ledger_accounts(accounts)
+    ledger = _own_process("bench.ledger_accounts", str(accounts))
     tag = "accounts_50m" if accounts == 50_000_000 else f"accounts_{accounts}"
     results[f"ledger.{tag}.rss_gb"] = ledger["rss_gb"]
     results[f"ledger.{tag}.fund_s"] = ledger["fund_s"]
