@@ -113,6 +113,7 @@ cdef class MatchingCore:
 
     @cython.locals(level=Level)
     cdef void _rest(self, Instrument inst, long long slot) except *
+    cdef void _level_changed(self, Instrument inst, long long side, Level level) except *
     @cython.locals(pool=OrderPool, book=Book, events=list,
                    limit=cython.longlong, taker_id=cython.longlong,
                    taker_account=cython.longlong, is_buy=cython.bint, keys=list, levels=dict,

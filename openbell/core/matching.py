@@ -643,15 +643,13 @@ class MatchingCore:
     # ======================================================================================
     def _rest(self, inst: Instrument, slot: int) -> None:
         level = inst.book.add(slot)
+        self._level_changed(inst, self.pool.side[slot], level)
+
+    def _level_changed(self, inst: Instrument, side: int, level: Level) -> None:
+        """A level's new total as a BookDelta (0: the level is gone)."""
         if self.emit:
             self.events.append(
-                _BookDelta(
-                    self.seq_obj,
-                    inst.symbol,
-                    SIDES[self.pool.side[slot]],
-                    level.price_ticks,
-                    level.lots,
-                )
+                _BookDelta(self.seq_obj, inst.symbol, SIDES[side], level.price_ticks, level.lots)
             )
 
     def _take(self, inst: Instrument, taker: int) -> None:
@@ -905,11 +903,7 @@ class MatchingCore:
             else:
                 level = inst.book.level(pool.side[slot], pool.price[slot])
                 level.lots -= lots
-            if self.emit:
-                self.events.append(
-                    _BookDelta(self.seq_obj, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
-                               level.lots)
-                )  # fmt: skip
+            self._level_changed(inst, pool.side[slot], level)
         pool.leaves[slot] -= lots
         self._release_hold(inst, slot)
         leaves = pool.leaves[slot]
@@ -1019,11 +1013,7 @@ class MatchingCore:
             inst.stop_slots.remove(slot)
         else:
             level = inst.book.remove(slot)
-            if self.emit:
-                events.append(
-                    _BookDelta(seq, inst.symbol, SIDES[pool.side[slot]], level.price_ticks,
-                               level.lots)
-                )  # fmt: skip
+            self._level_changed(inst, pool.side[slot], level)
         leaves = pool.leaves[slot]
         pool.leaves[slot] = 0
         hold = pool.hold[slot]
@@ -1102,7 +1092,6 @@ class MatchingCore:
                 )
         # ---- validated ----
         order_id = pool.order_id[slot]
-        side_enum = SIDES[side]
         if price == pool.price[slot] and new_leaves <= pool.leaves[slot]:
             # Quantity down at the same price keeps time priority.
             level = book.level(side, price)
@@ -1114,16 +1103,10 @@ class MatchingCore:
                 self.events.append(
                     e.OrderReplaced(self.seq_obj, order_id, account, price, lots, new_leaves, True)
                 )
-            if self.emit:
-                self.events.append(
-                    _BookDelta(self.seq_obj, inst.symbol, side_enum, price, level.lots)
-                )
+            self._level_changed(inst, side, level)
             return
         level = book.remove(slot)
-        if self.emit:
-            self.events.append(
-                _BookDelta(self.seq_obj, inst.symbol, side_enum, level.price_ticks, level.lots)
-            )
+        self._level_changed(inst, side, level)
         pool.price[slot] = price
         pool.quantity[slot] = lots
         pool.leaves[slot] = new_leaves
@@ -1173,16 +1156,7 @@ class MatchingCore:
                 inst.stop_slots.remove(slot)
             else:
                 level = inst.book.remove(slot)
-                if self.emit:
-                    self.events.append(
-                        _BookDelta(
-                            self.seq_obj,
-                            inst.symbol,
-                            SIDES[pool.side[slot]],
-                            level.price_ticks,
-                            level.lots,
-                        )
-                    )
+                self._level_changed(inst, pool.side[slot], level)
             expired = pool.leaves[slot]
             pool.leaves[slot] = 0
             self._release_hold(inst, slot)
