@@ -15,28 +15,31 @@ cdef class OrderPool:
     cdef public long long index_size
     cdef object _index_arr
     cdef list _arrays
+    cdef object _table
     cdef long long[::1] index
-    cdef readonly long long[::1] order_id
-    cdef readonly long long[::1] account
-    cdef readonly long long[::1] inst
-    cdef readonly long long[::1] side
-    cdef readonly long long[::1] order_type
-    cdef readonly long long[::1] tif
-    cdef readonly long long[::1] stp
-    cdef readonly long long[::1] post_only
-    cdef readonly long long[::1] price
-    cdef readonly long long[::1] quantity
-    cdef readonly long long[::1] leaves
-    cdef readonly long long[::1] cum
-    cdef readonly long long[::1] cum_notional
-    cdef readonly long long[::1] stop
-    cdef readonly long long[::1] hold
-    cdef readonly long long[::1] prev
-    cdef readonly long long[::1] next
-    cdef readonly long long[::1] older
-    cdef readonly long long[::1] newer
+    cdef readonly long long[:] order_id
+    cdef readonly long long[:] account
+    cdef readonly long long[:] inst
+    cdef readonly long long[:] side
+    cdef readonly long long[:] order_type
+    cdef readonly long long[:] tif
+    cdef readonly long long[:] stp
+    cdef readonly long long[:] post_only
+    cdef readonly long long[:] price
+    cdef readonly long long[:] quantity
+    cdef readonly long long[:] leaves
+    cdef readonly long long[:] cum
+    cdef readonly long long[:] cum_notional
+    cdef readonly long long[:] stop
+    cdef readonly long long[:] hold
+    cdef readonly long long[:] prev
+    cdef readonly long long[:] next
+    cdef readonly long long[:] older
+    cdef readonly long long[:] newer
 
     cdef void _views(self) except *
+    @cython.locals(table=cython.longlong[:, ::1])
+    cdef void _table_views(self) except *
     cdef void _drop_views(self) except *
     cpdef grow(self, long long slots)
     @cython.locals(slot=cython.longlong, newest=cython.longlong)

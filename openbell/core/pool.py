@@ -27,8 +27,16 @@ Enumerations are stored as small integer codes (``BUY``/``SELL``, ``TYPE_*``, ``
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 from openbell.core.errors import InvariantViolation
+
+try:
+    import cython
+
+    _COMPILED: bool = cython.compiled
+except ImportError:  # Cython is a build requirement; the interpreted core runs without it
+    _COMPILED = False
 
 NIL = -1
 GROW_SLOTS = 1 << 16
@@ -37,6 +45,16 @@ INDEX_SLOTS = 1 << 20
 _EMPTY: array[int] = array("q")
 
 
+# Compiled, the pool is one table of rows (array of structures): an order's fields are
+# neighbours in memory, so touching an order costs one or two cache lines, not one per field.
+# Each field is then a strided view of its column of the table. The row puts what the matching
+# walk reads first. Interpreted, each field is its own array (one index operation per access).
+_ROW = (
+    "next", "leaves", "account", "cum", "cum_notional", "hold", "price", "side",
+    "prev", "order_id", "stop", "inst", "order_type", "tif", "stp", "post_only",
+    "quantity", "older", "newer",
+)  # fmt: skip
+ROW_FIELDS = len(_ROW)
 _FIELDS = (
     "order_id", "account", "inst", "side", "order_type", "tif", "stp", "post_only", "price",
     "quantity", "leaves", "cum", "cum_notional", "stop", "hold", "prev", "next", "older", "newer",
@@ -70,13 +88,20 @@ class OrderPool:
         self.index_size = index_slots
         self._index_arr = _column(index_slots, NIL)
         self.index = self._index_arr
-        self._arrays: list[array[int]] = []
+        self._arrays: list[array[int]] = []  # interpreted: one array per field
+        self._table: array[int] = array("q")  # compiled: rows of ROW_FIELDS
         self._views()
         self.grow(slots)
 
     # -- storage --------------------------------------------------------------------------
     def _views(self) -> None:
         """Point the typed views at the columns (after they were created or grown)."""
+        if _COMPILED:
+            if self.capacity:
+                self._table_views()
+            else:
+                self._drop_views()
+            return
         arrays = self._arrays
         if not arrays:
             arrays.extend(array("q") for _ in _FIELDS)
@@ -102,6 +127,29 @@ class OrderPool:
             self.newer,
         ) = arrays
 
+    def _table_views(self) -> None:
+        # Compiled only: a 2-D view of the table, and each field a strided column of it.
+        table: Any = memoryview(self._table).cast("B").cast("q", (self.capacity, ROW_FIELDS))
+        self.next = table[:, 0]
+        self.leaves = table[:, 1]
+        self.account = table[:, 2]
+        self.cum = table[:, 3]
+        self.cum_notional = table[:, 4]
+        self.hold = table[:, 5]
+        self.price = table[:, 6]
+        self.side = table[:, 7]
+        self.prev = table[:, 8]
+        self.order_id = table[:, 9]
+        self.stop = table[:, 10]
+        self.inst = table[:, 11]
+        self.order_type = table[:, 12]
+        self.tif = table[:, 13]
+        self.stp = table[:, 14]
+        self.post_only = table[:, 15]
+        self.quantity = table[:, 16]
+        self.older = table[:, 17]
+        self.newer = table[:, 18]
+
     def _drop_views(self) -> None:
         e = _EMPTY
         self.order_id = self.account = self.inst = self.side = self.order_type = e
@@ -114,8 +162,12 @@ class OrderPool:
         old = self.capacity
         new = old + slots
         self._drop_views()
-        for column in self._arrays:
-            column.extend(_column(slots))
+        if _COMPILED:
+            self._table.extend(_column(slots * ROW_FIELDS))
+        else:
+            for column in self._arrays:
+                column.extend(_column(slots))
+        self.capacity = new
         self._views()
         self.client_ids.extend([""] * slots)
         self.client_keys.extend([None] * slots)
@@ -127,7 +179,6 @@ class OrderPool:
             nxt[slot] = slot + 1
         nxt[new - 1] = self.free_head
         self.free_head = old
-        self.capacity = new
 
     # -- slots ----------------------------------------------------------------------------
     def alloc(self, order_id: int) -> int:
@@ -232,7 +283,10 @@ class OrderPool:
     def column(self, name: str) -> array[int]:
         """The storage of one field (``"hold"``, ``"price"``, ...): for diagnostics and tests;
         writing to it changes the order."""
-        return self._arrays[_FIELDS.index(name)]
+        if name not in _FIELDS:
+            raise KeyError(name)
+        column: array[int] = getattr(self, name)
+        return column
 
     def open_slots(self) -> list[int]:
         """Every open order's slot in order-id order."""
