@@ -159,6 +159,8 @@ cdef class MatchingCore:
     @cython.locals(pool=OrderPool, inst=Instrument, events=list,
                    level=Level, leaves=cython.longlong, hold=cython.longlong,
                    bal=AssetBalances, account=cython.longlong)
+    @cython.locals(pool=OrderPool, level=Level, leaves=cython.longlong)
+    cdef long long _withdraw(self, Instrument inst, long long slot) except? -1
     cpdef cancel_order(self, long long slot, object reason)
     @cython.locals(pool=OrderPool, inst=Instrument, events=list,
                    level=Level, leaves=cython.longlong, hold=cython.longlong,

@@ -1000,6 +1000,19 @@ class MatchingCore:
     def _cancel(self, cmd: c.CancelOrder) -> None:
         self._cancel_order(self._owned_order(cmd.account, cmd.order_id), CR_USER)
 
+    def _withdraw(self, inst: Instrument, slot: int) -> int:
+        """Take an open order out of where it waits (its level, or the pending stops) with
+        nothing left; returns the quantity it had left. Its hold is the caller's."""
+        pool = self.pool
+        if pool.stop[slot]:
+            inst.stop_slots.remove(slot)
+        else:
+            level = inst.book.remove(slot)
+            self._level_changed(inst, pool.side[slot], level)
+        leaves = pool.leaves[slot]
+        pool.leaves[slot] = 0
+        return leaves
+
     def cancel_order(self, slot: int, reason: CancelReason) -> None:
         """Cancel all that remains of an open order; its whole hold returns to available."""
         self._cancel_order(slot, reason)
@@ -1009,13 +1022,7 @@ class MatchingCore:
         inst = self.inst_list[pool.inst[slot]]
         seq = self.seq_obj
         events = self.events
-        if pool.stop[slot]:
-            inst.stop_slots.remove(slot)
-        else:
-            level = inst.book.remove(slot)
-            self._level_changed(inst, pool.side[slot], level)
-        leaves = pool.leaves[slot]
-        pool.leaves[slot] = 0
+        leaves = self._withdraw(inst, slot)
         hold = pool.hold[slot]
         if hold:
             bal = inst.quote if pool.side[slot] == _BUY else inst.base
@@ -1152,13 +1159,7 @@ class MatchingCore:
             if pool.inst[slot] == inst.index and pool.tif[slot] == TIF_DAY
         ]
         for slot in day:
-            if pool.stop[slot]:
-                inst.stop_slots.remove(slot)
-            else:
-                level = inst.book.remove(slot)
-                self._level_changed(inst, pool.side[slot], level)
-            expired = pool.leaves[slot]
-            pool.leaves[slot] = 0
+            expired = self._withdraw(inst, slot)
             self._release_hold(inst, slot)
             if self.emit:
                 self.events.append(
