@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 import msgspec
 
@@ -55,3 +56,21 @@ class Journal(Protocol):
     def close(self) -> None:
         """Release files and locks. Idempotent."""
         ...
+
+
+class ClosingJournal:
+    """``with journal: ...`` closes it: the context-manager half every journal shares."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

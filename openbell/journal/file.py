@@ -34,13 +34,12 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from mmap import ACCESS_READ, mmap
 from pathlib import Path
-from types import TracebackType
 from typing import NamedTuple
 
 import crc32c
 import msgspec
 
-from openbell.journal.base import JournalRecord
+from openbell.journal.base import ClosingJournal, JournalRecord
 from openbell.journal.errors import (
     CorruptRecordError,
     FencedError,
@@ -295,7 +294,7 @@ def _read_segment(path: Path, limit_bytes: int | None, from_seq: int) -> Iterato
         segment_file.close()
 
 
-class FileJournal:
+class FileJournal(ClosingJournal):
     """Durable, fenced journal in a directory of segment files (see the module docstring).
 
     ``append``, ``prune_before`` and ``close`` are serialised by an internal lock; ``read`` may
@@ -464,17 +463,6 @@ class FileJournal:
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)  # releases the flock
                 self._lock_fd = -1
-
-    def __enter__(self) -> FileJournal:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"FileJournal({str(self._directory)!r}, last_seq={self.last_seq})"

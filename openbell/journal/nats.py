@@ -29,7 +29,6 @@ import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
-from types import TracebackType
 from typing import Any, TypeVar
 
 import msgspec
@@ -51,7 +50,7 @@ from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from openbell.journal.base import JournalRecord
+from openbell.journal.base import ClosingJournal, JournalRecord
 from openbell.journal.errors import FencedError, JournalError, SeqUnavailableError
 
 log = logging.getLogger("openbell.journal")
@@ -240,7 +239,7 @@ class Follower:
             self._journal.loop.run(self._sub.unsubscribe(), 5)
 
 
-class NatsJournal:
+class NatsJournal(ClosingJournal):
     """The journal on a JetStream stream (see the module docstring).
 
     ``node`` names the writer in every message it appends; ``epoch`` starts at the last epoch
@@ -660,17 +659,6 @@ class NatsJournal:
         with contextlib.suppress(Exception):
             self.loop.run(self.nc.close(), 10)
         self.loop.stop()
-
-    def __enter__(self) -> NatsJournal:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"NatsJournal({self.stream!r}, last_seq={self.last_seq})"

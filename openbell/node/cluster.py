@@ -52,7 +52,7 @@ from openbell.node.natsd import (
 from openbell.node.protocol import Response
 from openbell.node.recovery import RecoveryReport, ResultCallback
 from openbell.node.replica import Checkpointer, Replica, boot_engine
-from openbell.node.sequencer import DurableCallback, Sequencer, SnapshotPolicy, reply_each
+from openbell.node.sequencer import DurableCallback, Sequencer, reply_each
 from openbell.node.service import Node, NodeConfig
 
 log = logging.getLogger("openbell.node")
@@ -137,17 +137,7 @@ class ClusterNode(Node):
             for seq, events in self.replica.recent:
                 on_replayed(seq, events)
         self.recovery = RecoveryReport(0, 0, engine.seq, engine.state_hash())
-        self.sequencer = Sequencer(
-            engine,
-            self.nats_journal,
-            max_batch=self.config.max_batch,
-            max_linger_us=self.config.max_linger_us,
-            queue_capacity=self.config.queue_capacity,
-            on_durable=on_durable,
-            snapshot_policy=SnapshotPolicy(
-                self.config.snapshot_every_commands, self.config.snapshot_every_s
-            ),
-        )
+        self.sequencer = self.new_sequencer(engine, self.nats_journal, on_durable)
         self._snapshots = _Snapshots(self.nats_journal, self.sequencer)
         self.sequencer.snapshot_sink = self._snapshots.submit
         self.sequencer.after_batch = self.checkpointer.observe

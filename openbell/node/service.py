@@ -12,7 +12,8 @@ from pathlib import Path
 
 import msgspec
 
-from openbell.core.engine import EngineConfig
+from openbell.core.engine import Engine, EngineConfig
+from openbell.journal.base import Journal
 from openbell.journal.file import DEFAULT_SEGMENT_BYTES, FileJournal
 from openbell.journal.snapshot import SnapshotStore
 from openbell.node.datadir import DataDir
@@ -101,6 +102,22 @@ class Node:
         self.sequencer: Sequencer
         self.snapshotter: Snapshotter
 
+    def new_sequencer(
+        self, engine: Engine, journal: Journal, on_durable: DurableCallback
+    ) -> Sequencer:
+        """The sequencer this node's configuration asks for, on ``journal``."""
+        return Sequencer(
+            engine,
+            journal,
+            max_batch=self.config.max_batch,
+            max_linger_us=self.config.max_linger_us,
+            queue_capacity=self.config.queue_capacity,
+            on_durable=on_durable,
+            snapshot_policy=SnapshotPolicy(
+                self.config.snapshot_every_commands, self.config.snapshot_every_s
+            ),
+        )
+
     def open(
         self, on_durable: DurableCallback = reply_each, on_replayed: ResultCallback | None = None
     ) -> RecoveryReport:
@@ -133,17 +150,7 @@ class Node:
             replayed,
             time.perf_counter() - started,
         )
-        self.sequencer = Sequencer(
-            engine,
-            self.journal,
-            max_batch=self.config.max_batch,
-            max_linger_us=self.config.max_linger_us,
-            queue_capacity=self.config.queue_capacity,
-            on_durable=on_durable,
-            snapshot_policy=SnapshotPolicy(
-                self.config.snapshot_every_commands, self.config.snapshot_every_s
-            ),
-        )
+        self.sequencer = self.new_sequencer(engine, self.journal, on_durable)
         self.snapshotter = Snapshotter(
             self.sequencer, store, self.journal, self.config.keep_snapshots
         )
