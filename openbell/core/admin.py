@@ -21,6 +21,7 @@ from openbell.core.types import (
     MAX_ACCOUNTS,
     MAX_AMOUNT_MINOR,
     MAX_BATCH_ACCOUNTS,
+    MAX_CANCEL_ORDERS,
     MAX_FEE_BPS,
     MAX_PRICE_TICKS,
     MAX_QUANTITY_LOTS,
@@ -64,6 +65,31 @@ def mass_cancel(engine: Engine, cmd: c.MassCancel) -> None:
     if cmd.account is not None:
         engine.check_user_account(cmd.account)
     engine.cancel_matching(cmd.account, cmd.symbol, CR_MASS_CANCEL)
+
+
+def cancel_orders(engine: Engine, cmd: c.CancelOrders) -> None:
+    """Cancel-on-disconnect: the session's orders still open, in the order given. Checked
+    whole before any is cancelled (an id of another account refuses all)."""
+    engine.check_user_account(cmd.account)
+    if not 0 < len(cmd.order_ids) <= MAX_CANCEL_ORDERS:
+        raise Reject(R.INVALID_FIELD, f"name 1 to {MAX_CANCEL_ORDERS} order ids")
+    if cmd.reason not in CancelReason.__members__.values():
+        raise Reject(R.INVALID_FIELD, f"unknown cancel reason {cmd.reason!r}")
+    slots: list[int] = []
+    seen: set[int] = set()
+    for order_id in cmd.order_ids:
+        if type(order_id) is not int or not 0 < order_id < 1 << 63:
+            raise Reject(R.INVALID_FIELD, f"order id {order_id!r} is not an order id")
+        if order_id in seen:
+            continue
+        seen.add(order_id)
+        try:
+            slots.append(engine.owned_order(cmd.account, order_id))
+        except Reject as why:
+            if why.reason != R.UNKNOWN_ORDER:
+                raise
+    for slot in slots:
+        engine.cancel_order(slot, cmd.reason)
 
 
 # ======================================================================================

@@ -12,6 +12,7 @@ import msgspec
 from openbell.core.ipo.messages import IpoCommand
 from openbell.core.types import (
     AccountState,
+    CancelReason,
     OrderType,
     Phase,
     SelfTradePrevention,
@@ -193,6 +194,17 @@ class MassCancel(_Command, frozen=True):
     symbol: str | None = None
 
 
+class CancelOrders(_Command, frozen=True):
+    """Cancel the named open orders of one account in one command: what a trading session
+    sends when it ends with cancel-on-disconnect. An order already filled or cancelled is
+    skipped, not refused (the session raced with the market); one that belongs to another
+    account refuses the whole command. At most ``MAX_CANCEL_ORDERS`` ids."""
+
+    account: int
+    order_ids: tuple[int, ...]
+    reason: CancelReason = CancelReason.SESSION_ENDED
+
+
 Command = (
     CreateAsset
     | CreateInstrument
@@ -213,5 +225,6 @@ Command = (
     | CancelOrder
     | ReplaceOrder
     | MassCancel
+    | CancelOrders
     | IpoCommand
 )

@@ -142,6 +142,7 @@ class Engine(MatchingCore):
         self.orders = OpenOrders(self)
         handlers: dict[type, Any] = {
             c.MassCancel: admin.mass_cancel,
+            c.CancelOrders: admin.cancel_orders,
             c.CreateAsset: admin.create_asset,
             c.CreateInstrument: admin.create_instrument,
             c.OpenAccounts: admin.open_accounts,

@@ -21,6 +21,7 @@ MAX_ID_LENGTH: Final = 64
 MAX_SYMBOL_LENGTH: Final = 16
 MAX_ACCOUNTS: Final = 1 << 31
 MAX_BATCH_ACCOUNTS: Final = 100_000_000
+MAX_CANCEL_ORDERS: Final = 100_000  # order ids in one CancelOrders (a session's open orders)
 BPS_DENOMINATOR: Final = 10_000
 
 # System accounts: every asset sums to zero over all accounts, these included.
@@ -91,6 +92,7 @@ class CancelReason(StrEnum):
     DAY_EXPIRY = "DAY_EXPIRY"
     REPLACE = "REPLACE"
     ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"  # a pending stop of a suspended account triggered
+    SESSION_ENDED = "SESSION_ENDED"  # cancel-on-disconnect: the session that placed it ended
 
 
 class RejectReason(StrEnum):

@@ -630,6 +630,35 @@ def test_mass_cancel_per_instrument_and_both() -> None:
     assert events == []
 
 
+def test_cancel_orders_of_a_session() -> None:
+    """Cancel-on-disconnect: the named orders still open go, in the order given; gone ones are
+    skipped; another account's id refuses the whole command and changes nothing."""
+    d = make_venue()
+    a1 = d.rest(A, BUY, 1, 90)
+    a2 = d.rest(A, SELL, 1, 110)
+    a3 = d.rest(A, BUY, 1, 91)
+    b1 = d.rest(B, BUY, 1, 89)
+    before = d.eng.state_hash()
+    assert rejected(d(c.CancelOrders(account=A, order_ids=(a1, b1)))).reason is (
+        RejectReason.NOT_ORDER_OWNER
+    )
+    assert rejected(d(c.CancelOrders(account=A, order_ids=()))).reason is (
+        RejectReason.INVALID_FIELD
+    )
+    assert rejected(d(c.CancelOrders(account=A, order_ids=(-1,)))).reason is (
+        RejectReason.INVALID_FIELD
+    )
+    assert d.eng.state_hash() == before
+    d(c.CancelOrder(account=A, order_id=a2))
+    events = d(c.CancelOrders(account=A, order_ids=(a3, a2, a1, a3, 999_999)))
+    assert [(x.order_id, x.reason) for x in of(events, e.OrderCancelled)] == [
+        (a3, CancelReason.SESSION_ENDED),
+        (a1, CancelReason.SESSION_ENDED),
+    ]
+    assert set(d.eng.orders) == {b1}
+    assert usd(d, A) == (USD_FUNDING, 0)
+
+
 # ==============================================================================================
 # Self-trade prevention
 # ==============================================================================================
