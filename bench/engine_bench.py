@@ -9,14 +9,37 @@ from collections.abc import Sequence
 
 from openbell.core import commands as c
 from openbell.core.engine import Engine, EngineConfig
+from openbell.core.types import FIRST_USER_ACCOUNT, BandReference, BreakerScope
+from openbell.sim.workload import QUOTE, SYMBOL
+
+# The breakers' bench stamps commands 10 us apart (100 k commands a second of command time), so
+# the surge meters roll their seconds and the volatility band's window moves as in a busy venue.
+BREAKERS_TS_STEP_NS = 10_000
 
 
-def _fresh(settle: bool, setup: Sequence[c.Command]) -> tuple[Engine, int]:
+def breakers_on() -> list[c.Command]:
+    """Every brake enabled on the standard workload, with thresholds it does not reach (the
+    bench measures what watching costs, not what a trip does): surge for the venue and each
+    account, a volatility band on the average price, red lines on two accounts and on a house
+    of two more."""
+    first = int(FIRST_USER_ACCOUNT)
+    return [
+        c.SetSurgeProtection(scope=BreakerScope.VENUE, floor_per_s=10_000_000),
+        c.SetSurgeProtection(scope=BreakerScope.ACCOUNT, floor_per_s=100_000),
+        c.SetMarketMaker(account=first),
+        c.SetVolatilityBand(symbol=SYMBOL, band_bps=1_000, reference=BandReference.AVERAGE),
+        c.SetLossLimit(account=first + 2, asset=QUOTE, limit_minor=10**17),
+        c.SetLossLimit(account=first + 3, asset=QUOTE, limit_minor=10**17),
+        c.SetLossLimit(asset=QUOTE, limit_minor=10**17, house_accounts=(first, first + 1)),
+    ]
+
+
+def _fresh(settle: bool, setup: Sequence[c.Command], ts_step_ns: int = 1) -> tuple[Engine, int]:
     engine = Engine(EngineConfig(settle=settle, idempotency_window=100_000))
     seq = 0
     for cmd in setup:
         seq += 1
-        engine.apply(seq, seq, cmd)
+        engine.apply(seq, seq * ts_step_ns, cmd)
     return engine, seq
 
 
@@ -46,11 +69,12 @@ def run_throughput(
     work: Sequence[c.Command],
     freeze_gc: bool,
     pauses: GcPauses | None = None,
+    ts_step_ns: int = 1,
 ) -> tuple[float, int]:
     """One pass: (ops/s, events seen). Events are consumed (each one's seq is read). With
     ``freeze_gc`` the collector is off and what setup built is frozen (what the node does after
     recovery); otherwise it runs as it likes and ``pauses`` records its pauses."""
-    engine, seq = _fresh(settle, setup)
+    engine, seq = _fresh(settle, setup, ts_step_ns)
     apply = engine.apply
     events_seen = 0
     if freeze_gc:
@@ -63,7 +87,7 @@ def run_throughput(
         start = time.perf_counter_ns()
         for cmd in work:
             seq += 1
-            for ev in apply(seq, seq, cmd):
+            for ev in apply(seq, seq * ts_step_ns, cmd):
                 events_seen += ev.seq > 0
         elapsed_ns = time.perf_counter_ns() - start
     finally:
@@ -133,11 +157,12 @@ def bench_engine(
     runs: int = 3,
     freeze_gc: bool = True,
     latency: bool = True,
+    ts_step_ns: int = 1,
 ) -> dict[str, float]:
     rates = []
     events = 0
     for _ in range(runs):
-        rate, events = run_throughput(settle, setup, work, freeze_gc)
+        rate, events = run_throughput(settle, setup, work, freeze_gc, ts_step_ns=ts_step_ns)
         rates.append(rate)
     out = {
         f"{name}.ops_per_s": statistics.median(rates),

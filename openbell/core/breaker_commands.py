@@ -158,6 +158,7 @@ def load(engine: Engine, saved: BreakersState) -> None:
         line.tripped = saved_line.tripped
         line.peaks.extend([list(p) for p in saved_line.peaks])
         engine.loss.lines[line.key] = line
+    engine.loss.plan(engine)
     _refresh_switches(engine)
     schedule(engine)
 
@@ -255,15 +256,10 @@ def reopen(engine: Engine, inst: Instrument) -> None:
 # ======================================================================================
 # Red lines
 # ======================================================================================
-def check_losses(engine: Engine) -> None:
-    """After a command that traded: value every red line; trip those crossed."""
-    guard = engine.loss
-    now = engine.ts_ns
-    for line in list(guard.lines.values()):
-        value = guard.line_value(engine, line)
-        loss = line.note(now, value)
-        if line.tripped or loss <= line.limit_minor:
-            continue
+def trip_lines(engine: Engine, crossed: list[tuple[LossLine, int, int]]) -> None:
+    """Red lines crossed by the command that just traded (``MatchingCore.check_losses``): an
+    account's goes reduce-only with its orders cancelled; the house's halts the venue."""
+    for line, loss, value in crossed:
         line.tripped = True
         cancelled = 0
         if line.account is not None:
@@ -385,6 +381,7 @@ def set_loss_limit(engine: Engine, cmd: c.SetLossLimit) -> None:
         line = LossLine(cmd.account, accounts, cmd.asset, cmd.limit_minor, cmd.window_s)
         old = lines.get(key)
         lines[key] = line
+        engine.loss.plan(engine)
         line.restart(engine.ts_ns, engine.loss.line_value(engine, line))
         line.tripped = old.tripped if old is not None and old.accounts == accounts else False
     _refresh_switches(engine)
@@ -595,4 +592,3 @@ def view(engine: Engine) -> dict[str, Any]:
         ],
         "next_timer_ns": None if engine.next_timer_ns == NO_TIMER else engine.next_timer_ns,
     }
-

@@ -282,6 +282,11 @@ class LossLine:
         self.tripped = False
         # (ts_ns, value, until_ns): candidates for the window's peak, values decreasing.
         self.peaks: deque[list[int]] = deque()
+        self.last_value: int | None = None  # a value equal to the last adds nothing
+        # Where the value comes from (set by ``LossGuard.plan``): the asset's balances and the
+        # instruments quoted in it, one per base asset, whose positions are marked.
+        self.quote: Any = None
+        self.marks: list[Any] = []
 
     @property
     def key(self) -> str:
@@ -291,6 +296,7 @@ class LossLine:
         """Record the line's value (net of flows) at ``ts_ns``; returns the loss from the
         highest value in the window ending now."""
         peaks = self.peaks
+        self.last_value = value
         if peaks:
             peaks[-1][2] = ts_ns  # the previous value held until now
         while peaks and peaks[-1][1] <= value:
@@ -305,6 +311,7 @@ class LossLine:
         return self.peaks[0][1] if self.peaks else 0
 
     def restart(self, ts_ns: int, value: int) -> None:
+        self.last_value = value
         self.peaks.clear()
         self.peaks.append([ts_ns, value, NO_TIMER])
         self.tripped = False
@@ -315,39 +322,35 @@ class LossGuard:
 
     def __init__(self) -> None:
         self.lines: dict[str, LossLine] = {}
+        self.planned_for = -1  # instruments there were when the lines were last planned
 
-    def account_value(self, engine: Any, account: int, asset: str) -> int:
-        """Cash in ``asset`` plus positions in instruments quoted in ``asset`` at their marks."""
-        quote = engine.ledger.assets[asset]
-        available = quote.available
-        frozen = quote.frozen
-        value = available[account] + frozen[account] if account < len(available) else 0
-        seen: set[str] = set()
+    def plan(self, engine: Any) -> None:
+        """Point each line at its balances and marks (again when instruments were added)."""
+        self.planned_for = len(engine.inst_list)
+        marked: dict[str, list[Any]] = {}
+        bases: set[tuple[str, str]] = set()
         for inst in engine.inst_list:
-            base = inst.base
-            if inst.quote is not quote or base.asset in seen:
-                continue
-            seen.add(base.asset)
-            if account >= len(base.available):
-                continue
-            held = base.available[account] + base.frozen[account]
-            mark = inst.last_price_ticks or inst.reference_price_ticks
-            if held and mark:
-                value += held * mark * inst.tick_value // inst.lot_size
-        return value
+            key = (inst.quote.asset, inst.base.asset)
+            if key not in bases:
+                bases.add(key)
+                marked.setdefault(inst.quote.asset, []).append(inst)
+        for line in self.lines.values():
+            line.quote = engine.ledger.assets[line.asset]
+            line.marks = marked.get(line.asset, [])
+
+    def planned(self, engine: Any) -> None:
+        if self.planned_for != len(engine.inst_list):
+            self.plan(engine)
 
     def line_value(self, engine: Any, line: LossLine) -> int:
         """The line's value net of flows: what its loss is measured on."""
-        return (
-            sum(self.account_value(engine, a, line.asset) for a in line.accounts)
-            - line.flows_minor
-        )
+        self.planned(engine)
+        value: int = engine.line_value(line)
+        return value
 
     def gross_values(self, engine: Any) -> list[int]:
-        return [
-            sum(self.account_value(engine, a, line.asset) for a in line.accounts)
-            for line in self.lines.values()
-        ]
+        self.planned(engine)
+        return [engine.line_value(line) + line.flows_minor for line in self.lines.values()]
 
     def note_flows(self, before: list[int], after: list[int]) -> None:
         """A command that moved money without trading (a deposit, a transfer, an IPO's

@@ -189,8 +189,8 @@ class Engine(MatchingCore):
     def _timers(self) -> None:
         breaker_commands.run_timers(self)
 
-    def check_losses(self) -> None:
-        breaker_commands.check_losses(self)
+    def trip_lines(self, crossed: list[Any]) -> None:
+        breaker_commands.trip_lines(self, crossed)
 
     def breakers_view(self) -> dict[str, Any]:
         """Every circuit breaker's settings, state and live figures (internal units)."""

@@ -102,9 +102,15 @@ cdef class MatchingCore:
     cdef list _apply(self, long long seq, long long ts_ns, object cmd)
     cdef list _after_pre(self, list first)
     cpdef _timers(self)
+    @cython.locals(crossed=list, now=cython.longlong)
     cpdef check_losses(self)
+    cpdef trip_lines(self, list crossed)
     @cython.locals(meters=list, meter=RateMeter)
     cpdef RateMeter meter_of(self, long long account)
+    @cython.locals(quote=AssetBalances, marks=list, account=cython.longlong, inst=Instrument,
+                   base=AssetBalances, held=cython.longlong, mark=cython.longlong,
+                   held_obj=object, value=object)
+    cpdef object line_value(self, object line)
     @cython.locals(now_s=cython.longlong, venue=RateMeter, meter=RateMeter)
     cdef void _surge(self, long long account, bint adds, bint buys) except *
     @cython.locals(calm=cython.longlong)

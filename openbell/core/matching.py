@@ -392,7 +392,49 @@ class MatchingCore:
         self.next_timer_ns = NO_TIMER
 
     def check_losses(self) -> None:
-        """After a command that traded: value the red lines. Overridden by ``Engine``."""
+        """After a command that traded: value the red lines; those whose loss from the peak of
+        their window now exceeds the limit trip (``trip_lines``). A line whose value did not
+        change is skipped: its loss can only have shrunk as the window moved on."""
+        guard = self.loss
+        if guard.planned_for != len(self.inst_list):
+            guard.plan(self)
+        now = self.ts_ns
+        crossed: list[Any] = []
+        for line in guard.lines.values():
+            if line.tripped:
+                continue
+            value = self.line_value(line)
+            if value == line.last_value:
+                continue
+            loss = line.note(now, value)
+            if loss > line.limit_minor:
+                crossed.append((line, loss, value))
+        if crossed:
+            self.trip_lines(crossed)
+
+    def trip_lines(self, crossed: list[Any]) -> None:
+        """Act on red lines crossed: (line, loss, value) each. Overridden by ``Engine``."""
+
+    def line_value(self, line: Any) -> int:
+        """A red line's value net of flows (``breakers.LossLine``, planned): cash in its asset
+        plus positions marked at their instruments' last trade prices, on Python integers
+        (positions times prices may not fit 64 bits). Typed reads of the ledger's columns."""
+        quote = line.quote
+        marks = line.marks
+        value: int = -line.flows_minor
+        for account_obj in line.accounts:
+            account = account_obj
+            if account < len(quote.av):
+                value += quote.av[account] + quote.fr[account]
+            for inst in marks:
+                base = inst.base
+                if account < len(base.av):
+                    held = base.av[account] + base.fr[account]
+                    if held:
+                        mark = inst.last_price_ticks or inst.reference_price_ticks
+                        held_obj = held
+                        value += held_obj * mark * inst.tick_value // inst.lot_size
+        return value
 
     def meter_of(self, account: int) -> RateMeter:
         meters = self.account_meters
