@@ -16,6 +16,10 @@ Applying before the fsync is safe because nothing leaves the node before it is d
 are released, and snapshots written, only after the journal holds the batch. If the append
 fails, the node halts (its memory is ahead of the journal and it must not answer anything).
 A full inbound queue answers ``Busy`` at once (backpressure) instead of growing.
+
+IPO commands have their own admission lane (``openbell.node.lanes``): its own bounded queue,
+rate limit and share of each batch, so a subscription flood queues behind its lane and never in
+front of trading commands.
 """
 
 from __future__ import annotations
@@ -34,14 +38,23 @@ from openbell.core.engine import Engine
 from openbell.core.events import Event
 from openbell.journal.base import Journal
 from openbell.node.codec import encode_batch
+from openbell.node.lanes import Busy, IpoLane, IpoLaneConfig, LaneBusy, is_ipo
 
 log = logging.getLogger("openbell.node")
 
 Reply = Callable[[int, list[Event] | None, str], None]  # (seq, events, error)
 
 
-class Busy(Exception):
-    """The inbound queue is full: try again later."""
+__all__ = ["Busy", "LaneBusy", "NodeHalted", "Pending", "PendingQuery", "Sequencer"]
+
+
+class _Wake:
+    """Put on the trading queue to wake the sequencer for the IPO lane."""
+
+
+_WAKE = _Wake()
+_IDLE = _Wake()  # no trading item arrived in time: look at the IPO lane again
+IPO_POLL_S = 0.0002  # while the IPO lane waits for the journal to catch up
 
 
 class NodeHalted(RuntimeError):
@@ -106,6 +119,7 @@ class Sequencer:
         clock_ns: Callable[[], int] = time.time_ns,
         snapshot_policy: SnapshotPolicy | None = None,
         snapshot_sink: SnapshotSink | None = None,
+        ipo_lane: IpoLaneConfig | None = None,
     ) -> None:
         if journal.last_seq != engine.seq:
             raise ValueError(f"journal at {journal.last_seq} but engine at {engine.seq}")
@@ -114,8 +128,10 @@ class Sequencer:
         self.max_batch = max_batch
         self.max_linger_us = max_linger_us
         self.queue_capacity = queue_capacity
-        self._inbound: queue.SimpleQueue[Pending | list[Pending] | PendingQuery | None]
+        self._inbound: queue.SimpleQueue[Pending | list[Pending] | PendingQuery | _Wake | None]
         self._inbound = queue.SimpleQueue()
+        self.ipo_lane = IpoLane(ipo_lane or IpoLaneConfig())
+        self._ipo_wake_pending = False
         self._to_journal: queue.Queue[_Sequenced | _Answered | None]
         self._to_journal = queue.Queue(maxsize=max_batches_in_flight)
         self._on_durable = on_durable
@@ -157,13 +173,24 @@ class Sequencer:
     def queue_depth(self) -> int:
         return self._inbound.qsize()
 
+    @property
+    def ipo_queue_depth(self) -> int:
+        return len(self.ipo_lane)
+
     # -- callers ---------------------------------------------------------------------------------
-    def submit(self, command: Command, reply: Reply, token: Any = None) -> None:
-        """Queue a command; ``reply`` is called once it is durable and applied."""
+    def _check_accepting(self) -> None:
         if self.failure is not None:
             raise NodeHalted(str(self.failure))
         if not self._accepting:
             raise NodeHalted("node is stopping")
+
+    def submit(self, command: Command, reply: Reply, token: Any = None) -> None:
+        """Queue a command; ``reply`` is called once it is durable and applied. Raises Busy
+        (LaneBusy for the IPO lane) when its lane cannot take it: nothing happened."""
+        self._check_accepting()
+        if is_ipo(command):
+            self._admit_ipo([Pending(command, reply, token)])
+            return
         if self._inbound.qsize() >= self.queue_capacity:
             raise Busy
         self._inbound.put(Pending(command, reply, token))
@@ -172,23 +199,38 @@ class Sequencer:
         self, commands: Sequence[Command], reply: Reply, tokens: Sequence[Any] | None = None
     ) -> None:
         """Queue several commands as one item (one queue operation for all of them, for a
-        client that batches); each is answered by ``reply`` like a single ``submit``. They stay
-        consecutive and may be split across journal batches."""
-        if self.failure is not None:
-            raise NodeHalted(str(self.failure))
-        if not self._accepting:
-            raise NodeHalted("node is stopping")
-        if self._inbound.qsize() >= self.queue_capacity:
-            raise Busy
+        client that batches); each is answered by ``reply`` like a single ``submit``. Commands
+        of one lane stay consecutive in their lane (a mixed list is split: IPO commands go to
+        their lane, in order) and may be split across journal batches. Either every command is
+        queued or, on Busy, none."""
+        self._check_accepting()
         if tokens is None:
-            self._inbound.put([Pending(command, reply) for command in commands])
+            pendings = [Pending(command, reply) for command in commands]
         else:
-            self._inbound.put(
-                [
-                    Pending(command, reply, token)
-                    for command, token in zip(commands, tokens, strict=True)
-                ]
-            )
+            pendings = [
+                Pending(command, reply, token)
+                for command, token in zip(commands, tokens, strict=True)
+            ]
+        ipo = [p for p in pendings if is_ipo(p.command)]
+        if not ipo:
+            if self._inbound.qsize() >= self.queue_capacity:
+                raise Busy
+            self._inbound.put(pendings)
+            return
+        trading = [p for p in pendings if not is_ipo(p.command)] if len(ipo) < len(pendings) else []
+        if trading and self._inbound.qsize() >= self.queue_capacity:
+            raise Busy
+        self._admit_ipo(ipo)
+        if trading:
+            self._inbound.put(trading)
+
+    def _admit_ipo(self, items: list[Pending]) -> None:
+        self.ipo_lane.admit(items)  # raises LaneBusy
+        # Wake the sequencer if it may be waiting on the trading queue; one wake-up in flight
+        # is enough (it clears the flag before looking at the lane, so none is lost).
+        if not self._ipo_wake_pending:
+            self._ipo_wake_pending = True
+            self._inbound.put(_WAKE)
 
     def query(self, query: Query, reply: QueryReply) -> None:
         """Read the engine's state consistently (see PendingQuery)."""
@@ -213,11 +255,23 @@ class Sequencer:
         linger_s = self.max_linger_us / 1e6
         monotonic = time.monotonic
         to_journal = self._to_journal
+        ipo_lane = self.ipo_lane
+        ipo_share = ipo_lane.config.max_per_batch
         stopping = False
         batch: list[Pending] = []  # the batch being made, until handed to the journal thread
         try:
-            while not stopping:
-                item = inbound.get()
+            while True:
+                if stopping:
+                    if not ipo_lane.queue:
+                        break
+                    item: Pending | list[Pending] | PendingQuery | _Wake | None = _IDLE
+                elif ipo_lane.queue:
+                    try:
+                        item = inbound.get(timeout=IPO_POLL_S)
+                    except queue.Empty:
+                        item = _IDLE
+                else:
+                    item = inbound.get()
                 batch = []
                 query: PendingQuery | None = None
                 deadline = 0.0
@@ -225,12 +279,17 @@ class Sequencer:
                     if item is None:
                         stopping = True
                         break
-                    if isinstance(item, PendingQuery):
+                    if item is _IDLE:
+                        break
+                    if item is _WAKE:
+                        self._ipo_wake_pending = False
+                    elif isinstance(item, PendingQuery):
                         query = item
                         break
-                    if isinstance(item, list):
+                    elif isinstance(item, list):
                         batch.extend(item)  # submit_many: consecutive commands, one item
                     else:
+                        assert isinstance(item, Pending)
                         batch.append(item)
                     if len(batch) >= max_batch:
                         break
@@ -250,6 +309,11 @@ class Sequencer:
                             item = inbound.get(timeout=wait_s)
                         except queue.Empty:
                             break
+                # The IPO lane's share: behind the trading commands of this batch, or a batch
+                # of its own once the journal has caught up (so a trading command arriving
+                # meanwhile waits behind at most one share of IPO commands).
+                if ipo_lane.queue and (batch or stopping or to_journal.qsize() == 0):
+                    batch.extend(ipo_lane.take(max_batch if stopping else ipo_share))
                 if batch:
                     ts_ns = self._clock_ns()
                     batch, payload = self._encode(batch, ts_ns)
@@ -271,6 +335,8 @@ class Sequencer:
             self._halt(error)
             # This batch was neither journaled nor answered: its commands did not happen.
             for pending in batch:
+                pending.reply(0, None, "NODE_HALTED")
+            for pending in ipo_lane.drain():
                 pending.reply(0, None, "NODE_HALTED")
         finally:
             to_journal.put(None)
@@ -325,6 +391,8 @@ class Sequencer:
         sink(seq, state)
 
     def _drain_refused(self) -> None:
+        for pending in self.ipo_lane.drain():
+            pending.reply(0, None, "NODE_STOPPING")
         while True:
             try:
                 item = self._inbound.get_nowait()
@@ -335,7 +403,7 @@ class Sequencer:
             elif isinstance(item, list):
                 for pending in item:
                     pending.reply(0, None, "NODE_STOPPING")
-            elif item is not None:
+            elif isinstance(item, Pending):
                 item.reply(0, None, "NODE_STOPPING")
 
     # -- the journal thread ----------------------------------------------------------------------

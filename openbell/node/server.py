@@ -40,7 +40,7 @@ from openbell.node.protocol import (
     frame,
     request_decoder,
 )
-from openbell.node.sequencer import Busy, NodeHalted, Pending
+from openbell.node.sequencer import Busy, LaneBusy, NodeHalted, Pending
 from openbell.node.service import Node
 
 log = logging.getLogger("openbell.node")
@@ -313,6 +313,8 @@ class NodeServer:
                         connection.send(Response(request.id, answer="ok"))
                     else:
                         self._query(request, connection, loop)
+                except LaneBusy as error:  # BUSY too: nothing happened, retry later
+                    connection.send(Response(request.id, error=f"BUSY: {error}"))
                 except Busy:
                     connection.send(Response(request.id, error="BUSY"))
                 except NodeHalted as error:

@@ -17,6 +17,7 @@ from openbell.journal.base import Journal
 from openbell.journal.file import DEFAULT_SEGMENT_BYTES, FileJournal
 from openbell.journal.snapshot import SnapshotStore
 from openbell.node.datadir import DataDir
+from openbell.node.lanes import IpoLaneConfig
 from openbell.node.recovery import RecoveryReport, ResultCallback, load_snapshot, replay
 from openbell.node.sequencer import DurableCallback, Sequencer, SnapshotPolicy, reply_each
 
@@ -39,6 +40,8 @@ class NodeConfig(msgspec.Struct, kw_only=True, frozen=True):
     snapshot_every_s: int = 300
     keep_snapshots: int = 2
     segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    # IPO commands' own admission lane: rate limit, bounded queue, share of each batch.
+    ipo_lane: IpoLaneConfig = msgspec.field(default_factory=IpoLaneConfig)
 
 
 class Snapshotter:
@@ -113,6 +116,7 @@ class Node:
             max_linger_us=self.config.max_linger_us,
             queue_capacity=self.config.queue_capacity,
             on_durable=on_durable,
+            ipo_lane=self.config.ipo_lane,
             snapshot_policy=SnapshotPolicy(
                 self.config.snapshot_every_commands, self.config.snapshot_every_s
             ),
