@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ipo-per-batch", type=int, default=16, help="IPO lane: its share of each batch"
     )
+    parser.add_argument(
+        "--resume-after-halt",
+        action="store_true",
+        help="after a consistency halt was investigated: rebuild, check invariants, serve",
+    )
     parser.add_argument("--matching-only", action="store_true", help="no funds or holds")
     args = parser.parse_args(argv)
     config = NodeConfig(
@@ -47,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         segment_bytes=args.segment_bytes,
         max_batch=args.max_batch,
         queue_capacity=args.queue_capacity,
+        resume_after_halt=args.resume_after_halt,
         ipo_lane=IpoLaneConfig(
             max_per_s=args.ipo_per_s,
             burst=max(1, min(args.ipo_queue, args.ipo_per_s // 5)),

@@ -38,6 +38,7 @@ from openbell.core.engine import Engine
 from openbell.core.events import Event
 from openbell.journal.base import Journal
 from openbell.node.codec import encode_batch
+from openbell.node.halt import ConsistencyHalt, HaltReason, RecentCommands
 from openbell.node.lanes import Busy, IpoLane, IpoLaneConfig, LaneBusy, is_ipo
 
 log = logging.getLogger("openbell.node")
@@ -58,7 +59,13 @@ IPO_POLL_S = 0.0002  # while the IPO lane waits for the journal to catch up
 
 
 class NodeHalted(RuntimeError):
-    """The node stopped because the journal or the engine failed; nothing more is accepted."""
+    """The node stopped because the journal or the engine failed, or a consistency check
+    halted the venue; nothing more is accepted."""
+
+
+# Called once, on the thread that found it, when the node halts: (reason, detail, the batch that
+# was being applied and will never be journaled).
+HaltCallback = Callable[[HaltReason, str, list[Command]], None]
 
 
 Query = Callable[[Engine], Any]
@@ -143,6 +150,11 @@ class Sequencer:
         # Called on the sequencer thread after each batch is applied (a cluster leader's state
         # hash checkpoints, compared with the standbys'); None: nothing.
         self.after_batch: Callable[[Engine], None] | None = None
+        # Called once when the node halts (the node writes its diagnostic bundle); None: only log.
+        self.on_halt: HaltCallback | None = None
+        self.halt_reason: HaltReason | None = None
+        self._halt_requested: ConsistencyHalt | None = None
+        self.recent = RecentCommands()
         self._accepting = False
         self._stopping = threading.Event()
         self.failure: BaseException | None = None
@@ -246,6 +258,18 @@ class Sequencer:
                 lambda: self.durable_seq >= seq or self.failure is not None, timeout_s
             )
 
+    def halt(self, reason: HaltReason, detail: str) -> None:
+        """Stop the venue from outside the engine (a consistency check failed): nothing more is
+        accepted at once; the sequencer thread stops before its next batch, calls ``on_halt``
+        (the bundle) and refuses everything queued with NODE_HALTED."""
+        if self.failure is not None or self._halt_requested is not None:
+            return
+        self._halt_requested = ConsistencyHalt(reason, detail)
+        self._accepting = False
+        self._inbound.put(_WAKE)
+        if not self._threads:  # not running: halt here
+            self._halt(self._halt_requested, reason)
+
     # -- the sequencer thread --------------------------------------------------------------------
     def _sequence_loop(self) -> None:
         inbound = self._inbound
@@ -259,8 +283,11 @@ class Sequencer:
         ipo_share = ipo_lane.config.max_per_batch
         stopping = False
         batch: list[Pending] = []  # the batch being made, until handed to the journal thread
+        commands: list[Command] = []
         try:
             while True:
+                if self._halt_requested is not None:
+                    raise self._halt_requested
                 if stopping:
                     if not ipo_lane.queue:
                         break
@@ -317,12 +344,16 @@ class Sequencer:
                 if batch:
                     ts_ns = self._clock_ns()
                     batch, payload = self._encode(batch, ts_ns)
+                if self._halt_requested is not None:
+                    raise self._halt_requested
                 if batch:
                     first_seq = engine.seq + 1
                     commands = [p.command for p in batch]
                     results = apply_batch(first_seq, ts_ns, commands)
+                    self.recent.add(first_seq, ts_ns, commands)
                     to_journal.put(_Sequenced(first_seq, payload, batch, results))
                     batch = []
+                    commands = []
                     if self.after_batch is not None:
                         self.after_batch(engine)
                     self._maybe_snapshot()
@@ -331,8 +362,13 @@ class Sequencer:
                         to_journal.put(_Answered(query, query.query(engine), ""))
                     except Exception as error:  # a bad query harms nobody else
                         to_journal.put(_Answered(query, None, f"{type(error).__name__}: {error}"))
-        except BaseException as error:  # engine invariant or bug: halt
-            self._halt(error)
+        except BaseException as error:  # engine invariant or bug, or a consistency halt
+            reason = (
+                error.reason
+                if isinstance(error, ConsistencyHalt)
+                else HaltReason.INVARIANT_VIOLATION
+            )
+            self._halt(error, reason, commands)
             # This batch was neither journaled nor answered: its commands did not happen.
             for pending in batch:
                 pending.reply(0, None, "NODE_HALTED")
@@ -391,20 +427,21 @@ class Sequencer:
         sink(seq, state)
 
     def _drain_refused(self) -> None:
+        why = "NODE_STOPPING" if self.failure is None else "NODE_HALTED"
         for pending in self.ipo_lane.drain():
-            pending.reply(0, None, "NODE_STOPPING")
+            pending.reply(0, None, why)
         while True:
             try:
                 item = self._inbound.get_nowait()
             except queue.Empty:
                 return
             if isinstance(item, PendingQuery):
-                item.reply(None, "NODE_STOPPING")
+                item.reply(None, why)
             elif isinstance(item, list):
                 for pending in item:
-                    pending.reply(0, None, "NODE_STOPPING")
+                    pending.reply(0, None, why)
             elif isinstance(item, Pending):
-                item.reply(0, None, "NODE_STOPPING")
+                item.reply(0, None, why)
 
     # -- the journal thread ----------------------------------------------------------------------
     def _journal_loop(self) -> None:
@@ -432,7 +469,7 @@ class Sequencer:
                     self.fsync_ns_total += time.perf_counter_ns() - started
                 except BaseException as error:
                     journal_failed = True
-                    self._halt(error)
+                    self._halt(error, HaltReason.JOURNAL_APPEND_FAILED, [])
             if journal_failed:
                 for pending in item.batch:
                     pending.reply(0, None, "NODE_HALTED")
@@ -444,11 +481,21 @@ class Sequencer:
                 self.durable_changed.notify_all()
             self._on_durable(item.first_seq, item.batch, item.results)
 
-    def _halt(self, error: BaseException) -> None:
-        if self.failure is None:
+    def _halt(
+        self, error: BaseException, reason: HaltReason, failed_batch: list[Command] | None = None
+    ) -> None:
+        first = self.failure is None
+        if first:
             log.critical("node halted: %s: %s", type(error).__name__, error)
             self.failure = error
+            self.halt_reason = reason
         self._accepting = False
+        if first and self.on_halt is not None:
+            detail = error.detail if isinstance(error, ConsistencyHalt) else str(error)
+            try:
+                self.on_halt(reason, detail or type(error).__name__, failed_batch or [])
+            except Exception:  # the halt stands even if its bundle could not be written
+                log.exception("writing the diagnostic bundle failed")
         with self.durable_changed:
             self.durable_changed.notify_all()
 
