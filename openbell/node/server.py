@@ -438,6 +438,8 @@ async def serve(node: Node, after_start: Callable[[], Awaitable[None]] | None = 
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.5)
+        if node.sequencer.failure is not None and not node.serve_status_when_halted:
+            break
         if node.sequencer.failure is not None and not halted_logged:
             halted_logged = True
             print(

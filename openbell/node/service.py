@@ -110,6 +110,10 @@ class Snapshotter:
 
 
 class Node:
+    # After a halt, keep answering ``status`` (refusing everything else) until stopped, so the
+    # operator sees why; a cluster leader instead exits and lets a standby take over.
+    serve_status_when_halted = True
+
     def __init__(self, config: NodeConfig, engine_config: EngineConfig | None = None) -> None:
         self.config = config
         self.dirs = DataDir(Path(config.data_dir))
