@@ -148,6 +148,15 @@ def serve(
             "TOKEN read from this file (mode 0600)."
         ),
     ] = None,
+    ipo_per_s: Annotated[
+        int, typer.Option(min=1, help="IPO lane: subscriptions admitted per second.")
+    ] = 10_000,
+    ipo_queue: Annotated[
+        int, typer.Option(min=1, help="IPO lane: subscriptions waiting at most.")
+    ] = 20_000,
+    ipo_per_batch: Annotated[
+        int, typer.Option(min=1, help="IPO lane: its share of each sequencer batch.")
+    ] = 16,
     resume_after_halt: Annotated[
         bool,
         typer.Option(
@@ -161,6 +170,7 @@ def serve(
     exit 0): the node's client API, with --http-port also the REST/WebSocket gateway, with
     --demo a live demo venue."""
     from openbell.core.engine import EngineConfig
+    from openbell.node.lanes import IpoLaneConfig
     from openbell.node.service import NodeConfig
 
     if demo and matching_only:
@@ -188,6 +198,12 @@ def serve(
         keep_snapshots=keep_snapshots,
         segment_bytes=segment_bytes,
         resume_after_halt=resume_after_halt,
+        ipo_lane=IpoLaneConfig(
+            max_per_s=ipo_per_s,
+            burst=max(1, min(ipo_queue, ipo_per_s // 5)),
+            queue_capacity=ipo_queue,
+            max_per_batch=ipo_per_batch,
+        ),
     )
     engine_config = EngineConfig(settle=not matching_only)
     try:
