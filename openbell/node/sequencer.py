@@ -55,7 +55,6 @@ class _Wake:
 
 _WAKE = _Wake()
 _IDLE = _Wake()  # no trading item arrived in time: look at the IPO lane again
-IPO_POLL_S = 0.0002  # while the IPO lane waits for the journal to catch up
 
 
 class NodeHalted(RuntimeError):
@@ -139,6 +138,7 @@ class Sequencer:
         self._inbound = queue.SimpleQueue()
         self.ipo_lane = IpoLane(ipo_lane or IpoLaneConfig())
         self._ipo_wake_pending = False
+        self._ipo_waits_for_journal = False  # the journal thread wakes the sequencer when done
         self._to_journal: queue.Queue[_Sequenced | _Answered | None]
         self._to_journal = queue.Queue(maxsize=max_batches_in_flight)
         self._on_durable = on_durable
@@ -293,10 +293,17 @@ class Sequencer:
                         break
                     item: Pending | list[Pending] | PendingQuery | _Wake | None = _IDLE
                 elif ipo_lane.queue:
-                    try:
-                        item = inbound.get(timeout=IPO_POLL_S)
-                    except queue.Empty:
-                        item = _IDLE
+                    # The IPO lane waits: serve it now if the journal has caught up, else sleep
+                    # until the journal thread finishes a batch (it wakes us) or trading comes.
+                    self._ipo_waits_for_journal = True
+                    if to_journal.qsize() == 0:
+                        self._ipo_waits_for_journal = False
+                        try:
+                            item = inbound.get_nowait()
+                        except queue.Empty:
+                            item = _IDLE
+                    else:
+                        item = inbound.get()
                 else:
                     item = inbound.get()
                 batch = []
@@ -454,6 +461,9 @@ class Sequencer:
             # Everything queued here was applied before any engine failure, so it is appended
             # and answered even if the engine halted since; only a journal failure stops that
             # (the node's memory is then ahead of its journal and nothing may leave it).
+            if self._ipo_waits_for_journal:  # the IPO lane may have a batch of its own now
+                self._ipo_waits_for_journal = False
+                self._inbound.put(_WAKE)
             if type(item) is _Answered:
                 if journal_failed:
                     item.query.reply(None, "NODE_HALTED")
