@@ -7,6 +7,7 @@ Engine.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from openbell.core.ipo import messages as m
 from openbell.journal.file import FileJournal
 from openbell.node.codec import decode_batch
 from openbell.node.lanes import IpoLaneConfig, LaneBusy, TokenBucket
+from openbell.node.protocol import Response
 from openbell.node.recovery import replay
 from openbell.node.sequencer import Sequencer
 from openbell.sim.ipo_flood import flood_setup, subscriptions
 from openbell.sim.workload import QUOTE
 
-from .harness import setup_with_ids
+from .harness import NodeRunner, close_client, connect, setup_with_ids, submit, submit_all
 from .test_sequencer import WAIT_S, GatedJournal, Replies
 
 TRADERS = 4
@@ -198,3 +200,33 @@ def test_token_bucket_refills_at_its_rate() -> None:
     now[0] += 10.0  # never more than the burst saved up
     assert bucket.take(6) == 0.0  # larger than any burst: admitted on a full bucket only
     assert bucket.take(6) > 0
+
+
+def test_a_node_process_answers_busy_for_the_ipo_lane(tmp_path: Path, nodes: NodeRunner) -> None:
+    """Through the node API of a real process: past the lane's burst, subscriptions are refused
+    with a BUSY that names the lane and when to retry, while trading is still accepted."""
+    node = nodes.run(tmp_path / "data", "--ipo-per-s", "5", "--ipo-queue", "1000")
+    setup = setup_with_ids(TRADERS, 10**9, 10**6) + flood_setup(FLOOD_FIRST, 50, QUOTE)
+
+    async def drive() -> tuple[list[Response], Response]:
+        client = await connect(node)
+        try:
+            assert all(not r.error for r in await submit_all(client, setup))
+            flood = await submit_all(client, subscriptions(FLOOD_FIRST, 0, 20))
+            trading = await submit(
+                client, c.Deposit(account=16, asset=QUOTE, amount_minor=1, request_id="t")
+            )
+            return flood, trading
+        finally:
+            await close_client(client)
+
+    flood, trading = asyncio.run(drive())
+    busy = [r for r in flood if r.error]
+    accepted = [r for r in flood if not r.error]
+    assert 1 <= len(accepted) <= 2 and len(busy) >= 18  # burst: 5 // 5 = 1 token
+    assert all(
+        r.error.startswith("BUSY: the IPO lane is busy (rate limit 5/s); retry in ") for r in busy
+    )
+    assert all(isinstance((r.events or [None])[0], m.IpoSubscribed) for r in accepted)
+    assert not trading.error and trading.seq > 0
+    assert node.terminate() == 0
