@@ -7,7 +7,8 @@ Stopping is preferred to a wrong trade. Every source of doubt ends here:
 - the journal has a gap or a mismatched / corrupt record when a node recovers from it;
 - a replica's state hash differs from the leader's at a checkpoint (``openbell.node.replica``);
 - the read model's ledger totals differ from the engine's at the same seq
-  (``openbell.projections.consistency``).
+  (``openbell.projections.consistency``), or reconciliation's per-asset totals are not zero-sum
+  (``openbell recon run --halt-on-break``).
 
 ``write_bundle`` writes ``DATA/diagnostics/halt-<seq>-<reason>.json`` (a ``DiagnosticBundle``:
 reason, detail, seq, hashes, the last commands with their seqs, the batch that failed) and the
@@ -48,6 +49,7 @@ class HaltReason(StrEnum):
     JOURNAL_CORRUPT = "JOURNAL_CORRUPT"  # a gap or a bad record found at recovery
     REPLICA_HASH_MISMATCH = "REPLICA_HASH_MISMATCH"  # a replica disagrees at a checkpoint
     READ_MODEL_MISMATCH = "READ_MODEL_MISMATCH"  # read model totals differ from the ledger's
+    RECONCILIATION_MISMATCH = "RECONCILIATION_MISMATCH"  # a per-asset total is not zero-sum
 
 
 class BundleCommand(msgspec.Struct, frozen=True):

@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 
 from openbell.node.client import NodeClient
+from openbell.node.halt import HaltReason
 from openbell.projections import db
 from openbell.projections.sql import SINK_NAME
 from openbell.recon.totals import LedgerTotals, differences, read_model_totals
@@ -62,8 +63,19 @@ async def check_read_model(
             found = differences(node, read_model)
             if found and halt:
                 detail = f"read model totals differ at seq {node.seq}: " + "; ".join(found)
-                await client.query("halt", reason="READ_MODEL_MISMATCH", detail=detail)
+                await client.query(
+                    "halt", reason=HaltReason.READ_MODEL_MISMATCH.value, detail=detail
+                )
             return ConsistencyCheck(node.seq, True, found, bool(found and halt))
         return ConsistencyCheck(0, False, [], False)
+    finally:
+        await client.close()
+
+
+async def request_halt(data_dir: Path, reason: HaltReason, detail: str) -> None:
+    """Halt the running node of ``data_dir`` (its diagnostic bundle says ``detail``)."""
+    client = await NodeClient.connect_data_dir(Path(data_dir))
+    try:
+        await client.query("halt", reason=reason.value, detail=detail)
     finally:
         await client.close()

@@ -33,7 +33,8 @@ class LedgerTotals(msgspec.Struct, frozen=True):
     scales: dict[str, int] = {}  # digits after the point of each asset (the engine's side)
 
 
-def _decimal(minor: int, scale: int) -> str:
+def decimal_text(minor: int, scale: int) -> str:
+    """``minor`` units of an asset with ``scale`` digits after the point, as a decimal."""
     return str(Decimal(minor).scaleb(-scale)) if scale else str(minor)
 
 
@@ -91,9 +92,9 @@ def differences(engine: LedgerTotals, read_model: LedgerTotals) -> list[str]:
         if mine != theirs:
             scale = engine.scales.get(asset, 0)
             out.append(
-                f"{asset}: ledger available {_decimal(mine.available_minor, scale)} frozen "
-                f"{_decimal(mine.frozen_minor, scale)} in {mine.accounts_nonzero} accounts, "
-                f"read model available {_decimal(theirs.available_minor, scale)} frozen "
-                f"{_decimal(theirs.frozen_minor, scale)} in {theirs.accounts_nonzero} accounts"
+                f"{asset}: ledger available {decimal_text(mine.available_minor, scale)} frozen "
+                f"{decimal_text(mine.frozen_minor, scale)} in {mine.accounts_nonzero} accounts, "
+                f"read model available {decimal_text(theirs.available_minor, scale)} frozen "
+                f"{decimal_text(theirs.frozen_minor, scale)} in {theirs.accounts_nonzero} accounts"
             )
     return out
