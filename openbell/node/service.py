@@ -21,6 +21,7 @@ from openbell.journal.snapshot import SnapshotStore
 from openbell.node.datadir import DataDir
 from openbell.node.halt import (
     LAST_COMMANDS,
+    BundleCommand,
     HaltReason,
     VenueHalted,
     acknowledge_halt,
@@ -161,9 +162,27 @@ class Node:
             durable_seq=sequencer.durable_seq,
             state_hash=state_hash,
             node=str(self.dirs.root),
-            last_commands=sequencer.recent.last(LAST_COMMANDS, sequencer.durable_seq),
+            last_commands=self._last_commands(sequencer),
             failed_batch=failed,
         )
+
+    @staticmethod
+    def _last_commands(sequencer: Sequencer) -> list[BundleCommand]:
+        """The last commands for a bundle: the durable ones from the journal (also those a
+        recovery replayed), then those applied but not yet durable from the sequencer's ring."""
+        durable_seq = sequencer.durable_seq
+        pending = [b for b in sequencer.recent.last(LAST_COMMANDS, durable_seq) if not b.durable]
+        journal = sequencer.journal
+        if not isinstance(journal, FileJournal):
+            return sequencer.recent.last(LAST_COMMANDS, durable_seq)
+        try:
+            start = max(journal.first_seq, durable_seq - LAST_COMMANDS + 1, 1)
+            durable = commands_of(journal.read(start), LAST_COMMANDS)
+        except JournalError as error:
+            log.error("bundle: could not read the journal's last commands: %s", error)
+            return sequencer.recent.last(LAST_COMMANDS, durable_seq)
+        durable = [b for b in durable if b.seq <= durable_seq]
+        return (durable + pending)[-LAST_COMMANDS:]
 
     def halt(self, reason: HaltReason, detail: str) -> None:
         """A consistency check outside the engine failed: stop the venue (see Sequencer.halt)."""
