@@ -156,7 +156,7 @@ def serve(
     ] = 20_000,
     ipo_per_batch: Annotated[
         int, typer.Option(min=1, help="IPO lane: its share of each sequencer batch.")
-    ] = 16,
+    ] = 4,
     resume_after_halt: Annotated[
         bool,
         typer.Option(

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ipo-queue", type=int, default=20_000, help="IPO lane: subscriptions waiting at most"
     )
     parser.add_argument(
-        "--ipo-per-batch", type=int, default=16, help="IPO lane: its share of each batch"
+        "--ipo-per-batch", type=int, default=4, help="IPO lane: its share of each batch"
     )
     parser.add_argument(
         "--resume-after-halt",
