@@ -28,6 +28,43 @@ def _percentile(sorted_values: list[int], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))] / 1e6
 
 
+def offer(
+    sequencer: Sequencer,
+    work: Sequence[c.Command],
+    offered_per_s: int | None,
+    max_seconds: float,
+    chunk: int = 1000,
+) -> tuple[int, int]:
+    """Submit ``work`` at ``offered_per_s`` (None: as fast as the node takes it) for at most
+    ``max_seconds``, each command's token its submit time (perf_counter_ns); returns the start
+    time and how many submits were refused Busy."""
+    clock = time.perf_counter_ns
+    start_ns = clock()
+    deadline_ns = start_ns + int(max_seconds * 1e9)
+    sent = 0
+    busy = 0
+    total = len(work)
+    while sent < total and clock() < deadline_ns:
+        if offered_per_s is None:
+            target = total
+        else:
+            target = min(total, (clock() - start_ns) * offered_per_s // 1_000_000_000 + 1)
+        while sent < target:
+            # What arrived since the last tick goes in as one item (submit_many), at most
+            # ``chunk`` commands: a client that batches, as a gateway does.
+            upto = min(target, sent + chunk)
+            try:
+                sequencer.submit_many(work[sent:upto], _noop, [clock()] * (upto - sent))
+            except Busy:
+                busy += 1
+                time.sleep(0.0002)
+                break
+            sent = upto
+        if offered_per_s is not None:
+            time.sleep(0.0005)
+    return start_ns, busy
+
+
 def bench_sequencer(
     setup: Sequence[c.Command],
     work: Sequence[c.Command],
@@ -53,31 +90,8 @@ def bench_sequencer(
 
         sequencer = Sequencer(engine, journal, on_durable=on_durable, queue_capacity=50_000)
         sequencer.start()
-        clock = time.perf_counter_ns
-        start_ns = clock()
-        deadline_ns = start_ns + int(max_seconds * 1e9)
-        sent = 0
-        busy = 0
-        total = len(work)
         try:
-            while sent < total and clock() < deadline_ns:
-                if offered_per_s is None:
-                    target = total
-                else:
-                    target = min(total, (clock() - start_ns) * offered_per_s // 1_000_000_000 + 1)
-                while sent < target:
-                    # What arrived since the last tick goes in as one item (submit_many), at
-                    # most ``chunk`` commands: a client that batches, as a gateway does.
-                    upto = min(target, sent + chunk)
-                    try:
-                        sequencer.submit_many(work[sent:upto], _noop, [clock()] * (upto - sent))
-                    except Busy:
-                        busy += 1
-                        time.sleep(0.0002)
-                        break
-                    sent = upto
-                if offered_per_s is not None:
-                    time.sleep(0.0005)
+            start_ns, busy = offer(sequencer, work, offered_per_s, max_seconds, chunk)
         finally:
             sequencer.stop()
             journal.close()

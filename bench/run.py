@@ -24,6 +24,8 @@ from bench.cluster_bench import run_all as bench_cluster
 from bench.engine_bench import GcPauses, bench_engine, run_quiet, run_throughput
 from bench.gateway_bench import bench_gateway
 from bench.ipo_bench import run_all as bench_ipo
+from bench.lanes_bench import TRADING_PER_S
+from bench.lanes_bench import run_all as bench_lanes
 from bench.node_bench import bench_recovery, bench_sequencer
 from bench.workload_cache import load
 from openbell._build import core_build
@@ -111,6 +113,9 @@ def main() -> None:
             results[f"journal.file.cmd_per_s_at_{label}"] = r["cmd_per_s"]
             results[f"journal.file.ack_ms_p50_at_{label}"] = r["ack_ms_p50"]
             results[f"journal.file.ack_ms_p99_at_{label}"] = r["ack_ms_p99"]
+
+    console.print("node: trading ack at 10k/s, quiet and during a 1 M IPO subscription flood ...")
+    results.update(bench_lanes(setup, work[: int(TRADING_PER_S * seconds) + 1000], seconds))
 
     tail = work[: min(len(work), 1_000_000)]
     console.print(f"recovery: snapshot + {len(tail):,}-command tail ...")

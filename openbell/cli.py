@@ -148,11 +148,29 @@ def serve(
             "TOKEN read from this file (mode 0600)."
         ),
     ] = None,
+    ipo_per_s: Annotated[
+        int, typer.Option(min=1, help="IPO lane: subscriptions admitted per second.")
+    ] = 10_000,
+    ipo_queue: Annotated[
+        int, typer.Option(min=1, help="IPO lane: subscriptions waiting at most.")
+    ] = 20_000,
+    ipo_per_batch: Annotated[
+        int, typer.Option(min=1, help="IPO lane: its share of each sequencer batch.")
+    ] = 4,
+    resume_after_halt: Annotated[
+        bool,
+        typer.Option(
+            "--resume-after-halt",
+            help="After a consistency halt (DATA/HALTED) has been investigated: rebuild the "
+            "state from snapshot and journal, check every invariant, then serve.",
+        ),
+    ] = False,
 ) -> None:
     """Run one node until SIGTERM or Ctrl-C (finish the batch in flight, write a snapshot,
     exit 0): the node's client API, with --http-port also the REST/WebSocket gateway, with
     --demo a live demo venue."""
     from openbell.core.engine import EngineConfig
+    from openbell.node.lanes import IpoLaneConfig
     from openbell.node.service import NodeConfig
 
     if demo and matching_only:
@@ -179,6 +197,13 @@ def serve(
         snapshot_every_s=snapshot_seconds,
         keep_snapshots=keep_snapshots,
         segment_bytes=segment_bytes,
+        resume_after_halt=resume_after_halt,
+        ipo_lane=IpoLaneConfig(
+            max_per_s=ipo_per_s,
+            burst=max(1, min(ipo_queue, ipo_per_s // 5)),
+            queue_capacity=ipo_queue,
+            max_per_batch=ipo_per_batch,
+        ),
     )
     engine_config = EngineConfig(settle=not matching_only)
     try:
@@ -267,6 +292,76 @@ def _data_dir(data: Path) -> Path:
     if not (data / "journal").is_dir():
         _usage(f"{data} is not a data directory (no journal/ in it)")
     return data
+
+
+@app.command()
+def status(
+    data: Annotated[Path, typer.Option(help="Data directory of the node.")],
+) -> None:
+    """The running node's status as JSON (seq; halted: the consistency halt's reason and its
+    diagnostic bundle). Exit 1 when the venue is halted; a stopped node that halted is read
+    from DATA/HALTED."""
+    import asyncio
+    import json
+
+    from openbell.node.client import NodeClient
+    from openbell.node.halt import read_halt
+
+    _data_dir(data)
+
+    async def ask() -> dict[str, object]:
+        client = await NodeClient.connect_data_dir(data)
+        try:
+            answer: dict[str, object] = await client.query("status")
+            return answer
+        finally:
+            await client.close()
+
+    try:
+        answer = asyncio.run(ask())
+    except (ConnectionError, OSError):
+        record = read_halt(data)
+        if record is None:
+            _usage(f"no node is running on {data}")
+        answer = {
+            "running": False,
+            "halted": record.reason.value,
+            "seq": record.seq,
+            "failure": record.detail,
+            "bundle": record.bundle,
+        }
+    typer.echo(json.dumps(answer, sort_keys=True))
+    if answer.get("halted"):
+        raise typer.Exit(1)
+
+
+@app.command("check-read-model")
+def check_read_model(
+    data: Annotated[Path, typer.Option(help="Data directory of the running node.")],
+    db: Annotated[str | None, typer.Option(help="Read model URL (default: DATA's SQLite).")] = None,
+    wait_seconds: Annotated[float, typer.Option(min=0.1, help="Wait for the read model.")] = 10.0,
+    no_halt: Annotated[
+        bool, typer.Option("--no-halt", help="Report differences without halting the venue.")
+    ] = False,
+) -> None:
+    """Compare the ledger's totals per asset with the read model's at the same seq; a
+    difference halts the venue (fail-stop, with a diagnostic bundle). Exit 1 on a difference,
+    3 when the read model never sat at the node's seq in time (inconclusive)."""
+    import asyncio
+
+    from openbell.projections.consistency import check_read_model as check
+
+    _data_dir(data)
+    result = asyncio.run(check(data, db, wait_s=wait_seconds, halt=not no_halt))
+    if not result.checked:
+        typer.echo("inconclusive: the read model never sat at the node's seq in time", err=True)
+        raise typer.Exit(3)
+    for line in result.differences:
+        typer.echo(f"MISMATCH at seq {result.seq}: {line}", err=True)
+    if result.differences:
+        typer.echo("venue halted" if result.halted else "venue NOT halted (--no-halt)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"read model equals the ledger at seq {result.seq}")
 
 
 @app.command()

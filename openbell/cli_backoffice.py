@@ -69,6 +69,14 @@ def recon_run(
     out: Annotated[Path | None, typer.Option(help="Write breaks.csv and breaks.html here.")] = None,
     day: Annotated[str | None, typer.Option(help="Only this UTC trading day (YYYY-MM-DD).")] = None,
     database: DbOpt = None,
+    halt_on_break: Annotated[
+        bool,
+        typer.Option(
+            "--halt-on-break",
+            help="Halt the running node of --data (a consistency halt with a diagnostic "
+            "bundle) when an asset's totals are not zero-sum.",
+        ),
+    ] = False,
 ) -> None:
     """Reconcile the ledger (read model), the clearing file and the bank statement."""
     from openbell.recon.ledger import ledger_from_read_model
@@ -97,6 +105,29 @@ def recon_run(
         "zero-sum per asset: " + ("OK" if not unbalanced else "NOT ZERO: " + ", ".join(unbalanced))
     )
     console.print(f"{report.breaks:,} breaks" + (f"; report in {out}" if out else ""))
+    if halt_on_break and unbalanced:
+        import asyncio
+
+        from openbell.node.halt import HaltReason
+        from openbell.projections.consistency import request_halt
+        from openbell.recon.totals import decimal_text
+
+        def text(minor: int | None, asset: str) -> str:
+            return "-" if minor is None else decimal_text(minor, ledger.asset(asset).scale)
+
+        detail = "reconciliation totals not zero-sum: " + "; ".join(
+            f"{z.asset}: balances {text(z.balances_minor, z.asset)}, ledger net "
+            f"{text(z.ledger_net_minor, z.asset)}, clearing net "
+            f"{text(z.clearing_net_minor, z.asset)}, bank net {text(z.bank_net_minor, z.asset)}"
+            for z in report.zero_sum
+            if not z.ok
+        )
+        try:
+            asyncio.run(request_halt(data, HaltReason.RECONCILIATION_MISMATCH, detail))
+        except (ConnectionError, OSError) as error:
+            console.print(f"could not halt the node: {error}")
+            raise typer.Exit(2) from None
+        console.print("venue halted (RECONCILIATION_MISMATCH)")
     raise typer.Exit(report.exit_code)
 
 

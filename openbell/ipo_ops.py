@@ -170,7 +170,7 @@ class Session:
         for _ in range(max(policy.attempts, 1) * 4):
             client = await self.client()
             response = await asyncio.wait_for(client.submit(command), self.options.timeout_s)
-            if response.error == "BUSY":
+            if response.error.startswith("BUSY"):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, policy.max_delay_s)
                 continue
@@ -249,7 +249,7 @@ class Session:
                 )
                 busy: list[tuple[int, c.Command]] = []
                 for (key, command), response in zip(todo, responses, strict=True):
-                    if response.error == "BUSY":
+                    if response.error.startswith("BUSY"):
                         busy.append((key, command))
                     elif response.error.startswith("NODE_STOPPING"):
                         raise ConnectionError(response.error)

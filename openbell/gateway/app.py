@@ -49,6 +49,7 @@ from openbell.gateway.security import IpLimits, LimitsConfig, SecurityHeaders
 from openbell.gateway.units import InstrumentUnits, amount, amount_to_minor, instrument_spec
 from openbell.gateway.visibility import Viewer
 from openbell.gateway.ws import Hub, serve_ws
+from openbell.node.halt import read_halt
 from openbell.node.server import NodeServer
 from openbell.node.service import Node, NodeConfig
 
@@ -97,6 +98,7 @@ class Gateway:
         self.node = Node(node_config, engine_config)
         self._opened = False
         self.metrics = Metrics(self._queue_depth)
+        self.metrics.watch_node(self._node_figures)
         self.bridge = Bridge(self.node, self.metrics)
         self.node_server = NodeServer(self.node)
         self.node_api = ""  # where the node's local API listens, once started
@@ -109,6 +111,18 @@ class Gateway:
 
     def _queue_depth(self) -> float:
         return float(self.node.sequencer.queue_depth) if self._opened else 0.0
+
+    def _node_figures(self) -> dict[str, float]:
+        if not self._opened:
+            return {}
+        sequencer = self.node.sequencer
+        lane = sequencer.ipo_lane
+        return {
+            "halted": 1.0 if sequencer.failure is not None else 0.0,
+            "ipo_lane_queue_depth": float(len(lane)),
+            "ipo_lane_refused_rate": float(lane.refused_rate),
+            "ipo_lane_refused_full": float(lane.refused_full),
+        }
 
     def _on_durable(self, first_seq: int, batch: list[Any], results: list[list[e.Event]]) -> None:
         """The journal thread, once per durable batch: the bridge answers the gateway's own
@@ -639,8 +653,20 @@ async def status(ctx: Ctx) -> Any:
     def read(engine: Engine) -> dict[str, Any]:
         return {"seq": engine.seq, "state_hash": engine.state_hash(), "halted": engine.venue_halted}
 
+    sequencer = ctx.gateway.node.sequencer
+    if sequencer.failure is not None:  # a consistency halt: answered here, not by the sequencer
+        record = read_halt(ctx.gateway.node.dirs.root)
+        return {
+            "seq": sequencer.engine.seq,
+            "halted": True,
+            "consistency_halt": sequencer.halt_reason.value if sequencer.halt_reason else "",
+            "failure": str(sequencer.failure),
+            "bundle": record.bundle if record is not None else "",
+        }
     out: dict[str, Any] = await ctx.bridge.query(read)
-    out["queue_depth"] = ctx.gateway.node.sequencer.queue_depth
+    out["queue_depth"] = sequencer.queue_depth
+    out["ipo_queue_depth"] = sequencer.ipo_queue_depth
+    out["consistency_halt"] = ""
     return out
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -32,7 +33,7 @@ from typing import Any
 from openbell.core import events as e
 from openbell.core.commands import Command
 from openbell.core.engine import Engine
-from openbell.node.sequencer import Busy, NodeHalted, Pending
+from openbell.node.sequencer import Busy, LaneBusy, NodeHalted, Pending
 from openbell.node.service import Node
 
 from .convert import Venue
@@ -255,6 +256,11 @@ class Bridge:
         waiter._loop = self.loop
         try:
             self.node.sequencer.submit(command, waiter.refused, waiter)
+        except LaneBusy as error:
+            retry_after_s = max(1, math.ceil(error.retry_after_s))
+            raise ApiError(
+                503, "IPO_LANE_BUSY", str(error), headers={"Retry-After": str(retry_after_s)}
+            ) from None
         except Busy:
             raise ApiError(503, "BUSY", "the node's queue is full; retry later") from None
         except NodeHalted as error:

@@ -98,6 +98,18 @@ class Metrics:
             registry=self.registry,
         ).info({"build": core_build()})  # fmt: skip
 
+    def watch_node(self, figures: Callable[[], dict[str, float]]) -> None:
+        """Gauges of the node's brakes read at scrape time: ``halted`` (1 after a consistency
+        halt), ``ipo_lane_queue_depth``, ``ipo_lane_refused_rate``, ``ipo_lane_refused_full``."""
+        for key, documentation in (
+            ("halted", "1 when the venue is halted (consistency halt: see DATA/HALTED)"),
+            ("ipo_lane_queue_depth", "IPO commands waiting in their own admission lane"),
+            ("ipo_lane_refused_rate", "IPO subscriptions refused by the lane's rate limit"),
+            ("ipo_lane_refused_full", "IPO subscriptions refused because the lane was full"),
+        ):
+            gauge = Gauge(f"openbell_node_{key}", documentation, registry=self.registry)
+            gauge.set_function(lambda key=key: figures().get(key, 0.0))  # type: ignore[misc]
+
     def observe_batch(self, size: int) -> None:
         self.batch_counts[bisect_left(BATCH_BUCKETS, size)] += 1
         self.batch_sum += size

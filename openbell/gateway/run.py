@@ -104,10 +104,20 @@ def run_gateway(
                 "SIGTERM or Ctrl-C stops",
                 flush=True,
             )
+            halted_logged = False
             while not stop.wait(POLL_S):
-                if gateway.node.sequencer.failure is not None:
+                # A halted venue keeps answering (503 NODE_HALTED, /metrics openbell_node_halted
+                # 1) until the operator stops it, so the halt and its reason stay visible.
+                failure = gateway.node.sequencer.failure
+                if failure is not None and not halted_logged:
+                    halted_logged = True
                     code = 1
-                    break
+                    print(
+                        f"openbell: venue HALTED: {failure} (see DATA/HALTED, DATA/diagnostics); "
+                        "serving status only until stopped",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         except VenueError as error:
             print(f"openbell: venue file: {error}", file=sys.stderr, flush=True)
             code = 2

@@ -34,3 +34,16 @@ class JournalLockedError(JournalError):
 
 class SeqUnavailableError(JournalError):
     """The requested sequence number is no longer stored (pruned)."""
+
+
+class ReplayMismatchError(JournalError):
+    """Recovery found a journal that does not continue the state it rebuilds: a gap in the
+    sequence, or a record whose payload does not match its header."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        self.seq = seq
+        self.reason = reason
+        super().__init__(f"journal does not continue the state at seq {seq}: {reason}")
+
+    def __reduce__(self) -> tuple[type[ReplayMismatchError], tuple[int, str]]:
+        return (type(self), (self.seq, self.reason))

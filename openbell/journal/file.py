@@ -294,6 +294,21 @@ def _read_segment(path: Path, limit_bytes: int | None, from_seq: int) -> Iterato
         segment_file.close()
 
 
+def read_valid_prefix(directory: Path) -> Iterator[JournalRecord]:
+    """Read-only (no lock): every record in order up to the first invalid one or the first
+    break in the sequence, then stop (for a diagnostic bundle of a corrupt journal)."""
+    expected = 0
+    for _first, path in _list_segments(Path(directory)):
+        try:
+            for record in _read_segment(path, None, 0):
+                if expected and record.first_seq != expected:
+                    return
+                expected = record.first_seq + record.count
+                yield record
+        except (CorruptRecordError, SeqUnavailableError):
+            return
+
+
 class FileJournal(ClosingJournal):
     """Durable, fenced journal in a directory of segment files (see the module docstring).
 

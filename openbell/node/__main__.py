@@ -7,6 +7,7 @@ import sys
 
 from openbell.core.engine import EngineConfig
 from openbell.node.commands import run_serve
+from openbell.node.lanes import IpoLaneConfig
 from openbell.node.service import NodeConfig
 
 
@@ -26,6 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment-bytes", type=int, default=64 << 20)
     parser.add_argument("--max-batch", type=int, default=2048)
     parser.add_argument("--queue-capacity", type=int, default=100_000)
+    parser.add_argument(
+        "--ipo-per-s", type=int, default=10_000, help="IPO lane: subscriptions admitted a second"
+    )
+    parser.add_argument(
+        "--ipo-queue", type=int, default=20_000, help="IPO lane: subscriptions waiting at most"
+    )
+    parser.add_argument(
+        "--ipo-per-batch", type=int, default=4, help="IPO lane: its share of each batch"
+    )
+    parser.add_argument(
+        "--resume-after-halt",
+        action="store_true",
+        help="after a consistency halt was investigated: rebuild, check invariants, serve",
+    )
     parser.add_argument("--matching-only", action="store_true", help="no funds or holds")
     args = parser.parse_args(argv)
     config = NodeConfig(
@@ -37,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         segment_bytes=args.segment_bytes,
         max_batch=args.max_batch,
         queue_capacity=args.queue_capacity,
+        resume_after_halt=args.resume_after_halt,
+        ipo_lane=IpoLaneConfig(
+            max_per_s=args.ipo_per_s,
+            burst=max(1, min(args.ipo_queue, args.ipo_per_s // 5)),
+            queue_capacity=args.ipo_queue,
+            max_per_batch=args.ipo_per_batch,
+        ),
     )
     return run_serve(config, EngineConfig(settle=not args.matching_only))
 

@@ -116,6 +116,8 @@ class _Snapshots:
 class ClusterNode(Node):
     """A leader's node: the engine the standby kept hot, the sequencer on the NATS journal."""
 
+    serve_status_when_halted = False  # a fenced or failed leader exits: a standby takes over
+
     def __init__(
         self,
         config: NodeConfig,

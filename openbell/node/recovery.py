@@ -11,7 +11,7 @@ import msgspec
 from openbell.core.engine import Engine, EngineConfig
 from openbell.core.events import Event
 from openbell.journal.base import JournalRecord
-from openbell.journal.errors import JournalError
+from openbell.journal.errors import JournalError, ReplayMismatchError
 from openbell.journal.snapshot import SnapshotStore, snapshot_file_name
 from openbell.node.codec import decode_batch
 
@@ -42,12 +42,23 @@ def replay(
         if record.last_seq <= engine.seq:
             continue
         if record.first_seq > engine.seq + 1:
-            raise RuntimeError(
-                f"journal gap: engine at seq {engine.seq}, next record starts at {record.first_seq}"
+            raise ReplayMismatchError(
+                engine.seq,
+                f"journal gap: engine at seq {engine.seq}, "
+                f"next record starts at {record.first_seq}",
             )
-        batch = decode_batch(record.payload)
+        try:
+            batch = decode_batch(record.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise ReplayMismatchError(
+                engine.seq, f"record at seq {record.first_seq} does not decode: {error}"
+            ) from None
         if len(batch.commands) != record.count:
-            raise RuntimeError(f"record at seq {record.first_seq}: count does not match payload")
+            raise ReplayMismatchError(
+                engine.seq,
+                f"record at seq {record.first_seq}: {record.count} commands in its header, "
+                f"{len(batch.commands)} in its payload",
+            )
         ts_ns = batch.ts_ns
         skip = engine.seq + 1 - record.first_seq  # commands of this record already applied
         todo = batch.commands[skip:] if skip > 0 else batch.commands

@@ -7,7 +7,9 @@ end of the batch that crosses each multiple of ``every`` commands (batch boundar
 stream, so every node hashes the same state) and publishes it to the ``<STREAM>_ckpt`` KV
 bucket; each node compares its own hashes with its peers'. A mismatch ("memory and log
 disagree") halts the venue: the node writes a diagnostic bundle to its data directory and sets
-the bucket's ``halt`` key, which every node obeys.
+the bucket's ``halt`` key, which every node obeys. The bundle is the shared one of
+``openbell.node.halt`` (reason REPLICA_HASH_MISMATCH, with the peers' hashes and the last commands
+this node applied).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from nats.js.kv import KeyValue
 
 from openbell.core.engine import Engine, EngineConfig
 from openbell.core.events import Event
-from openbell.journal.fsutil import write_atomic
+from openbell.journal.base import JournalRecord
 from openbell.journal.nats import Follower, NatsJournal, StreamEntry
+from openbell.node.halt import LAST_COMMANDS, HaltReason, commands_of, write_bundle
 from openbell.node.recovery import replay
 
 log = logging.getLogger("openbell.node")
@@ -42,17 +45,6 @@ class Checkpoint(msgspec.Struct, frozen=True):
     node: str
     state_hash: str
     role: str  # leader | standby
-
-
-class DiagnosticBundle(msgspec.Struct, frozen=True):
-    seq: int
-    node: str
-    own_hash: str
-    peers: dict[str, str]
-    stream: str
-    stream_seq: int
-    epoch: int
-    snapshot_file: str
 
 
 def boot_engine(journal: NatsJournal, config: EngineConfig) -> tuple[Engine, int]:
@@ -113,6 +105,8 @@ class Checkpointer:
         self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
         self._stop = threading.Event()
         self._durable: Callable[[int], bool] = lambda seq: True
+        # The journal records this node applied last (a Replica sets it), for the bundle.
+        self.recent_records: Callable[[], list[JournalRecord]] = list
 
     def start(self) -> None:
         self._thread.start()
@@ -190,23 +184,26 @@ class Checkpointer:
             f"state hash mismatch at seq {own.seq}: {self.node} has {own.state_hash}, peers {peers}"
         )
         log.critical("%s; halting the venue", reason)
-        snapshot_file = ""
         engine = self._engine_for_bundle
-        if engine is not None and engine.seq == own.seq:
-            path = self.data_dir / f"diagnostic-{own.seq}.snapshot"
-            write_atomic(path, engine.snapshot())
-            snapshot_file = str(path)
-        bundle = DiagnosticBundle(
-            own.seq,
-            self.node,
-            own.state_hash,
-            peers,
-            self.journal.stream,
-            self.journal.stream_seq,
-            self.journal.epoch,
-            snapshot_file,
+        snapshot = engine.snapshot() if engine is not None and engine.seq == own.seq else None
+        write_bundle(
+            self.data_dir,
+            HaltReason.REPLICA_HASH_MISMATCH,
+            reason,
+            seq=own.seq,
+            durable_seq=own.seq,
+            state_hash=own.state_hash,
+            node=self.node,
+            last_commands=commands_of(self.recent_records(), LAST_COMMANDS),
+            peers=peers,
+            figures={
+                "stream": self.journal.stream,
+                "stream_seq": self.journal.stream_seq,
+                "epoch": self.journal.epoch,
+                "role": own.role,
+            },
+            snapshot=snapshot,
         )
-        write_atomic(self.data_dir / f"diagnostic-{own.seq}.json", msgspec.json.encode(bundle))
         try:
             self.journal.loop.run(self.kv.put(HALT_KEY, reason.encode()), 10)
         except Exception as error:
@@ -244,6 +241,9 @@ class Replica:
         self.epoch = 0
         self.epoch_nodes: dict[int, str] = {}
         self.recent: deque[tuple[int, list[Event]]] = deque(maxlen=RECENT_RESULTS)
+        self.recent_records: deque[JournalRecord] = deque(maxlen=64)
+        if checkpointer is not None:
+            checkpointer.recent_records = lambda: list(self.recent_records)
         self._follower: Follower | None = None
 
     def _on_result(self, seq: int, events: list[Event]) -> None:
@@ -258,7 +258,9 @@ class Replica:
                 self.epoch = entry.epoch
                 self.epoch_nodes[entry.epoch] = entry.node
             else:
-                applied += replay(self.engine, [entry.record()], on_result=self._on_result)
+                record = entry.record()
+                self.recent_records.append(record)
+                applied += replay(self.engine, [record], on_result=self._on_result)
                 if entry.epoch > self.epoch:
                     self.epoch = entry.epoch
                 if self.checkpointer is not None:

@@ -16,6 +16,10 @@ Applying before the fsync is safe because nothing leaves the node before it is d
 are released, and snapshots written, only after the journal holds the batch. If the append
 fails, the node halts (its memory is ahead of the journal and it must not answer anything).
 A full inbound queue answers ``Busy`` at once (backpressure) instead of growing.
+
+IPO commands have their own admission lane (``openbell.node.lanes``): its own bounded queue,
+rate limit and share of each batch, so a subscription flood queues behind its lane and never in
+front of trading commands.
 """
 
 from __future__ import annotations
@@ -35,11 +39,15 @@ from openbell.core.engine import Engine
 from openbell.core.events import Event
 from openbell.journal.base import Journal
 from openbell.node.codec import encode_batch
+from openbell.node.halt import ConsistencyHalt, HaltReason, RecentCommands
+from openbell.node.lanes import Busy, IpoLane, IpoLaneConfig, LaneBusy, is_ipo
 
 log = logging.getLogger("openbell.node")
 
 Reply = Callable[[int, list[Event] | None, str], None]  # (seq, events, error)
 
+
+__all__ = ["Busy", "LaneBusy", "NodeHalted", "Pending", "PendingQuery", "Sequencer"]
 
 TIMER_POLL_S = 0.1  # how late a breaker's timer may fire when no command comes
 
@@ -48,12 +56,22 @@ def _ignore_reply(seq: int, events: list[Event] | None, error: str) -> None:
     """A Tick's answer: its events reach everyone through the event stream."""
 
 
-class Busy(Exception):
-    """The inbound queue is full: try again later."""
+class _Wake:
+    """Put on the trading queue to wake the sequencer for the IPO lane."""
+
+
+_WAKE = _Wake()
+_IDLE = _Wake()  # no trading item arrived in time: look at the IPO lane again
 
 
 class NodeHalted(RuntimeError):
-    """The node stopped because the journal or the engine failed; nothing more is accepted."""
+    """The node stopped because the journal or the engine failed, or a consistency check
+    halted the venue; nothing more is accepted."""
+
+
+# Called once, on the thread that found it, when the node halts: (reason, detail, the batch that
+# was being applied and will never be journaled).
+HaltCallback = Callable[[HaltReason, str, list[Command]], None]
 
 
 Query = Callable[[Engine], Any]
@@ -114,6 +132,7 @@ class Sequencer:
         clock_ns: Callable[[], int] = time.time_ns,
         snapshot_policy: SnapshotPolicy | None = None,
         snapshot_sink: SnapshotSink | None = None,
+        ipo_lane: IpoLaneConfig | None = None,
     ) -> None:
         if journal.last_seq != engine.seq:
             raise ValueError(f"journal at {journal.last_seq} but engine at {engine.seq}")
@@ -122,8 +141,11 @@ class Sequencer:
         self.max_batch = max_batch
         self.max_linger_us = max_linger_us
         self.queue_capacity = queue_capacity
-        self._inbound: queue.SimpleQueue[Pending | list[Pending] | PendingQuery | None]
+        self._inbound: queue.SimpleQueue[Pending | list[Pending] | PendingQuery | _Wake | None]
         self._inbound = queue.SimpleQueue()
+        self.ipo_lane = IpoLane(ipo_lane or IpoLaneConfig())
+        self._ipo_wake_pending = False
+        self._ipo_waits_for_journal = False  # the journal thread wakes the sequencer when done
         self._to_journal: queue.Queue[_Sequenced | _Answered | None]
         self._to_journal = queue.Queue(maxsize=max_batches_in_flight)
         self._on_durable = on_durable
@@ -135,6 +157,11 @@ class Sequencer:
         # Called on the sequencer thread after each batch is applied (a cluster leader's state
         # hash checkpoints, compared with the standbys'); None: nothing.
         self.after_batch: Callable[[Engine], None] | None = None
+        # Called once when the node halts (the node writes its diagnostic bundle); None: only log.
+        self.on_halt: HaltCallback | None = None
+        self.halt_reason: HaltReason | None = None
+        self._halt_requested: ConsistencyHalt | None = None
+        self.recent = RecentCommands()
         self._accepting = False
         self._stopping = threading.Event()
         self.failure: BaseException | None = None
@@ -169,13 +196,24 @@ class Sequencer:
     def queue_depth(self) -> int:
         return self._inbound.qsize()
 
+    @property
+    def ipo_queue_depth(self) -> int:
+        return len(self.ipo_lane)
+
     # -- callers ---------------------------------------------------------------------------------
-    def submit(self, command: Command, reply: Reply, token: Any = None) -> None:
-        """Queue a command; ``reply`` is called once it is durable and applied."""
+    def _check_accepting(self) -> None:
         if self.failure is not None:
             raise NodeHalted(str(self.failure))
         if not self._accepting:
             raise NodeHalted("node is stopping")
+
+    def submit(self, command: Command, reply: Reply, token: Any = None) -> None:
+        """Queue a command; ``reply`` is called once it is durable and applied. Raises Busy
+        (LaneBusy for the IPO lane) when its lane cannot take it: nothing happened."""
+        self._check_accepting()
+        if is_ipo(command):
+            self._admit_ipo([Pending(command, reply, token)])
+            return
         if self._inbound.qsize() >= self.queue_capacity:
             raise Busy
         self._inbound.put(Pending(command, reply, token))
@@ -184,23 +222,38 @@ class Sequencer:
         self, commands: Sequence[Command], reply: Reply, tokens: Sequence[Any] | None = None
     ) -> None:
         """Queue several commands as one item (one queue operation for all of them, for a
-        client that batches); each is answered by ``reply`` like a single ``submit``. They stay
-        consecutive and may be split across journal batches."""
-        if self.failure is not None:
-            raise NodeHalted(str(self.failure))
-        if not self._accepting:
-            raise NodeHalted("node is stopping")
-        if self._inbound.qsize() >= self.queue_capacity:
-            raise Busy
+        client that batches); each is answered by ``reply`` like a single ``submit``. Commands
+        of one lane stay consecutive in their lane (a mixed list is split: IPO commands go to
+        their lane, in order) and may be split across journal batches. Either every command is
+        queued or, on Busy, none."""
+        self._check_accepting()
         if tokens is None:
-            self._inbound.put([Pending(command, reply) for command in commands])
+            pendings = [Pending(command, reply) for command in commands]
         else:
-            self._inbound.put(
-                [
-                    Pending(command, reply, token)
-                    for command, token in zip(commands, tokens, strict=True)
-                ]
-            )
+            pendings = [
+                Pending(command, reply, token)
+                for command, token in zip(commands, tokens, strict=True)
+            ]
+        ipo = [p for p in pendings if is_ipo(p.command)]
+        if not ipo:
+            if self._inbound.qsize() >= self.queue_capacity:
+                raise Busy
+            self._inbound.put(pendings)
+            return
+        trading = [p for p in pendings if not is_ipo(p.command)] if len(ipo) < len(pendings) else []
+        if trading and self._inbound.qsize() >= self.queue_capacity:
+            raise Busy
+        self._admit_ipo(ipo)
+        if trading:
+            self._inbound.put(trading)
+
+    def _admit_ipo(self, items: list[Pending]) -> None:
+        self.ipo_lane.admit(items)  # raises LaneBusy
+        # Wake the sequencer if it may be waiting on the trading queue; one wake-up in flight
+        # is enough (it clears the flag before looking at the lane, so none is lost).
+        if not self._ipo_wake_pending:
+            self._ipo_wake_pending = True
+            self._inbound.put(_WAKE)
 
     def query(self, query: Query, reply: QueryReply) -> None:
         """Read the engine's state consistently (see PendingQuery)."""
@@ -215,6 +268,18 @@ class Sequencer:
             return self.durable_changed.wait_for(
                 lambda: self.durable_seq >= seq or self.failure is not None, timeout_s
             )
+
+    def halt(self, reason: HaltReason, detail: str) -> None:
+        """Stop the venue from outside the engine (a consistency check failed): nothing more is
+        accepted at once; the sequencer thread stops before its next batch, calls ``on_halt``
+        (the bundle) and refuses everything queued with NODE_HALTED."""
+        if self.failure is not None or self._halt_requested is not None:
+            return
+        self._halt_requested = ConsistencyHalt(reason, detail)
+        self._accepting = False
+        self._inbound.put(_WAKE)
+        if not self._threads:  # not running: halt here
+            self._halt(self._halt_requested, reason)
 
     # -- the breakers' timers --------------------------------------------------------------------
     def _timer_loop(self) -> None:
@@ -243,11 +308,33 @@ class Sequencer:
         linger_s = self.max_linger_us / 1e6
         monotonic = time.monotonic
         to_journal = self._to_journal
+        ipo_lane = self.ipo_lane
+        ipo_share = ipo_lane.config.max_per_batch
         stopping = False
         batch: list[Pending] = []  # the batch being made, until handed to the journal thread
+        commands: list[Command] = []
         try:
-            while not stopping:
-                item = inbound.get()
+            while True:
+                if self._halt_requested is not None:
+                    raise self._halt_requested
+                if stopping:
+                    if not ipo_lane.queue:
+                        break
+                    item: Pending | list[Pending] | PendingQuery | _Wake | None = _IDLE
+                elif ipo_lane.queue:
+                    # The IPO lane waits: serve it now if the journal has caught up, else sleep
+                    # until the journal thread finishes a batch (it wakes us) or trading comes.
+                    self._ipo_waits_for_journal = True
+                    if to_journal.qsize() == 0:
+                        self._ipo_waits_for_journal = False
+                        try:
+                            item = inbound.get_nowait()
+                        except queue.Empty:
+                            item = _IDLE
+                    else:
+                        item = inbound.get()
+                else:
+                    item = inbound.get()
                 batch = []
                 query: PendingQuery | None = None
                 deadline = 0.0
@@ -255,12 +342,17 @@ class Sequencer:
                     if item is None:
                         stopping = True
                         break
-                    if isinstance(item, PendingQuery):
+                    if item is _IDLE:
+                        break
+                    if item is _WAKE:
+                        self._ipo_wake_pending = False
+                    elif isinstance(item, PendingQuery):
                         query = item
                         break
-                    if isinstance(item, list):
+                    elif isinstance(item, list):
                         batch.extend(item)  # submit_many: consecutive commands, one item
                     else:
+                        assert isinstance(item, Pending)
                         batch.append(item)
                     if len(batch) >= max_batch:
                         break
@@ -280,15 +372,24 @@ class Sequencer:
                             item = inbound.get(timeout=wait_s)
                         except queue.Empty:
                             break
+                # The IPO lane's share: behind the trading commands of this batch, or a batch
+                # of its own once the journal has caught up (so a trading command arriving
+                # meanwhile waits behind at most one share of IPO commands).
+                if ipo_lane.queue and (batch or stopping or to_journal.qsize() == 0):
+                    batch.extend(ipo_lane.take(max_batch if stopping else ipo_share))
                 if batch:
                     ts_ns = self._clock_ns()
                     batch, payload = self._encode(batch, ts_ns)
+                if self._halt_requested is not None:
+                    raise self._halt_requested
                 if batch:
                     first_seq = engine.seq + 1
                     commands = [p.command for p in batch]
                     results = apply_batch(first_seq, ts_ns, commands)
+                    self.recent.add(first_seq, ts_ns, commands)
                     to_journal.put(_Sequenced(first_seq, payload, batch, results))
                     batch = []
+                    commands = []
                     if self.after_batch is not None:
                         self.after_batch(engine)
                     self._maybe_snapshot()
@@ -297,10 +398,17 @@ class Sequencer:
                         to_journal.put(_Answered(query, query.query(engine), ""))
                     except Exception as error:  # a bad query harms nobody else
                         to_journal.put(_Answered(query, None, f"{type(error).__name__}: {error}"))
-        except BaseException as error:  # engine invariant or bug: halt
-            self._halt(error)
+        except BaseException as error:  # engine invariant or bug, or a consistency halt
+            reason = (
+                error.reason
+                if isinstance(error, ConsistencyHalt)
+                else HaltReason.INVARIANT_VIOLATION
+            )
+            self._halt(error, reason, commands)
             # This batch was neither journaled nor answered: its commands did not happen.
             for pending in batch:
+                pending.reply(0, None, "NODE_HALTED")
+            for pending in ipo_lane.drain():
                 pending.reply(0, None, "NODE_HALTED")
         finally:
             to_journal.put(None)
@@ -355,18 +463,21 @@ class Sequencer:
         sink(seq, state)
 
     def _drain_refused(self) -> None:
+        why = "NODE_STOPPING" if self.failure is None else "NODE_HALTED"
+        for pending in self.ipo_lane.drain():
+            pending.reply(0, None, why)
         while True:
             try:
                 item = self._inbound.get_nowait()
             except queue.Empty:
                 return
             if isinstance(item, PendingQuery):
-                item.reply(None, "NODE_STOPPING")
+                item.reply(None, why)
             elif isinstance(item, list):
                 for pending in item:
-                    pending.reply(0, None, "NODE_STOPPING")
-            elif item is not None:
-                item.reply(0, None, "NODE_STOPPING")
+                    pending.reply(0, None, why)
+            elif isinstance(item, Pending):
+                item.reply(0, None, why)
 
     # -- the journal thread ----------------------------------------------------------------------
     def _journal_loop(self) -> None:
@@ -379,6 +490,9 @@ class Sequencer:
             # Everything queued here was applied before any engine failure, so it is appended
             # and answered even if the engine halted since; only a journal failure stops that
             # (the node's memory is then ahead of its journal and nothing may leave it).
+            if self._ipo_waits_for_journal:  # the IPO lane may have a batch of its own now
+                self._ipo_waits_for_journal = False
+                self._inbound.put(_WAKE)
             if type(item) is _Answered:
                 if journal_failed:
                     item.query.reply(None, "NODE_HALTED")
@@ -394,7 +508,7 @@ class Sequencer:
                     self.fsync_ns_total += time.perf_counter_ns() - started
                 except BaseException as error:
                     journal_failed = True
-                    self._halt(error)
+                    self._halt(error, HaltReason.JOURNAL_APPEND_FAILED, [])
             if journal_failed:
                 for pending in item.batch:
                     pending.reply(0, None, "NODE_HALTED")
@@ -406,11 +520,21 @@ class Sequencer:
                 self.durable_changed.notify_all()
             self._on_durable(item.first_seq, item.batch, item.results)
 
-    def _halt(self, error: BaseException) -> None:
-        if self.failure is None:
+    def _halt(
+        self, error: BaseException, reason: HaltReason, failed_batch: list[Command] | None = None
+    ) -> None:
+        first = self.failure is None
+        if first:
             log.critical("node halted: %s: %s", type(error).__name__, error)
             self.failure = error
+            self.halt_reason = reason
         self._accepting = False
+        if first and self.on_halt is not None:
+            detail = error.detail if isinstance(error, ConsistencyHalt) else str(error)
+            try:
+                self.on_halt(reason, detail or type(error).__name__, failed_batch or [])
+            except Exception:  # the halt stands even if its bundle could not be written
+                log.exception("writing the diagnostic bundle failed")
         with self.durable_changed:
             self.durable_changed.notify_all()
 

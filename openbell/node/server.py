@@ -29,6 +29,7 @@ from openbell.core.engine import Engine
 from openbell.core.events import DuplicateRequest, Event
 from openbell.journal.fsutil import write_atomic
 from openbell.node.datadir import unix_address
+from openbell.node.halt import HaltReason, read_halt
 from openbell.node.protocol import (
     LENGTH,
     MAX_FRAME_BYTES,
@@ -40,8 +41,9 @@ from openbell.node.protocol import (
     frame,
     request_decoder,
 )
-from openbell.node.sequencer import Busy, NodeHalted, Pending
+from openbell.node.sequencer import Busy, LaneBusy, NodeHalted, Pending
 from openbell.node.service import Node
+from openbell.recon.totals import engine_totals
 
 log = logging.getLogger("openbell.node")
 _encoder = msgspec.msgpack.Encoder()
@@ -103,7 +105,9 @@ def _answer_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
             for inst in engine.instruments.values()
         ]
     if what == "status":
-        return {"seq": engine.seq, "failure": engine.failure or ""}
+        return {"seq": engine.seq, "failure": engine.failure or "", "halted": ""}
+    if what == "ledger_totals":
+        return msgspec.to_builtins(engine_totals(engine))
     if what == "state_hash":
         return {"seq": engine.seq, "state_hash": engine.state_hash()}
     if what == "l2":
@@ -313,6 +317,8 @@ class NodeServer:
                         connection.send(Response(request.id, answer="ok"))
                     else:
                         self._query(request, connection, loop)
+                except LaneBusy as error:  # BUSY too: nothing happened, retry later
+                    connection.send(Response(request.id, error=f"BUSY: {error}"))
                 except Busy:
                     connection.send(Response(request.id, error="BUSY"))
                 except NodeHalted as error:
@@ -356,9 +362,39 @@ class NodeServer:
         for connection in list(self._connections):
             connection.writer.close()
 
+    def halted_status(self) -> dict[str, Any]:
+        """The node's status once it halted: answered here, not by the stopped sequencer."""
+        sequencer = self.node.sequencer
+        record = read_halt(self.node.dirs.root)
+        return {
+            "seq": sequencer.engine.seq,
+            "durable_seq": sequencer.durable_seq,
+            "failure": str(sequencer.failure),
+            "halted": sequencer.halt_reason.value if sequencer.halt_reason else "HALTED",
+            "bundle": record.bundle if record is not None else "",
+        }
+
     def _query(
         self, request: QueryRequest, connection: _Connection, loop: asyncio.AbstractEventLoop
     ) -> None:
+        sequencer = self.node.sequencer
+        if request.what == "status" and sequencer.failure is not None:
+            connection.send(Response(request.id, answer=self.halted_status()))
+            return
+        if request.what == "halt":  # an operator's or a consistency checker's: fail-stop
+            try:
+                reason = HaltReason(str(request.args.get("reason", "")))
+            except ValueError:
+                connection.send(
+                    Response(request.id, error=f"BAD_QUERY: halt reason one of {list(HaltReason)}")
+                )
+                return
+            detail = str(request.args.get("detail", "")) or "halted by request"
+            log.critical("halt requested over the node API: %s: %s", reason.value, detail)
+            self.node.halt(reason, detail)
+            connection.send(Response(request.id, answer={"halted": reason.value}))
+            return
+
         def run(engine: Engine) -> Any:
             return _answer_query(request.what, request.args, engine)
 
@@ -396,9 +432,22 @@ async def serve(node: Node, after_start: Callable[[], Awaitable[None]] | None = 
             print(f"openbell node: {error}", file=sys.stderr, flush=True)
             stop.set()
             failed_start = True
-    while not stop.is_set() and node.sequencer.failure is None:
+    # A halted node keeps serving its status (and refusing everything else with NODE_HALTED)
+    # until the operator stops it: the halt, its reason and its bundle stay visible.
+    halted_logged = False
+    while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.5)
+        if node.sequencer.failure is not None and not node.serve_status_when_halted:
+            break
+        if node.sequencer.failure is not None and not halted_logged:
+            halted_logged = True
+            print(
+                f"openbell node HALTED: {node.sequencer.failure}; serving its status only "
+                "until stopped (see DATA/HALTED and DATA/diagnostics)",
+                file=sys.stderr,
+                flush=True,
+            )
     server.stop_accepting()
     await loop.run_in_executor(None, node.stop)
     await server.finish()

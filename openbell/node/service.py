@@ -12,11 +12,24 @@ from pathlib import Path
 
 import msgspec
 
+from openbell.core.commands import Command
 from openbell.core.engine import Engine, EngineConfig
 from openbell.journal.base import Journal
-from openbell.journal.file import DEFAULT_SEGMENT_BYTES, FileJournal
+from openbell.journal.errors import CorruptRecordError, JournalError, ReplayMismatchError
+from openbell.journal.file import DEFAULT_SEGMENT_BYTES, FileJournal, read_valid_prefix
 from openbell.journal.snapshot import SnapshotStore
 from openbell.node.datadir import DataDir
+from openbell.node.halt import (
+    LAST_COMMANDS,
+    BundleCommand,
+    HaltReason,
+    VenueHalted,
+    acknowledge_halt,
+    commands_of,
+    read_halt,
+    write_bundle,
+)
+from openbell.node.lanes import IpoLaneConfig
 from openbell.node.recovery import RecoveryReport, ResultCallback, load_snapshot, replay
 from openbell.node.sequencer import DurableCallback, Sequencer, SnapshotPolicy, reply_each
 
@@ -39,6 +52,11 @@ class NodeConfig(msgspec.Struct, kw_only=True, frozen=True):
     snapshot_every_s: int = 300
     keep_snapshots: int = 2
     segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    # IPO commands' own admission lane: rate limit, bounded queue, share of each batch.
+    ipo_lane: IpoLaneConfig = msgspec.field(default_factory=IpoLaneConfig)
+    # The operator's resume after a consistency halt (DATA/HALTED): rebuild from snapshot and
+    # journal, check every invariant, then serve. Without it a halted node refuses to start.
+    resume_after_halt: bool = False
 
 
 class Snapshotter:
@@ -93,6 +111,10 @@ class Snapshotter:
 
 
 class Node:
+    # After a halt, keep answering ``status`` (refusing everything else) until stopped, so the
+    # operator sees why; a cluster leader instead exits and lets a standby take over.
+    serve_status_when_halted = True
+
     def __init__(self, config: NodeConfig, engine_config: EngineConfig | None = None) -> None:
         self.config = config
         self.dirs = DataDir(Path(config.data_dir))
@@ -105,18 +127,66 @@ class Node:
     def new_sequencer(
         self, engine: Engine, journal: Journal, on_durable: DurableCallback
     ) -> Sequencer:
-        """The sequencer this node's configuration asks for, on ``journal``."""
-        return Sequencer(
+        """The sequencer this node's configuration asks for, on ``journal``; a halt writes the
+        diagnostic bundle to the data directory."""
+        sequencer = Sequencer(
             engine,
             journal,
             max_batch=self.config.max_batch,
             max_linger_us=self.config.max_linger_us,
             queue_capacity=self.config.queue_capacity,
             on_durable=on_durable,
+            ipo_lane=self.config.ipo_lane,
             snapshot_policy=SnapshotPolicy(
                 self.config.snapshot_every_commands, self.config.snapshot_every_s
             ),
         )
+        sequencer.on_halt = lambda reason, detail, failed: self._write_halt_bundle(
+            sequencer, reason, detail, failed
+        )
+        return sequencer
+
+    def _write_halt_bundle(
+        self, sequencer: Sequencer, reason: HaltReason, detail: str, failed: list[Command]
+    ) -> None:
+        engine = sequencer.engine
+        try:
+            state_hash = engine.state_hash()
+        except Exception as error:  # a broken engine may not hash; the bundle says so
+            state_hash = f"unavailable: {type(error).__name__}: {error}"
+        write_bundle(
+            self.dirs.root,
+            reason,
+            detail,
+            seq=engine.seq,
+            durable_seq=sequencer.durable_seq,
+            state_hash=state_hash,
+            node=str(self.dirs.root),
+            last_commands=self._last_commands(sequencer),
+            failed_batch=failed,
+        )
+
+    @staticmethod
+    def _last_commands(sequencer: Sequencer) -> list[BundleCommand]:
+        """The last commands for a bundle: the durable ones from the journal (also those a
+        recovery replayed), then those applied but not yet durable from the sequencer's ring."""
+        durable_seq = sequencer.durable_seq
+        pending = [b for b in sequencer.recent.last(LAST_COMMANDS, durable_seq) if not b.durable]
+        journal = sequencer.journal
+        if not isinstance(journal, FileJournal):
+            return sequencer.recent.last(LAST_COMMANDS, durable_seq)
+        try:
+            start = max(journal.first_seq, durable_seq - LAST_COMMANDS + 1, 1)
+            durable = commands_of(journal.read(start), LAST_COMMANDS)
+        except JournalError as error:
+            log.error("bundle: could not read the journal's last commands: %s", error)
+            return sequencer.recent.last(LAST_COMMANDS, durable_seq)
+        durable = [b for b in durable if b.seq <= durable_seq]
+        return (durable + pending)[-LAST_COMMANDS:]
+
+    def halt(self, reason: HaltReason, detail: str) -> None:
+        """A consistency check outside the engine failed: stop the venue (see Sequencer.halt)."""
+        self.sequencer.halt(reason, detail)
 
     def open(
         self, on_durable: DurableCallback = reply_each, on_replayed: ResultCallback | None = None
@@ -125,17 +195,12 @@ class Node:
         dirs = self.dirs
         dirs.create(self._engine_config or EngineConfig())
         dirs.lock()
-        dirs.port_path.unlink(missing_ok=True)  # a stale port must not attract clients
         started = time.perf_counter()
-        self.journal = FileJournal(dirs.journal, segment_bytes=self.config.segment_bytes)
-        store = SnapshotStore(dirs.snapshots)
-        engine = load_snapshot(store, dirs.load_config())
-        snapshot_seq = engine.seq
-        replayed = replay(engine, self.journal.read(engine.seq + 1), on_result=on_replayed)
-        if engine.seq != self.journal.last_seq:
-            raise RuntimeError(
-                f"recovered to {engine.seq}, journal ends at {self.journal.last_seq}"
-            )
+        try:
+            engine, snapshot_seq, replayed = self._recover(on_replayed)
+        except BaseException:
+            dirs.unlock()
+            raise
         self.recovery = RecoveryReport(snapshot_seq, replayed, engine.seq, engine.state_hash())
         # The collector stays on (a reference cycle must never leak in a long-running node), but
         # everything recovery built moves to the permanent generation so collections do not
@@ -152,10 +217,59 @@ class Node:
         )
         self.sequencer = self.new_sequencer(engine, self.journal, on_durable)
         self.snapshotter = Snapshotter(
-            self.sequencer, store, self.journal, self.config.keep_snapshots
+            self.sequencer, SnapshotStore(dirs.snapshots), self.journal, self.config.keep_snapshots
         )
         self.sequencer.snapshot_sink = self.snapshotter.submit
         return self.recovery
+
+    def _recover(self, on_replayed: ResultCallback | None) -> tuple[Engine, int, int]:
+        """Snapshot + journal, refusing a halted venue (unless resuming) and a journal that
+        does not continue the state (a consistency halt with its bundle)."""
+        dirs = self.dirs
+        halted = read_halt(dirs.root)
+        if halted is not None and not self.config.resume_after_halt:
+            raise VenueHalted(halted)
+        dirs.port_path.unlink(missing_ok=True)  # a stale port must not attract clients
+        store = SnapshotStore(dirs.snapshots)
+        engine = load_snapshot(store, dirs.load_config())
+        snapshot_seq = engine.seq
+        try:
+            self.journal = FileJournal(dirs.journal, segment_bytes=self.config.segment_bytes)
+            try:
+                replayed = replay(engine, self.journal.read(engine.seq + 1), on_result=on_replayed)
+                if engine.seq != self.journal.last_seq:
+                    raise ReplayMismatchError(
+                        engine.seq,
+                        f"recovered to {engine.seq}, journal ends at {self.journal.last_seq}",
+                    )
+            except BaseException:
+                self.journal.close()
+                raise
+        except (CorruptRecordError, ReplayMismatchError) as error:
+            figures: dict[str, str | int] = {"snapshot_seq": snapshot_seq}
+            if isinstance(error, CorruptRecordError):
+                figures.update(path=error.path, offset=error.offset)
+            path = write_bundle(
+                dirs.root,
+                HaltReason.JOURNAL_CORRUPT,
+                str(error),
+                seq=engine.seq,
+                durable_seq=engine.seq,
+                state_hash=engine.state_hash(),
+                node=str(dirs.root),
+                last_commands=commands_of(read_valid_prefix(dirs.journal), LAST_COMMANDS),
+                figures=figures,
+            )
+            record = read_halt(dirs.root)
+            if record is None or record.bundle != str(path):  # an older halt is still open
+                raise JournalError(f"{error}; diagnostic bundle {path}") from None
+            raise VenueHalted(record) from None
+        if halted is not None:
+            # Resuming: the state was rebuilt from snapshot and journal only; prove it before
+            # anything is served.
+            engine.check_invariants()
+            acknowledge_halt(dirs.root)
+        return engine, snapshot_seq, replayed
 
     def start(self) -> None:
         self.snapshotter.start()

@@ -161,5 +161,7 @@ def test_openapi_docs_metrics(venue: Venue) -> None:
         "openbell_gateway_queue_depth",
     ):
         assert name in metrics
+    assert "openbell_node_halted 0.0" in metrics
+    assert "openbell_node_ipo_lane_queue_depth 0.0" in metrics
     missing = httpx.get(f"{venue.url}/v1/nothing")
     assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"

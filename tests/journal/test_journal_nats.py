@@ -204,21 +204,22 @@ def test_a_fresh_node_boots_from_the_newest_snapshot_plus_the_tail(
 def test_a_state_hash_mismatch_halts_the_venue_with_a_diagnostic_bundle(
     make_journal: MakeJournal, tmp_path: Path
 ) -> None:
-    """Checkpoints (openbell.node.replica) share this NATS cluster: two nodes whose memories
-    disagree at a checkpoint both halt, each leaving a diagnostic bundle."""
+    """Checkpoints (openbell.node.replica) share this NATS cluster: two nodes applied the same
+    commands, then one bit of b's memory flipped; at the checkpoint both halt, each leaving the
+    shared diagnostic bundle (openbell.node.halt) with the peers' hashes and its state."""
     import time
-
-    import msgspec
 
     from openbell.core import commands as c
     from openbell.core.engine import Engine
-    from openbell.node.replica import Checkpointer, DiagnosticBundle
+    from openbell.node.halt import HaltReason, read_bundle, read_halt
+    from openbell.node.replica import Checkpointer
 
     journal = make_journal()
     assert isinstance(journal, NatsJournal)
     halted: dict[str, str] = {}
     checkpointers = []
-    for name, amount in (("a", 100), ("b", 101)):  # b's memory went wrong somewhere
+    hashes: dict[str, str] = {}
+    for name in ("a", "b"):
         directory = tmp_path / name
         directory.mkdir()
         checkpointer = Checkpointer(
@@ -229,21 +230,26 @@ def test_a_state_hash_mismatch_halts_the_venue_with_a_diagnostic_bundle(
         engine = Engine()
         checkpointer.observe(engine)
         commands = [c.CreateAsset(asset="USD", scale=2), c.OpenAccounts(count=2)]
-        commands += [c.Deposit(account=16, asset="USD", amount_minor=amount)] * 4
+        commands += [c.Deposit(account=16, asset="USD", amount_minor=100)] * 4
         for seq, command in enumerate(commands, start=1):
             engine.apply(seq, 0, command)
+        if name == "b":  # a bit flipped in b's memory (its ledger column, not via a command)
+            engine.ledger.assets["USD"].available[17] ^= 1 << 20
+        hashes[name] = engine.state_hash()
         checkpointer.observe(engine)  # seq 6 crossed 5: hash, publish, compare
     try:
         deadline = time.monotonic() + 20
         while len(halted) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert set(halted) == {"a", "b"}, halted
-        for name in ("a", "b"):
-            bundle = msgspec.json.decode(
-                (tmp_path / name / "diagnostic-6.json").read_bytes(), type=DiagnosticBundle
-            )
+        for name, other in (("a", "b"), ("b", "a")):
+            record = read_halt(tmp_path / name)
+            assert record is not None and record.reason is HaltReason.REPLICA_HASH_MISMATCH
+            bundle = read_bundle(Path(record.bundle))
             assert bundle.seq == 6 and bundle.node == name
-            assert (tmp_path / name / "diagnostic-6.snapshot").stat().st_size > 0
+            assert bundle.state_hash == hashes[name] and bundle.peers == {other: hashes[other]}
+            assert Path(bundle.snapshot_file).stat().st_size > 0
+            assert bundle.figures["stream"] == journal.stream
     finally:
         for checkpointer in checkpointers:
             checkpointer.stop()
