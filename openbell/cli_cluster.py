@@ -134,7 +134,7 @@ def status(root: RootOption = Path("openbell-cluster")) -> None:
         typer.echo(
             f"{name}: {role:<8} pid {node.get('pid')}  seq {seq}  lag {lag}  "
             f"epoch {node.get('epoch')}  (reported {age_s:.1f} s ago)"
-            + (f"  leader's own gateway http://127.0.0.1:{http}" if http else "")
+            + (f"  serving http://127.0.0.1:{http}" if http else "")
         )
     for spec_node in cluster.spec.nodes:
         if spec_node.http_port:
