@@ -50,6 +50,7 @@ from openbell.node.natsd import (
     stop_processes,
 )
 from openbell.node.protocol import Response
+from openbell.node.prune import StreamPruner
 from openbell.node.recovery import RecoveryReport, ResultCallback
 from openbell.node.replica import Checkpointer, Replica, boot_engine
 from openbell.node.sequencer import DurableCallback, Sequencer, reply_each
@@ -59,6 +60,7 @@ log = logging.getLogger("openbell.node")
 
 EXIT_STEPPED_DOWN = 3
 DEFAULT_CHECKPOINT_EVERY = 100_000  # a state hash pauses the sequencer: not too often
+DEFAULT_SNAPSHOT_EVERY = 1_000_000
 
 
 class NodeSpec(msgspec.Struct, frozen=True):
@@ -76,6 +78,8 @@ class ClusterSpec(msgspec.Struct, frozen=True):
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
     dr: NatsClusterSpec | None = None  # the second site's NATS cluster (a mirror), if any
     demo_seed: int | None = None  # the leader builds the demo venue and runs its order flow
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY  # commands between object-store snapshots
+    prune: bool = True  # purge the stream up to what every node and the mirror still need
 
     @property
     def gateways(self) -> bool:
@@ -97,9 +101,12 @@ class ClusterSpec(msgspec.Struct, frozen=True):
 class _Snapshots:
     """Leader snapshots to the object store, off the sequencer thread, once durable."""
 
-    def __init__(self, journal: NatsJournal, sequencer: Sequencer) -> None:
+    def __init__(
+        self, journal: NatsJournal, sequencer: Sequencer, pruner: StreamPruner | None = None
+    ) -> None:
         self._journal = journal
         self._sequencer = sequencer
+        self._pruner = pruner
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=2)
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
 
@@ -122,6 +129,12 @@ class _Snapshots:
                 self._journal.put_snapshot(seq, hashlib.sha256(state).hexdigest(), state)
             except Exception as error:  # the stream still holds everything
                 log.error("snapshot %d not stored: %s", seq, error)
+                continue
+            if self._pruner is not None:
+                try:
+                    self._pruner.prune()
+                except Exception as error:  # the next snapshot tries again
+                    log.error("stream not pruned after snapshot %d: %s", seq, error)
 
 
 class ClusterNode(Node):
@@ -133,11 +146,13 @@ class ClusterNode(Node):
         journal: NatsJournal,
         replica: Replica,
         checkpointer: Checkpointer,
+        pruner: StreamPruner | None = None,
     ) -> None:
         super().__init__(config)
         self.nats_journal = journal
         self.replica = replica
         self.checkpointer = checkpointer
+        self.pruner = pruner
         self._snapshots: _Snapshots | None = None
 
     def open(
@@ -149,7 +164,7 @@ class ClusterNode(Node):
                 on_replayed(seq, events)
         self.recovery = RecoveryReport(0, 0, engine.seq, engine.state_hash())
         self.sequencer = self.new_sequencer(engine, self.nats_journal, on_durable)
-        self._snapshots = _Snapshots(self.nats_journal, self.sequencer)
+        self._snapshots = _Snapshots(self.nats_journal, self.sequencer, self.pruner)
         self.sequencer.snapshot_sink = self._snapshots.submit
         self.sequencer.after_batch = self.checkpointer.observe
         sequencer = self.sequencer
@@ -167,6 +182,16 @@ class ClusterNode(Node):
         self.sequencer.stop()
         if self._snapshots is not None:
             self._snapshots.stop()
+
+
+class StreamStorage(msgspec.Struct, frozen=True):
+    """Snapshots every ``snapshot_every`` commands (and every 300 s) to the object store, then
+    (``prune``) the stream purged of what no node and no mirror needs (``openbell.node.prune``);
+    ``dr_servers``: the second site whose mirror must have copied a message first."""
+
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    prune: bool = True
+    dr_servers: list[str] = msgspec.field(default_factory=list)
 
 
 class LeaderGateway(msgspec.Struct, frozen=True):
@@ -233,6 +258,7 @@ def run_node(
     ttl_s: float = DEFAULT_TTL_S,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     gateway: LeaderGateway | None = None,
+    storage: StreamStorage | None = None,
 ) -> int:
     """Standby, then (on winning the lease) leader until stepping down. Exit code 3 when it
     stepped down, was fenced or halted; 0 on SIGTERM. ``gateway``: how the leader serves
@@ -324,7 +350,10 @@ def run_node(
 
     reporter = threading.Thread(target=report_status, name="status", daemon=True)
     reporter.start()
-    node = ClusterNode(NodeConfig(data_dir=str(data_dir)), journal, replica, checkpointer)
+    kept = storage or StreamStorage()
+    pruner = StreamPruner(journal, checkpointer, kept.dr_servers) if kept.prune else None
+    config = NodeConfig(data_dir=str(data_dir), snapshot_every_commands=kept.snapshot_every)
+    node = ClusterNode(config, journal, replica, checkpointer, pruner)
     if options.http:
 
         def on_port(port: int) -> None:
@@ -622,6 +651,11 @@ class Cluster:
             args += ["--http", "--keys-dir", self.spec.keys_dir]
         if self.spec.demo_seed is not None:
             args += ["--demo-seed", str(self.spec.demo_seed)]
+        args += ["--snapshot-every", str(self.spec.snapshot_every)]
+        if not self.spec.prune:
+            args.append("--no-prune")
+        if self.spec.dr is not None:
+            args += ["--dr-nats", ",".join(self.spec.dr.urls)]
         try:
             self.nodes[name] = subprocess.Popen(
                 args,
@@ -735,6 +769,9 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--http", action="store_true", help="the leader serves the HTTP gateway")
     node.add_argument("--keys-dir", default="", help="the gateway's API keys (DIR/gateway/)")
     node.add_argument("--demo-seed", type=int, default=None, help="run the demo venue's flow")
+    node.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY)
+    node.add_argument("--no-prune", action="store_true", help="never purge the stream")
+    node.add_argument("--dr-nats", default="", help="the mirror's servers (pruning waits)")
     args = parser.parse_args(argv)
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack to the log
     logging.basicConfig(
@@ -749,6 +786,11 @@ def main(argv: list[str] | None = None) -> int:
         args.ttl,
         args.checkpoint_every,
         LeaderGateway(args.http or args.demo_seed is not None, args.keys_dir, args.demo_seed),
+        StreamStorage(
+            args.snapshot_every,
+            not args.no_prune,
+            [url for url in args.dr_nats.split(",") if url],
+        ),
     )
 
 
