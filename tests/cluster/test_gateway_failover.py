@@ -135,7 +135,9 @@ async def _wait_demo_venue(client: AsyncClient, timeout_s: float = 60.0) -> None
 
 @pytest.mark.timeout(240)
 def test_orders_through_the_gateway_survive_a_leader_kill(cluster: Cluster) -> None:
-    key_id, secret = create_key(cluster.spec.keys_dir, "trader", [YOUR_ACCOUNT])
+    key_id, secret = create_key(
+        cluster.spec.keys_dir, "trader", [YOUR_ACCOUNT], rate_per_s=10_000, burst=10_000
+    )
     first_leader = leader_of(cluster)
     first_epoch = int(cluster.node_status()[first_leader]["epoch"])
     # a gateway beside a standby: it outlives the leader, and must find the next one itself
