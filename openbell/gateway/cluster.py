@@ -8,8 +8,9 @@ gateway (``openbell.gateway.app.Gateway`` on its ``ClusterNode``, a free port wr
 leader by itself (role ``leader``, process alive, the highest epoch) and forwards each request
 to it unchanged (signature, nonce and body: the leader's gateway checks them).
 
-Across a failover a request is retried on the new leader, never twice on the same one (a
-signed request's nonce is spent there):
+Across a failover a request is retried on the new leader; on the same one only if it still
+leads ``RETRY_SAME_S`` later (a transport hiccup: a signed request's nonce is spent there, so
+such a retry may answer 401, never a double):
 
 - not delivered (the leader refused the connection): retried, always;
 - delivered and then the leader died, stalled past the lease (a newer leader appeared), or
