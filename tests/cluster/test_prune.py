@@ -125,6 +125,7 @@ def test_pruned_stream_still_boots_a_killed_standby(cluster: Cluster) -> None:
             first, last, snapshots = _stream(cluster)
             leader = leader_of(cluster)
             victim = next(n.name for n in cluster.spec.nodes if n.name != leader)
+            await asyncio.to_thread(_wait_seq, cluster, victim, last, 60)  # a standby, up
             cluster.kill_node(victim, signal.SIGKILL)  # the supervisor starts it again
             await asyncio.to_thread(_wait_seq, cluster, victim, last, 60)
             load.start()  # more checkpoints, now with the restarted standby among the peers
