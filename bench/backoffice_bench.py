@@ -81,8 +81,10 @@ class Timed:
         self.sink.commit(seq, ts_ns)
         self.seconds += time.perf_counter() - started
 
-    def close(self) -> None:
+    def close(self) -> None:  # timed too: a sink may settle its last chunk here
+        started = time.perf_counter()
         self.sink.close()
+        self.seconds += time.perf_counter() - started
 
 
 def _projection(data: Path, url: str, prefix: str) -> dict[str, float]:

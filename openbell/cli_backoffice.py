@@ -221,12 +221,14 @@ def report_export(
     ] = None,
     database: DbOpt = None,
 ) -> None:
-    """Write Parquet files per trading day: trades, fills, balances, IPO results."""
+    """Write Parquet files per trading day: trades, fills, end-of-day balances (replayed from
+    the journal up to the day's end), IPO results."""
     from openbell.projections.olap import export_all, export_day
 
     url = database or db.default_url(data)
     target = out or data / "olap"
-    results = [export_day(url, target, day)] if day else export_all(url, target)
+    journal = data if (data / "journal").is_dir() else None  # end-of-day balances from it
+    results = [export_day(url, target, day, journal)] if day else export_all(url, target, journal)
     for result in results:
         counts = ", ".join(f"{name} {n:,}" for name, n in result.rows.items())
         typer.echo(f"{result.day}: {counts} -> {result.directory}")

@@ -31,6 +31,21 @@ def up(
     dr: Annotated[
         bool, typer.Option("--dr", help="also a second site: 3 NATS servers mirroring the stream")
     ] = False,
+    gateways: Annotated[
+        bool,
+        typer.Option(
+            "--gateways/--no-gateways", help="an HTTP gateway per node (served by the leader)"
+        ),
+    ] = True,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="run the demo venue on the cluster: its instruments, accounts, order flow "
+            "and API keys (as `openbell serve --demo` does on one node)",
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="the demo's order flow seed")] = 7,
 ) -> None:
     """Start (or restart, reusing ports and data) the cluster; run until Ctrl-C."""
     from openbell.node.cluster import Cluster, make_cluster_spec
@@ -38,7 +53,14 @@ def up(
     if (root / "cluster.json").exists():
         cluster = Cluster.load(root)
     else:
-        spec = make_cluster_spec(root, ttl_s=ttl, checkpoint_every=checkpoint_every, dr=dr)
+        spec = make_cluster_spec(
+            root,
+            ttl_s=ttl,
+            checkpoint_every=checkpoint_every,
+            dr=dr,
+            gateways=gateways,
+            demo_seed=seed if demo else None,
+        )
         cluster = Cluster(spec)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -47,7 +69,10 @@ def up(
     if cluster.dr_nats is not None:
         typer.echo(f"second site (mirror) NATS: {', '.join(cluster.dr_nats.urls)}")
     for node in cluster.spec.nodes:
-        typer.echo(f"node {node.name}: {node.data_dir} (client socket {node.data_dir}/node.sock)")
+        http = f", gateway http://127.0.0.1:{node.http_port}" if node.http_port else ""
+        typer.echo(f"node {node.name}: {node.data_dir} (client socket node.sock{http})")
+    if cluster.spec.demo_seed is not None:
+        _print_demo_keys(cluster.spec.keys_dir)
     typer.echo(f"status: openbell cluster status --root {root}; Ctrl-C stops everything")
     try:
         while not stop.wait(1.0):
@@ -57,6 +82,20 @@ def up(
     finally:
         cluster.stop()
         typer.echo("cluster stopped")
+
+
+def _print_demo_keys(keys_dir: str) -> None:
+    """The demo's keys (created once per cluster; any gateway accepts them)."""
+    from openbell.gateway.demo import demo_keys
+
+    marker = Path(keys_dir) / "gateway" / "demo-keys-shown"
+    if marker.exists():
+        typer.echo(f"demo API keys: made at the first start (openbell keys list --data {keys_dir})")
+        return
+    typer.echo("OpenBell demo venue on the cluster: ACME, GLOBEX, INITECH (USD)")
+    for role, (key_id, secret) in demo_keys(keys_dir).items():
+        typer.echo(f"  {role:<22} key {key_id}  secret {secret}")
+    marker.touch()
 
 
 @cluster_app.command("status")
@@ -91,10 +130,15 @@ def status(root: RootOption = Path("openbell-cluster")) -> None:
         seq = int(node.get("seq", 0))
         lag = max(stream["seq"] - seq, 0) if stream["seq"] >= 0 else 0
         age_s = (now_ns - int(node.get("time_ns", now_ns))) / 1e9
+        http = int(node.get("http_port", 0))
         typer.echo(
             f"{name}: {role:<8} pid {node.get('pid')}  seq {seq}  lag {lag}  "
             f"epoch {node.get('epoch')}  (reported {age_s:.1f} s ago)"
+            + (f"  serving http://127.0.0.1:{http}" if http else "")
         )
+    for spec_node in cluster.spec.nodes:
+        if spec_node.http_port:
+            typer.echo(f"gateway {spec_node.name}: http://127.0.0.1:{spec_node.http_port}")
 
 
 @dr_app.command("promote")

@@ -74,19 +74,22 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     limits: LimitsConfig = LimitsConfig()
     key_check_s: float = 0.25  # how often the keys file is checked (open WebSockets of a
     # revoked or rotated key are closed then; signed requests re-check it on every request)
+    keys_dir: str = ""  # whose gateway/keys.json: "" is data_dir's (a cluster shares its root's)
 
 
 class Gateway:
     """Owns the node, the bridge to it, the node's local API (its Unix socket, so that
     ``openbell admin`` works on a running gateway too), the WebSocket hub, keys, metrics and
     the ASGI app. ``node_config``: the node's settings (snapshots, retention, segments, TCP
-    port of the local API); by default those of a node with this data directory."""
+    port of the local API); by default those of a node with this data directory. ``node``: a
+    node built elsewhere (a cluster leader's, ``openbell.node.cluster.ClusterNode``) instead."""
 
     def __init__(
         self,
         config: GatewayConfig,
         engine_config: EngineConfig | None = None,
         node_config: NodeConfig | None = None,
+        node: Node | None = None,
     ) -> None:
         self.config = config
         if node_config is None:
@@ -95,7 +98,7 @@ class Gateway:
                 max_batch=config.max_batch,
                 queue_capacity=config.queue_capacity,
             )
-        self.node = Node(node_config, engine_config)
+        self.node = node if node is not None else Node(node_config, engine_config)
         self._opened = False
         self.metrics = Metrics(self._queue_depth)
         self.metrics.watch_node(self._node_figures)
@@ -103,7 +106,7 @@ class Gateway:
         self.node_server = NodeServer(self.node)
         self.node_api = ""  # where the node's local API listens, once started
         self.hub = Hub(self.bridge)
-        self.auth = Authenticator(KeyStore(config.data_dir))
+        self.auth = Authenticator(KeyStore(config.keys_dir or config.data_dir))
         self.limits = IpLimits(config.limits)
         self.started = threading.Event()
         self._key_watch: asyncio.Task[None] | None = None
@@ -130,6 +133,12 @@ class Gateway:
         self.bridge.on_durable(first_seq, batch, results)
         self.node_server.on_durable(first_seq, batch, results)
 
+    def _on_replayed(self, seq: int, events: list[e.Event]) -> None:
+        """Results recovery replayed (or a cluster leader's standby applied): answers for
+        retried request ids, through the local API and through the gateway alike."""
+        self.node_server.remember(seq, events)
+        self.bridge.remember(seq, events)
+
     def open_node(self) -> None:
         """Lock the data directory and recover (before serving: a locked data directory or a
         damaged journal is then a plain exception for the caller, not a failed lifespan)."""
@@ -137,7 +146,7 @@ class Gateway:
             if self.node.config.port is not None:  # a token file others may read: refuse now
                 self.node.dirs.root.mkdir(parents=True, exist_ok=True)
                 self.node.dirs.token()
-            self.node.open(self._on_durable, self.node_server.remember)
+            self.node.open(self._on_durable, self._on_replayed)
             self._opened = True
 
     async def startup(self) -> None:

@@ -144,8 +144,9 @@ class Bridge:
         self.venue = Venue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[EventListener] = []
-        # seq -> (the answer's events as JSON, all the events, the viewer they were shown to)
-        self._recent: dict[int, tuple[list[dict[str, Any]], list[e.Event], Viewer]] = {}
+        # seq -> (the answer's events as JSON, all the events, the viewer they were shown to);
+        # None for the JSON of a result recovery replayed (converted when a retry asks for it)
+        self._recent: dict[int, tuple[list[dict[str, Any]] | None, list[e.Event], Viewer]] = {}
         self._recent_order: deque[int] = deque()
         self._due: dict[int, set[Waiter]] = {}  # monotonic second -> waiters due then
         self._sweeper: asyncio.TimerHandle | None = None
@@ -223,9 +224,13 @@ class Bridge:
                     if original is None:
                         result = CommandResult(first.original_seq, converted, [], True)
                     else:
-                        shown, raw, shown_to = original
-                        if not sees(viewer, shown_to):  # the key lost accounts since
+                        stored, raw, shown_to = original
+                        if stored is None:  # replayed, never shown: the retrying key's view
+                            shown = self._view(raw, viewer)
+                        elif not sees(viewer, shown_to):  # the key lost accounts since
                             shown = []
+                        else:
+                            shown = stored
                         result = CommandResult(first.original_seq, shown, raw, True)
                 else:
                     self._recent[seq] = (converted, events, viewer)
@@ -242,6 +247,20 @@ class Bridge:
                 token.seq = seq
                 token.events = events
                 token.done.set()
+
+    def _view(self, events: list[e.Event], viewer: Viewer) -> list[dict[str, Any]]:
+        views = (event_view(self.venue, events, i, viewer) for i in range(len(events)))
+        return [view for view in views if view is not None]
+
+    def remember(self, seq: int, events: list[e.Event]) -> None:
+        """A result the node replayed (recovery, or a cluster leader's standby past): a retry of
+        its request id through this gateway then answers its events, not only its seq."""
+        if seq in self._recent:
+            return
+        self._recent[seq] = (None, events, None)
+        self._recent_order.append(seq)
+        if len(self._recent_order) > RECENT_RESULTS:
+            del self._recent[self._recent_order.popleft()]
 
     # -- callers on the loop --------------------------------------------------------------------
     async def submit(self, command: Command, viewer: Viewer) -> CommandResult:

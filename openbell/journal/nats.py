@@ -547,9 +547,10 @@ class NatsJournal(ClosingJournal):
             if not entry.is_epoch and entry.last_seq >= from_seq:
                 yield entry.record()
 
-    def prune_before(self, seq: int) -> int:
-        """Purge the messages whose commands all come before ``seq``; keeps the last message.
-        Returns how many messages were removed."""
+    def prune_before(self, seq: int, keep_stream_seq: int | None = None) -> int:
+        """Purge the messages whose commands all come before ``seq``; keeps the last message,
+        and every message from stream seq ``keep_stream_seq`` on (one a mirror has not copied
+        yet). Returns how many messages were removed."""
         with self._mutex:
             self._check_open()
 
@@ -558,6 +559,8 @@ class NatsJournal(ClosingJournal):
                 if last == 0 or first >= last:
                     return 0
                 keep_from = min(await self._locate(seq, first, last), last)
+                if keep_stream_seq is not None:
+                    keep_from = min(keep_from, keep_stream_seq)
                 if keep_from <= first:
                     return 0
                 await retry_api(
@@ -603,6 +606,30 @@ class NatsJournal(ClosingJournal):
                 await store.delete(old)
 
         self.loop.run(put(), 120)
+
+    def snapshot_seqs(self) -> list[int]:
+        """The seqs of the snapshots in the object store, oldest first."""
+
+        async def names() -> list[int]:
+            store = await self._snapshots()
+            try:
+                infos = await store.list(ignore_deletes=True)
+            except nats.js.errors.NotFoundError:
+                return []
+            return sorted(
+                int(info.name.split("-")[1])
+                for info in infos
+                if info.name is not None and info.name.startswith("snapshot-")
+            )
+
+        return self.loop.run(names(), 60)
+
+    def first_seq(self) -> int:
+        """The first command seq the stream still holds (1 if never pruned; 0 when empty)."""
+        first, last = self.loop.run(self._state(), self.timeout_s * 8)
+        if last == 0 or first > last:
+            return 0
+        return self.loop.run(self._get(first), self.timeout_s * 8).first_seq
 
     def latest_snapshot(self) -> StoredSnapshot | None:
         """The newest snapshot in the object store, or None."""

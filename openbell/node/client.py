@@ -42,6 +42,15 @@ def _int64s(raw: bytes) -> I64:
     return out
 
 
+def _forget(future: asyncio.Future[Response]) -> None:
+    """Mark a failed future's exception as seen (its caller has gone, or already raised), so
+    the loop does not log "Future exception was never retrieved" when the connection drops."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
+
+
 class NodeClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -106,9 +115,13 @@ class NodeClient:
             raise ConnectionError(f"node connection lost: {self._closed_by}")
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiting[request.id] = future
-        self._writer.write(frame(request_encoder.encode(request)))
-        await self._writer.drain()
-        return await future
+        try:
+            self._writer.write(frame(request_encoder.encode(request)))
+            await self._writer.drain()
+            return await future
+        finally:  # a failed write or a cancelled caller: nobody will read this future
+            self._waiting.pop(request.id, None)
+            _forget(future)
 
     async def submit(self, command: Command) -> Response:
         """The response once the command is durable and applied (or refused: ``error``)."""
@@ -128,9 +141,13 @@ class NodeClient:
             self._waiting[request_id] = future
             futures.append(future)
             frames.append(frame(request_encoder.encode(SubmitRequest(request_id, command))))
-        self._writer.write(b"".join(frames))
-        await self._writer.drain()
-        return list(await asyncio.gather(*futures))
+        try:
+            self._writer.write(b"".join(frames))
+            await self._writer.drain()
+            return list(await asyncio.gather(*futures))
+        finally:
+            for future in futures:
+                _forget(future)
 
     async def query(self, what: str, **args: str | int) -> Any:
         response = await self._request(QueryRequest(next(self._ids), what, dict(args)))

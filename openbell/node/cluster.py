@@ -50,6 +50,7 @@ from openbell.node.natsd import (
     stop_processes,
 )
 from openbell.node.protocol import Response
+from openbell.node.prune import StreamPruner
 from openbell.node.recovery import RecoveryReport, ResultCallback
 from openbell.node.replica import Checkpointer, Replica, boot_engine
 from openbell.node.sequencer import DurableCallback, Sequencer, reply_each
@@ -59,11 +60,13 @@ log = logging.getLogger("openbell.node")
 
 EXIT_STEPPED_DOWN = 3
 DEFAULT_CHECKPOINT_EVERY = 100_000  # a state hash pauses the sequencer: not too often
+DEFAULT_SNAPSHOT_EVERY = 1_000_000
 
 
 class NodeSpec(msgspec.Struct, frozen=True):
     name: str
     data_dir: str
+    http_port: int = 0  # its gateway's public port (``openbell.gateway.cluster``); 0: none
 
 
 class ClusterSpec(msgspec.Struct, frozen=True):
@@ -74,6 +77,18 @@ class ClusterSpec(msgspec.Struct, frozen=True):
     ttl_s: float = DEFAULT_TTL_S
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
     dr: NatsClusterSpec | None = None  # the second site's NATS cluster (a mirror), if any
+    demo_seed: int | None = None  # the leader builds the demo venue and runs its order flow
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY  # commands between object-store snapshots
+    prune: bool = True  # purge the stream up to what every node and the mirror still need
+
+    @property
+    def gateways(self) -> bool:
+        return any(node.http_port for node in self.nodes)
+
+    @property
+    def keys_dir(self) -> str:
+        """The gateways' API keys (``ROOT/gateway/keys.json``): one set for every node."""
+        return self.root
 
     @property
     def spec_path(self) -> Path:
@@ -86,9 +101,12 @@ class ClusterSpec(msgspec.Struct, frozen=True):
 class _Snapshots:
     """Leader snapshots to the object store, off the sequencer thread, once durable."""
 
-    def __init__(self, journal: NatsJournal, sequencer: Sequencer) -> None:
+    def __init__(
+        self, journal: NatsJournal, sequencer: Sequencer, pruner: StreamPruner | None = None
+    ) -> None:
         self._journal = journal
         self._sequencer = sequencer
+        self._pruner = pruner
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=2)
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
 
@@ -111,6 +129,12 @@ class _Snapshots:
                 self._journal.put_snapshot(seq, hashlib.sha256(state).hexdigest(), state)
             except Exception as error:  # the stream still holds everything
                 log.error("snapshot %d not stored: %s", seq, error)
+                continue
+            if self._pruner is not None:
+                try:
+                    self._pruner.prune()
+                except Exception as error:  # the next snapshot tries again
+                    log.error("stream not pruned after snapshot %d: %s", seq, error)
 
 
 class ClusterNode(Node):
@@ -124,11 +148,13 @@ class ClusterNode(Node):
         journal: NatsJournal,
         replica: Replica,
         checkpointer: Checkpointer,
+        pruner: StreamPruner | None = None,
     ) -> None:
         super().__init__(config)
         self.nats_journal = journal
         self.replica = replica
         self.checkpointer = checkpointer
+        self.pruner = pruner
         self._snapshots: _Snapshots | None = None
 
     def open(
@@ -140,7 +166,7 @@ class ClusterNode(Node):
                 on_replayed(seq, events)
         self.recovery = RecoveryReport(0, 0, engine.seq, engine.state_hash())
         self.sequencer = self.new_sequencer(engine, self.nats_journal, on_durable)
-        self._snapshots = _Snapshots(self.nats_journal, self.sequencer)
+        self._snapshots = _Snapshots(self.nats_journal, self.sequencer, self.pruner)
         self.sequencer.snapshot_sink = self._snapshots.submit
         self.sequencer.after_batch = self.checkpointer.observe
         sequencer = self.sequencer
@@ -160,6 +186,71 @@ class ClusterNode(Node):
             self._snapshots.stop()
 
 
+class StreamStorage(msgspec.Struct, frozen=True):
+    """Snapshots every ``snapshot_every`` commands (and every 300 s) to the object store, then
+    (``prune``) the stream purged of what no node and no mirror needs (``openbell.node.prune``);
+    ``dr_servers``: the second site whose mirror must have copied a message first."""
+
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    prune: bool = True
+    dr_servers: list[str] = msgspec.field(default_factory=list)
+
+
+class LeaderGateway(msgspec.Struct, frozen=True):
+    """How a leader serves: its node's local API only, or also the HTTP gateway (on
+    127.0.0.1, a free port, written to the node's status as ``http_port``) with the keys of
+    ``keys_dir``; ``demo_seed``: it also builds the demo venue (once) and runs its flow."""
+
+    http: bool = False
+    keys_dir: str = ""
+    demo_seed: int | None = None
+
+
+def serve_gateway(
+    node: ClusterNode,
+    data_dir: Path,
+    options: LeaderGateway,
+    stop: threading.Event,
+    on_port: Any,
+) -> int:
+    """The leader's HTTP gateway on ``node`` until ``stop`` (or a sequencer failure): 0, or 1
+    when the sequencer failed (fenced), 2 when it could not start."""
+    from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
+
+    config = GatewayConfig(data_dir=str(data_dir), port=0, keys_dir=options.keys_dir)
+    gateway = Gateway(config, node=node)
+    try:
+        gateway.open_node()
+    except Exception as error:
+        log.error("gateway could not open the node: %s", error)
+        return 2
+    server = GatewayServer(gateway, log_level="warning")
+    try:
+        port = server.start()
+    except RuntimeError as error:
+        log.error("%s", error)
+        server.stop()
+        return 2
+    on_port(port)
+    print(f"openbell cluster node: gateway http://127.0.0.1:{port}", flush=True)
+    flow = None
+    try:
+        if options.demo_seed is not None:
+            from openbell.gateway.demo import FlowThread, setup_demo
+
+            setup_demo(gateway)
+            flow = FlowThread(gateway, options.demo_seed)
+            flow.start()
+        while not stop.wait(0.25):
+            if node.sequencer.failure is not None:
+                break
+    finally:
+        if flow is not None:
+            flow.stop()
+        server.stop()
+    return 1 if node.sequencer.failure is not None else 0
+
+
 def run_node(
     name: str,
     data_dir: Path,
@@ -168,11 +259,15 @@ def run_node(
     stream: str = DEFAULT_STREAM,
     ttl_s: float = DEFAULT_TTL_S,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    gateway: LeaderGateway | None = None,
+    storage: StreamStorage | None = None,
 ) -> int:
     """Standby, then (on winning the lease) leader until stepping down. Exit code 3 when it
-    stepped down, was fenced or halted; 0 on SIGTERM."""
+    stepped down, was fenced or halted; 0 on SIGTERM. ``gateway``: how the leader serves
+    (by default its node's local API only)."""
     from openbell.node.server import serve
 
+    options = gateway or LeaderGateway()
     dirs = DataDir(data_dir)
     dirs.create(EngineConfig())
     status_path = data_dir / "cluster-node.json"
@@ -195,6 +290,8 @@ def run_node(
     lease = Lease(journal, name, ttl_s)
     print(f"openbell cluster node {name}: standby from stream seq {start}", flush=True)
 
+    http_port: list[int] = [0]  # the leader's gateway port, once it listens
+
     def write_status(role: str) -> None:
         status = {
             "node": name,
@@ -203,6 +300,7 @@ def run_node(
             "seq": replica.engine.seq,
             "stream_seq": replica.stream_seq,
             "epoch": replica.epoch,
+            "http_port": http_port[0] if role == "leader" else 0,
             "time_ns": time.time_ns(),
         }
         with contextlib.suppress(OSError):
@@ -254,9 +352,20 @@ def run_node(
 
     reporter = threading.Thread(target=report_status, name="status", daemon=True)
     reporter.start()
-    node = ClusterNode(NodeConfig(data_dir=str(data_dir)), journal, replica, checkpointer)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # serve() installs its own handler
-    code = 0 if stop.is_set() else asyncio.run(serve(node))
+    kept = storage or StreamStorage()
+    pruner = StreamPruner(journal, checkpointer, kept.dr_servers) if kept.prune else None
+    config = NodeConfig(data_dir=str(data_dir), snapshot_every_commands=kept.snapshot_every)
+    node = ClusterNode(config, journal, replica, checkpointer, pruner)
+    if options.http:
+
+        def on_port(port: int) -> None:
+            http_port[0] = port
+            write_status("leader")
+
+        code = 0 if stop.is_set() else serve_gateway(node, data_dir, options, stop, on_port)
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # serve() installs its own handler
+        code = 0 if stop.is_set() else asyncio.run(serve(node))
     serving.set()
     reporter.join(timeout=5)
     keeper.stop()
@@ -390,19 +499,32 @@ def make_cluster_spec(
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     size: int = 3,
     dr: bool = False,
+    gateways: bool = False,
+    demo_seed: int | None = None,
 ) -> ClusterSpec:
-    """``dr``: also a second site, a NATS cluster of its own mirroring the stream."""
+    """``dr``: also a second site, a NATS cluster of its own mirroring the stream;
+    ``gateways``: an HTTP gateway per node (free ports on 127.0.0.1), served by the leader;
+    ``demo_seed``: the demo venue and its order flow on the cluster (implies gateways)."""
+    from openbell.testing.servers import free_port
+
     root = Path(root)
-    nodes = [NodeSpec(f"ob{i + 1}", str(root / f"ob{i + 1}")) for i in range(size)]
+    with_http = gateways or demo_seed is not None
+    nodes = [
+        NodeSpec(f"ob{i + 1}", str(root / f"ob{i + 1}"), free_port() if with_http else 0)
+        for i in range(size)
+    ]
     if not dr:
+        nats = make_spec("openbell", size)
         return ClusterSpec(
-            str(root), make_spec("openbell", size), nodes, stream, ttl_s, checkpoint_every
+            str(root), nats, nodes, stream, ttl_s, checkpoint_every, demo_seed=demo_seed
         )
     nats = make_spec("openbell", size, domain=PRIMARY_DOMAIN, leaf_listen=True)
     second = make_spec(
         "openbell-dr", size, prefix="d", domain=DR_DOMAIN, leaf_remotes=nats.leaf_urls()
     )
-    return ClusterSpec(str(root), nats, nodes, stream, ttl_s, checkpoint_every, second)
+    return ClusterSpec(
+        str(root), nats, nodes, stream, ttl_s, checkpoint_every, second, demo_seed=demo_seed
+    )
 
 
 class Cluster:
@@ -420,6 +542,7 @@ class Cluster:
             None if spec.dr is None else NatsCluster(self.root / f"nats-{spec.dr.name}", spec.dr)
         )
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.gateways: dict[str, subprocess.Popen[bytes]] = {}  # each node's HTTP router
         self.starts: dict[str, int] = {}
         self._supervisor: threading.Thread | None = None
         self._supervising = threading.Event()
@@ -444,6 +567,8 @@ class Cluster:
             self.dr_nats.start()
         for node in self.spec.nodes:
             self.start_node(node.name)
+            if node.http_port:
+                self.start_gateway(node.name)
         if self.dr_nats is not None:
             with NatsJournal(self.nats.urls, self.spec.stream, node="setup", connect_deadline_s=60):
                 pass  # the stream exists before its mirror is made
@@ -452,6 +577,53 @@ class Cluster:
             self._supervising.set()
             self._supervisor = threading.Thread(target=self._supervise, daemon=True)
             self._supervisor.start()
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        """Every node's public HTTP gateway (any of them reaches the leader)."""
+        return [f"http://127.0.0.1:{n.http_port}" for n in self.spec.nodes if n.http_port]
+
+    def start_gateway(self, name: str) -> None:
+        node = next(n for n in self.spec.nodes if n.name == name)
+        Path(node.data_dir).mkdir(parents=True, exist_ok=True)
+        log_file = open(Path(node.data_dir) / "gateway.log", "ab")  # noqa: SIM115 - the child's
+        args = [
+            sys.executable,
+            "-m",
+            "openbell.gateway.cluster",
+            "--name",
+            name,
+            "--port",
+            str(node.http_port),
+            "--data-dirs",
+            ",".join(n.data_dir for n in self.spec.nodes),
+        ]
+        try:
+            self.gateways[name] = subprocess.Popen(
+                args,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log_file.close()
+
+    def wait_gateways(self, timeout_s: float = 60.0) -> None:
+        """Until every gateway answers ``/_cluster/leader`` with a leader."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        for url in self.gateway_urls:
+            while True:
+                try:
+                    if httpx.get(url + "/_cluster/leader", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"gateway {url} found no leader in {timeout_s} s")
+                time.sleep(0.1)
 
     def start_node(self, name: str) -> None:
         node = next(n for n in self.spec.nodes if n.name == name)
@@ -477,6 +649,15 @@ class Cluster:
             "--checkpoint-every",
             str(self.spec.checkpoint_every),
         ]
+        if self.spec.gateways:
+            args += ["--http", "--keys-dir", self.spec.keys_dir]
+        if self.spec.demo_seed is not None:
+            args += ["--demo-seed", str(self.spec.demo_seed)]
+        args += ["--snapshot-every", str(self.spec.snapshot_every)]
+        if not self.spec.prune:
+            args.append("--no-prune")
+        if self.spec.dr is not None:
+            args += ["--dr-nats", ",".join(self.spec.dr.urls)]
         try:
             self.nodes[name] = subprocess.Popen(
                 args,
@@ -500,6 +681,9 @@ class Cluster:
             for name, process in list(self.nodes.items()):
                 if process.poll() is not None and self._supervising.is_set():
                     self.start_node(name)
+            for name, process in list(self.gateways.items()):
+                if process.poll() is not None and self._supervising.is_set():
+                    self.start_gateway(name)
             time.sleep(0.5)
 
     def node_pid(self, name: str) -> int:
@@ -528,7 +712,7 @@ class Cluster:
 
     def stop(self) -> None:
         self.stop_supervising()
-        stop_processes(list(self.nodes.values()))
+        stop_processes(list(self.gateways.values()) + list(self.nodes.values()))
         self.nats.stop()
         if self.dr_nats is not None:
             self.dr_nats.stop()
@@ -584,6 +768,12 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--stream", default=DEFAULT_STREAM)
     node.add_argument("--ttl", type=float, default=DEFAULT_TTL_S)
     node.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY)
+    node.add_argument("--http", action="store_true", help="the leader serves the HTTP gateway")
+    node.add_argument("--keys-dir", default="", help="the gateway's API keys (DIR/gateway/)")
+    node.add_argument("--demo-seed", type=int, default=None, help="run the demo venue's flow")
+    node.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY)
+    node.add_argument("--no-prune", action="store_true", help="never purge the stream")
+    node.add_argument("--dr-nats", default="", help="the mirror's servers (pruning waits)")
     args = parser.parse_args(argv)
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack to the log
     logging.basicConfig(
@@ -597,6 +787,12 @@ def main(argv: list[str] | None = None) -> int:
         args.stream,
         args.ttl,
         args.checkpoint_every,
+        LeaderGateway(args.http or args.demo_seed is not None, args.keys_dir, args.demo_seed),
+        StreamStorage(
+            args.snapshot_every,
+            not args.no_prune,
+            [url for url in args.dr_nats.split(",") if url],
+        ),
     )
 
 

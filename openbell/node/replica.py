@@ -37,6 +37,8 @@ from openbell.node.recovery import replay
 log = logging.getLogger("openbell.node")
 
 HALT_KEY = "halt"
+POSITION_PREFIX = "pos."  # + node name: the seq that node has applied (stream pruning)
+POSITION_EVERY_S = 1.0
 RECENT_RESULTS = 100_000  # results kept for answering retried request ids after a takeover
 
 
@@ -45,6 +47,14 @@ class Checkpoint(msgspec.Struct, frozen=True):
     node: str
     state_hash: str
     role: str  # leader | standby
+
+
+class Position(msgspec.Struct, frozen=True):
+    """What a node has applied, as it last published it (``time_ns``: when, wall clock)."""
+
+    node: str
+    seq: int
+    time_ns: int
 
 
 def boot_engine(journal: NatsJournal, config: EngineConfig) -> tuple[Engine, int]:
@@ -107,6 +117,8 @@ class Checkpointer:
         self._durable: Callable[[int], bool] = lambda seq: True
         # The journal records this node applied last (a Replica sets it), for the bundle.
         self.recent_records: Callable[[], list[JournalRecord]] = list
+        self.applied_seq = -1  # the engine's seq after the last batch observed
+        self._position_at = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -124,6 +136,7 @@ class Checkpointer:
     def observe(self, engine: Engine) -> None:
         """After each batch: hash if the batch crossed a multiple of ``every``."""
         seq = engine.seq
+        self.applied_seq = seq
         if self._last_seq < 0:
             self._last_seq = seq
             return
@@ -143,6 +156,32 @@ class Checkpointer:
                 self._pending.append((time.monotonic(), item))
             self._compare()
             self._check_halt()
+            if time.monotonic() - self._position_at >= POSITION_EVERY_S:
+                self._position_at = time.monotonic()
+                self._publish_position()
+
+    def _publish_position(self) -> None:
+        """This node's applied seq, for the leader's stream pruning (never past it)."""
+        if self.applied_seq < 0:
+            return
+        position = Position(self.node, self.applied_seq, time.time_ns())
+        try:
+            key = POSITION_PREFIX + self.node
+            self.journal.loop.run(self.kv.put(key, msgspec.json.encode(position)), 5)
+        except Exception as error:  # liveness only: the next second publishes again
+            log.info("position not published: %s", error)
+
+    def positions(self) -> dict[str, Position]:
+        """Every peer's last published position (missing: never published, or unreadable)."""
+        out: dict[str, Position] = {}
+        for peer in self.peers:
+            try:
+                entry = self.journal.loop.run(self.kv.get(POSITION_PREFIX + peer), 5)
+            except Exception:
+                continue
+            if entry.value:
+                out[peer] = msgspec.json.decode(entry.value, type=Position)
+        return out
 
     def _publish(self, checkpoint: Checkpoint) -> None:
         key = f"s{checkpoint.seq}.{self.node}"
@@ -245,6 +284,8 @@ class Replica:
         if checkpointer is not None:
             checkpointer.recent_records = lambda: list(self.recent_records)
         self._follower: Follower | None = None
+        if checkpointer is not None:
+            checkpointer.applied_seq = engine.seq
 
     def _on_result(self, seq: int, events: list[Event]) -> None:
         self.recent.append((seq, events))
@@ -266,6 +307,8 @@ class Replica:
                 if self.checkpointer is not None:
                     self.checkpointer.observe(self.engine)
             self.stream_seq = entry.stream_seq
+        if self.checkpointer is not None:
+            self.checkpointer.applied_seq = self.engine.seq
         return applied
 
     def poll(self, timeout_s: float = 0.2) -> int:

@@ -16,8 +16,12 @@ drops a repeated id inside its duplicate window, so a publisher restarted after 
 position (``DATA/projections/bus.position``) is written, atomically, only after the stream
 acknowledged everything before it.
 
-Publishing: a chunk's messages are pipelined on one connection, each with a reply subject on
-the publisher's inbox, and every acknowledgement is counted before the position moves.
+Publishing: a chunk's messages are written to one connection without replies and only the
+chunk's last message is acknowledged; its stream seq proves every message of the chunk was
+stored (the publisher is the stream's only writer), else the chunk is published again one
+acknowledged message at a time (``_settle``). Only then does the position move; a big chunk
+(catching up) is settled at the next commit, so the stream stores it while the projector
+encodes the next one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 import msgspec
 import nats
+import nats.errors
 from nats.js import api
 
 from openbell.core import commands as c
@@ -44,6 +49,7 @@ STREAM = "OPENBELL"
 DUPLICATE_WINDOW_S = 600.0
 POSITION_FILE = "bus.position"
 FLUSH_EVERY = 5_000  # messages between flushes (bounds what is in flight)
+SETTLE_LATER_MIN = 1_000  # a chunk this big is settled at the next commit (module doc)
 
 _MD = (e.Trade, e.BookDelta, e.AuctionUncrossed)
 _EXEC = (
@@ -82,6 +88,18 @@ def subject_of(event: Any) -> str | None:
     return None
 
 
+_HEADER_BYTES = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
+
+
+def _unframe(frame: bytes) -> tuple[str, bytes, str]:
+    """(subject, payload, message id) of an HPUB frame built by ``BusPublisher.on_command``."""
+    line, _, rest = frame.partition(b"\r\n")
+    _op, subject, header_bytes, _total = line.split(b" ")
+    header = rest[: int(header_bytes)]
+    msg_id = header.split(b"Nats-Msg-Id: ", 1)[1].split(b"\r\n", 1)[0]
+    return subject.decode(), rest[int(header_bytes) : -2], msg_id.decode()
+
+
 class BusPublisher:
     """Projection sink publishing to JetStream (see the module docstring)."""
 
@@ -100,16 +118,13 @@ class BusPublisher:
         self._js = self._nc.jetstream(timeout=timeout_s)
         self._run(self._ensure_stream())
         self._encode = msgspec.json.Encoder().encode
-        self._pending: list[tuple[str, bytes, str]] = []
+        self._pending: list[bytes] = []  # HPUB frames
         self.published = 0
         self.duplicates = 0  # re-published after a restart, dropped by the stream
         self.slow_chunks = 0
-        self._inbox: str | None = None
-        self._chunk = 0
-        self._acks = 0
-        self._errors = 0
-        self._expected = 0
-        self._all_acked = asyncio.Event()
+        self._stream_seq: int | None = None  # the stream's last seq after our last chunk
+        # the chunk published but not yet settled: its frames, its seq, its last message's ack
+        self._in_flight: tuple[list[bytes], int, asyncio.Future[Any]] | None = None
 
     def _run(self, coroutine: Any) -> Any:
         return self._loop.run_until_complete(coroutine)
@@ -144,70 +159,88 @@ class BusPublisher:
         for index, event in enumerate(events):
             subject = subject_of(event)
             if subject is not None:
-                pending.append((subject, encode(event), f"{seq}/{index}"))
+                msg_id = b"%d/%d" % (seq, index)
+                payload = encode(event)
+                header_bytes = _HEADER_BYTES + len(msg_id)
+                pending.append(
+                    b"HPUB %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s\r\n\r\n%s\r\n"
+                    % (subject.encode(), header_bytes, header_bytes + len(payload), msg_id,
+                       payload)
+                )  # fmt: skip
 
     async def _messages(self) -> int:
         info = await self._js.stream_info(self.stream)
         return int(info.state.messages)
 
-    async def _ensure_inbox(self) -> str:
-        if self._inbox is None:
-            self._inbox = self._nc.new_inbox()
+    async def _stream_last_seq(self) -> int:
+        info = await self._js.stream_info(self.stream)
+        return int(info.state.last_seq)
 
-            async def on_ack(msg: Any) -> None:
-                tokens = msg.subject.rsplit(".", 2)
-                if int(tokens[-2]) != self._chunk:  # a late answer to an earlier chunk
-                    return
-                if b'"error"' in msg.data:
-                    self._errors += 1
-                elif b'"duplicate":true' in msg.data:
-                    self.duplicates += 1
-                self._acks += 1
-                if self._acks == self._expected:
-                    self._all_acked.set()
+    async def _send(self, pending: list[bytes], seq: int) -> None:
+        """Write the chunk's messages (HPUB frames with no reply, built in ``on_command``)
+        straight to the connection, its last message with a request for the stream's
+        acknowledgement (settled by ``_settle``)."""
+        if self._stream_seq is None:
+            self._stream_seq = await self._stream_last_seq()
+        nc = self._nc
+        for start in range(0, len(pending) - 1, FLUSH_EVERY):
+            block = pending[start : min(start + FLUSH_EVERY, len(pending) - 1)]
+            await nc._send_command(b"".join(block))  # the client's own write path
+            await nc.flush(self.timeout_s)
+        subject, payload, msg_id = _unframe(pending[-1])
+        ack = asyncio.ensure_future(
+            self._js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        )
+        self._in_flight = (pending, seq, ack)
 
-            await self._nc.subscribe(
-                self._inbox + ".>", cb=on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
-            )
-        return self._inbox
-
-    async def _publish(self, pending: list[tuple[str, bytes, str]]) -> None:
-        """Pipelined publishes, each acknowledged by the stream on this publisher's inbox (a
-        repeated id is acknowledged as a duplicate and stored once). Without every
-        acknowledgement (an error, a timeout) the chunk is published again one acknowledged
-        message at a time, and any failure then raises: the position does not move."""
-        if not pending:
+    async def _settle(self) -> None:
+        """One connection reaches the stream in order, so the acknowledgement of the chunk's
+        last message tells whether every message of it was stored: at ``previous last seq +
+        len(chunk)``, not a duplicate. When it does not add up (a republish after a restart:
+        duplicates; a lost message; another writer) the chunk is published again one
+        acknowledged message at a time (duplicates dropped by their ``Nats-Msg-Id``), and any
+        failure then raises: the position does not move. Then the position moves."""
+        if self._in_flight is None:
             return
-        inbox = await self._ensure_inbox()
-        self._chunk += 1
-        self._acks = self._errors = 0
-        self._expected = len(pending)
-        self._all_acked = asyncio.Event()
-        publish = self._nc.publish
-        prefix = f"{inbox}.{self._chunk}."
-        for n, (subject, payload, msg_id) in enumerate(pending):
-            await publish(subject, payload, reply=prefix + str(n),
-                          headers={"Nats-Msg-Id": msg_id})  # fmt: skip
-            if n % FLUSH_EVERY == FLUSH_EVERY - 1:
-                await self._nc.flush(self.timeout_s)
+        pending, seq, ack_task = self._in_flight
+        assert self._stream_seq is not None
         try:
-            await asyncio.wait_for(self._all_acked.wait(), self.timeout_s)
-            if not self._errors:
-                return
-        except TimeoutError:
-            pass
-        self.slow_chunks += 1
-        for subject, payload, msg_id in pending:
-            await self._js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+            ack = await asyncio.wait_for(ack_task, self.timeout_s)
+            stored = not ack.duplicate and int(ack.seq) == self._stream_seq + len(pending)
+        except (TimeoutError, nats.errors.Error):
+            stored = False
+        if stored:
+            self._stream_seq = int(ack.seq)
+        else:
+            self.slow_chunks += 1
+            for frame in pending:
+                subject, payload, msg_id = _unframe(frame)
+                answer = await self._js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+                self.duplicates += bool(answer.duplicate)
+            self._stream_seq = await self._stream_last_seq()
+        self._in_flight = None
+        write_atomic(self.path, f"{seq}\n".encode())
+
+    async def _commit(self, pending: list[bytes], seq: int) -> None:
+        await self._settle()  # the previous chunk: stored while this one was being encoded
+        if not pending:
+            write_atomic(self.path, f"{seq}\n".encode())
+            return
+        await self._send(pending, seq)
+        if len(pending) < SETTLE_LATER_MIN:  # following live: settle at once, position now
+            await self._settle()
 
     def commit(self, seq: int, ts_ns: int) -> None:
+        """Publish the chunk. A big one (catching up) is settled, and the position moved, at
+        the next commit or at ``close``, so the stream stores it while the next chunk is
+        being encoded; a small one (following live) at once."""
         pending, self._pending = self._pending, []
-        self._run(self._publish(pending))
+        self._run(self._commit(pending, seq))
         self.published += len(pending)
-        write_atomic(self.path, f"{seq}\n".encode())
 
     def close(self) -> None:
         try:
+            self._run(self._settle())
             self._run(self._nc.drain())
         finally:
             self._loop.close()

@@ -2,8 +2,10 @@
 
 ``export_day`` writes ``DIR/<day>/trades.parquet``, ``fills.parquet``, ``balances.parquet``
 and ``ipo_results.parquet`` (integers: ticks, lots, minor units, with the scales needed to
-read them). Balances are the read model's at export time, tagged with the seq they are as of:
-run the export after the day's close to get end-of-day balances. ``daily_reports`` reads the
+read them). Balances are the day's END-OF-DAY balances when the node's data directory is given
+(``openbell.projections.asof``: replayed from the journal up to the last batch stamped before
+the day's end, UTC, whenever the export runs), tagged with the seq and time they are as of;
+without it, the read model's balances at export time. ``daily_reports`` reads the
 files with DuckDB: volume by instrument, fees by account, IPO allotment statistics; amounts are
 rendered as exact decimals.
 """
@@ -72,8 +74,15 @@ def _columns(result: sa.CursorResult[Any]) -> dict[str, Any]:
     return out
 
 
-def export_day(url: str, out_dir: Path, day: str) -> ExportResult:
-    """Write the day's Parquet files (replacing earlier ones for that day)."""
+def _end_of_day_balances(data_dir: Path, end_ns: int) -> dict[str, Any]:
+    from openbell.projections.asof import balances_as_of
+
+    return balances_as_of(data_dir, before_ts_ns=end_ns).columns()
+
+
+def export_day(url: str, out_dir: Path, day: str, data_dir: Path | None = None) -> ExportResult:
+    """Write the day's Parquet files (replacing earlier ones for that day); ``data_dir``: the
+    node's, for end-of-day balances from its journal (module doc)."""
     start = day_number(day) * DAY_NS
     target = Path(out_dir) / day
     target.mkdir(parents=True, exist_ok=True)
@@ -84,8 +93,10 @@ def export_day(url: str, out_dir: Path, day: str) -> ExportResult:
         with engine.connect() as conn:
             for table in TABLES:
                 window = {"start": start, "end": start + DAY_NS}
-                result = conn.execute(sa.text(_QUERIES[table]), window)
-                columns = _columns(result)
+                if table == "balances" and data_dir is not None:
+                    columns = _end_of_day_balances(data_dir, start + DAY_NS)
+                else:
+                    columns = _columns(conn.execute(sa.text(_QUERIES[table]), window))
                 count = len(next(iter(columns.values()))) if columns else 0
                 rows[table] = count
                 path = target / f"{table}.parquet"
@@ -102,7 +113,7 @@ def export_day(url: str, out_dir: Path, day: str) -> ExportResult:
     return ExportResult(day, str(target), rows)
 
 
-def export_all(url: str, out_dir: Path) -> list[ExportResult]:
+def export_all(url: str, out_dir: Path, data_dir: Path | None = None) -> list[ExportResult]:
     """Every trading day the read model knows."""
     engine = db.make_engine(url)
     try:
@@ -112,7 +123,7 @@ def export_all(url: str, out_dir: Path) -> list[ExportResult]:
             ]
     finally:
         engine.dispose()
-    return [export_day(url, out_dir, day) for day in days]
+    return [export_day(url, out_dir, day, data_dir) for day in days]
 
 
 class Report(msgspec.Struct, frozen=True):

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from openbell.node.cluster import Cluster, ClusterClient, make_cluster_spec
@@ -28,6 +29,8 @@ TTL_S = 1.5
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     spec = make_cluster_spec(tmp_path / "cluster", ttl_s=TTL_S, checkpoint_every=200)
+    # the checker replays the whole stream from seq 1: no pruning here (test_prune tests it)
+    spec = msgspec.structs.replace(spec, prune=False)
     running = Cluster(spec)
     try:
         running.start(supervise=True)

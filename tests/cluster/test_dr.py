@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from openbell.journal.nats import NatsJournal
@@ -35,7 +36,8 @@ def _wait_mirrored(cluster: Cluster, timeout_s: float = 30.0) -> int:
 @pytest.mark.timeout(240)
 def test_promote_the_second_site_after_losing_the_first(tmp_path: Path) -> None:
     root = tmp_path / "cluster"
-    primary = Cluster(make_cluster_spec(root, ttl_s=1.5, checkpoint_every=200, dr=True))
+    spec = make_cluster_spec(root, ttl_s=1.5, checkpoint_every=200, dr=True)
+    primary = Cluster(msgspec.structs.replace(spec, prune=False))  # the checker replays all
     promoted: Cluster | None = None
     tally = Tally()
     try:
