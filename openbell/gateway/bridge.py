@@ -266,6 +266,35 @@ class Bridge:
         bucket.add(waiter)
         waiter._bucket = bucket
 
+    def submit_many_waiters(self, commands: list[Command], waiters: list[Waiter]) -> None:
+        """Queue ``commands`` as ONE item (``Sequencer.submit_many``: sequenced together, in
+        order); ``waiters[i]`` answers ``commands[i]``. Raises ApiError (503) at once, for all
+        of them, when the node cannot take them."""
+        loop = self.loop
+
+        def refused(seq: int, events: list[e.Event] | None, error: str) -> None:
+            if error and loop is not None:  # the node failed: every waiter of the item
+                for waiter in waiters:
+                    loop.call_soon_threadsafe(
+                        _fail_waiter, waiter, ApiError(503, "NODE_UNAVAILABLE", error)
+                    )
+
+        for waiter in waiters:
+            waiter._loop = loop
+        try:
+            self.node.sequencer.submit_many(commands, refused, waiters)
+        except Busy:
+            raise ApiError(503, "BUSY", "the node's queue is full; retry later") from None
+        except NodeHalted as error:
+            raise ApiError(503, "NODE_HALTED", str(error)) from None
+        second = int(time.monotonic() + TIMEOUT_S) + 1
+        bucket = self._due.get(second)
+        if bucket is None:
+            bucket = self._due[second] = set()
+        for waiter in waiters:
+            bucket.add(waiter)
+            waiter._bucket = bucket
+
     async def query(self, fn: Callable[[Engine], Any]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
