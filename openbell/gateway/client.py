@@ -92,6 +92,21 @@ class _Api:
     def place_order(self, **order: Any) -> Any:
         return self.request("POST", "/v1/orders", json=order)
 
+    def place_batch(self, orders: Sequence[Mapping[str, Any]]) -> Any:
+        """Up to ``MAX_BATCH_ORDERS`` orders (``POST /v1/orders/batch``): ``{"results": [...]}``,
+        one answer per order (``accepted`` true or false), in order."""
+        return self.request("POST", "/v1/orders/batch", json={"orders": list(orders)})
+
+    def order_by_client_id(self, account: int, client_order_id: str) -> Any:
+        path = f"/v1/orders/by-client-id/{client_order_id}"
+        return self.request("GET", path, {"account": account})
+
+    def cancel_by_client_id(
+        self, account: int, client_order_id: str, request_id: str | None = None
+    ) -> Any:
+        path = f"/v1/orders/by-client-id/{client_order_id}"
+        return self.request("DELETE", path, {"account": account, "request_id": request_id})
+
     def cancel_order(self, order_id: int, request_id: str | None = None) -> Any:
         return self.request("DELETE", f"/v1/orders/{order_id}", {"request_id": request_id})
 
