@@ -63,6 +63,7 @@ from openbell.gateway.orders import (
     place_order,
 )
 from openbell.gateway.security import IpLimits, LimitsConfig, SecurityHeaders
+from openbell.gateway.trade_ws import trade_route
 from openbell.gateway.units import amount, amount_to_minor, instrument_spec
 from openbell.gateway.ws import Hub, serve_ws
 from openbell.node.server import NodeServer
@@ -740,6 +741,7 @@ def build_app(gateway: Gateway) -> Starlette:
         Route("/docs", docs),
         Route("/metrics", metrics),
         WebSocketRoute("/v1/ws", websocket),
+        trade_route(gateway),  # WebSocket order entry (openbell.gateway.trade_ws)
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -225,7 +225,12 @@ def decode_order(raw: Any) -> s.PlaceOrderBody:
         raise ApiError(400, "INVALID_JSON", str(error)) from None
 
 
-def submit_batch(ctx: Ctx, items: Sequence[Any], on_done: Any) -> None:
+def submit_batch(
+    ctx: Ctx,
+    items: Sequence[Any],
+    on_done: Callable[[list[dict[str, Any] | None]], None],
+    decode: Callable[[Any], s.PlaceOrderBody] | None = None,
+) -> None:
     """Check each order, send the valid ones to the node as ONE item (sequenced together, in
     order), and call ``on_done(answers)`` on the loop once every order is answered: one
     answer per item, in the batch's order (``accepted`` true with the order's answer, or false
@@ -236,7 +241,7 @@ def submit_batch(ctx: Ctx, items: Sequence[Any], on_done: Any) -> None:
     remaining = [0]
     for index, raw in enumerate(items):
         try:
-            command = place_command(ctx, decode_order(raw))
+            command = place_command(ctx, (decode or decode_order)(raw))
         except ApiError as error:
             answers[index] = rejected(error)
             continue
