@@ -772,11 +772,19 @@ def event_loop() -> str:
     return "uvloop"
 
 
+WS_PROTOCOL = "auto"
+"""uvicorn's WebSocket protocol (``bench/gateway_access_bench.py`` measures the choices)."""
+
+
 class GatewayServer:
     """uvicorn on a background thread (tests, the demo); ``port=0`` picks a free port."""
 
     def __init__(
-        self, gateway: Gateway, loop: str | None = None, log_level: str = "warning"
+        self,
+        gateway: Gateway,
+        loop: str | None = None,
+        log_level: str = "warning",
+        ws: str = WS_PROTOCOL,
     ) -> None:
         self.gateway = gateway
         config = uvicorn.Config(
@@ -788,6 +796,7 @@ class GatewayServer:
             loop=loop or event_loop(),
             http=http_protocol(gateway),
             ws_max_size=WS_MAX_FRAME_BYTES,
+            ws=ws,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)

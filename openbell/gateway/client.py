@@ -564,8 +564,8 @@ class TradeSession:
         self.msgpack = msgpack
         self.timeout = timeout
         self._next_id = 1
-        self.ws = connect(
-            ws_url, subprotocols=protocols, open_timeout=timeout, max_size=None
+        self.ws = connect(  # no per-message deflate: small frames, CPU over bytes
+            ws_url, subprotocols=protocols, open_timeout=timeout, max_size=None, compression=None
         ).__enter__()  # the connection, open until ``close``
         logon = trade_logon(
             key_id, secret, cancel_on_disconnect=cancel_on_disconnect, heartbeat_ms=heartbeat_ms
