@@ -772,8 +772,10 @@ def event_loop() -> str:
     return "uvloop"
 
 
-WS_PROTOCOL = "auto"
-"""uvicorn's WebSocket protocol (``bench/gateway_access_bench.py`` measures the choices)."""
+WS_PROTOCOL = "websockets-sansio"
+"""uvicorn's WebSocket protocol: websockets' sans-I/O one (what uvicorn's "auto" picks today;
+``bench/gateway_access_bench.py`` measures it against uvicorn's older ``websockets`` one and
+granian: ``gateway.ws_trade.server.*``)."""
 
 
 class GatewayServer:
