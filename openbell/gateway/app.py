@@ -86,6 +86,9 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     limits: LimitsConfig = LimitsConfig()
     key_check_s: float = 0.25  # how often the keys file is checked (open WebSockets of a
     # revoked or rotated key are closed then; signed requests re-check it on every request)
+    # WebSocket order entry (openbell.gateway.trade_ws): messages per second per session
+    trade_session_rate_per_s: float = 10_000.0
+    trade_session_burst: int = 20_000
 
 
 class Gateway:

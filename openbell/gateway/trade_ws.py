@@ -87,8 +87,6 @@ DEFAULT_HEARTBEAT_MS = 10_000
 MIN_HEARTBEAT_MS = 100
 MAX_HEARTBEAT_MS = 60_000
 MISSED_HEARTBEATS = 2
-SESSION_RATE_PER_S = 10_000.0  # messages a session may send per second (a batch is one)
-SESSION_BURST = 20_000
 MAX_IN_FLIGHT = 50_000  # requests answered not yet sent: beyond, the session is too slow
 DRAIN_TIMEOUT_S = 15.0  # at the end: wait this long for answers in flight, then cancel
 log = logging.getLogger("openbell.gateway.trade_ws")
@@ -294,7 +292,8 @@ class Session:
         self.viewer: Any = frozenset()
         self.cancel_on_disconnect = False
         self.heartbeat_ms = DEFAULT_HEARTBEAT_MS
-        self.limit = TokenBucket(SESSION_RATE_PER_S, SESSION_BURST)
+        config = gateway.config  # messages a session may send per second (a batch is one)
+        self.limit = TokenBucket(config.trade_session_rate_per_s, config.trade_session_burst)
         self.open_orders: dict[int, int] = {}  # order id -> account (placed here, still open)
         self.slots: deque[_Slot] = deque()
         self.ready: deque[bytes] = deque()
@@ -578,7 +577,7 @@ async def serve_trade_ws(websocket: WebSocket, gateway: Services, ip: str) -> No
         "heartbeat_ms": session.heartbeat_ms,
         "encoding": "msgpack" if (msgpack or logon.encoding == "msgpack") else "json",
         "limits": {
-            "session_messages_per_s": SESSION_RATE_PER_S,
+            "session_messages_per_s": session.limit.rate,
             "key_messages_per_s": session.key.rate_per_s if session.key else 0,
             "max_batch_orders": s.MAX_BATCH_ORDERS,
         },

@@ -64,7 +64,7 @@ def test_no_import_cycle_among_gateway_modules() -> None:
 
 
 def test_each_gateway_module_imports_alone() -> None:
-    for module in ("app", "fastpath", "ipo", "ws", "handling", "orders", "reports"):
+    for module in ("app", "fastpath", "ipo", "ws", "handling", "orders", "reports", "trade_ws"):
         result = subprocess.run(
             [sys.executable, "-c", f"import {PACKAGE}.{module}"], capture_output=True, text=True
         )

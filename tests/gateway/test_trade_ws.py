@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,10 +16,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
 from openbell.gateway.client import GatewayError, TradeSession, trade_logon, ws_headers
 from openbell.gateway.keys import create_key
+from openbell.sim.flow import venue_setup
 
-from .conftest import OTHER, TRADER, Venue
+from .conftest import OPEN_LIMITS, OTHER, TRADER, Venue
 
 
 def cid() -> str:
@@ -333,3 +336,51 @@ def test_heartbeats_keep_a_quiet_session(venue: Venue) -> None:
         trade.cancel(TRADER, order_id=placed["order_id"])
     finally:
         trade.close()
+
+
+def test_session_rate_limit(tmp_path: Path) -> None:
+    """A gateway whose sessions may send 3 messages at once and 1 a second after that."""
+    key = create_key(tmp_path, "trader", [TRADER], rate_per_s=10_000, burst=10_000)
+    config = GatewayConfig(data_dir=str(tmp_path), port=0, limits=OPEN_LIMITS,
+                           trade_session_rate_per_s=1.0, trade_session_burst=3)  # fmt: skip
+    server = GatewayServer(Gateway(config))
+    port = server.start()
+    try:
+        server.gateway.bridge.submit_blocking(venue_setup(6))
+        trade = TradeSession(f"http://127.0.0.1:{port}", *key)
+        assert trade.logon["limits"]["session_messages_per_s"] == 1.0
+        sent = [trade.send("cancel", account=TRADER, order_id=1 + i) for i in range(5)]
+        answers = [trade.receive() for _ in sent]
+        assert [a["id"] for a in answers] == sent
+        limited = [a for a in answers if a.get("code") == "RATE_LIMITED"]
+        assert len(limited) == 2 and all(a["status"] == 429 for a in limited)
+        assert all("session rate limit" in a["message"] and a["retry_after_ms"] >= 1
+                   for a in limited)  # fmt: skip
+        trade.heartbeat()  # heartbeats are not counted
+        trade.close()
+    finally:
+        server.stop()
+
+
+def test_private_channel_fills_carry_trade_id_fee_and_liquidity(
+    venue: Venue, session: TradeSession
+) -> None:
+    feed = private_feed(venue)
+    try:
+        ask = venue.public.book("ACME", depth=1)["asks"][0]["price"]
+        answer = session.place(account=TRADER, symbol="ACME", side="BUY", quantity="1",
+                               price=ask, tif="IOC")  # fmt: skip
+        mine = {ev["trade_id"]: ev for ev in answer["events"] if ev["type"] == "Execution"}
+        assert mine
+        pushed: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + 10
+        while set(pushed) != set(mine) and time.monotonic() < deadline:
+            event = msgspec.json.decode(feed.recv(timeout=10))
+            if event.get("type") == "Execution" and event.get("trade_id") in mine:
+                pushed[event["trade_id"]] = event
+        assert pushed == mine  # the same report, fill fields included, on both paths
+        assert all(
+            ev["liquidity"] == "taker" and ev["fee_asset"] == "USD" for ev in pushed.values()
+        )
+    finally:
+        feed.close()
