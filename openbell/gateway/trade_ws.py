@@ -136,7 +136,7 @@ class ReplaceMsg(CancelMsg, kw_only=True):
 class BatchMsg(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     op: str
     id: MessageId | None = None
-    orders: list[Any]
+    orders: list[msgspec.Raw]  # each decoded on its own: one bad order refuses only itself
 
 
 class HeartbeatMsg(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -161,6 +161,16 @@ class Codec:
             "batch": module.Decoder(BatchMsg),
             "heartbeat": module.Decoder(HeartbeatMsg),
         }
+        self._order = module.Decoder(s.PlaceOrderBody)
+
+    def decode_order(self, raw: msgspec.Raw) -> s.PlaceOrderBody:
+        """One order of a batch (its own frame encoding)."""
+        try:
+            return self._order.decode(raw)  # type: ignore[no-any-return]
+        except msgspec.ValidationError as error:
+            raise ApiError(400, "INVALID_FIELD", str(error)) from None
+        except msgspec.DecodeError as error:
+            raise ApiError(400, "INVALID_MESSAGE", str(error)) from None
 
     def decode(self, op: str, frame: bytes | str) -> Any:
         decoder = self.decoders.get(op)
@@ -173,13 +183,6 @@ class Codec:
             raise ApiError(400, "INVALID_FIELD", str(error)) from None
         except msgspec.DecodeError as error:
             raise ApiError(400, "INVALID_MESSAGE", str(error)) from None
-
-
-def _order_body(raw: Any) -> s.PlaceOrderBody:
-    try:
-        return msgspec.convert(raw, s.PlaceOrderBody)
-    except msgspec.ValidationError as error:
-        raise ApiError(400, "INVALID_FIELD", str(error)) from None
 
 
 # =============================================================================================
@@ -479,7 +482,7 @@ class Session:
                                 self.sessions.owner[event["order_id"]] = self
             self.fill(slot, request_id, {"ok": True, "results": answers})
 
-        submit_batch(ctx, message.orders, on_done, _order_body)
+        submit_batch(ctx, message.orders, on_done, self.codec.decode_order)
 
     def _cancel_or_replace(
         self, slot: _Slot, request_id: MessageId | None, message: CancelMsg

@@ -230,6 +230,10 @@ def test_msgpack_by_subprotocol_and_by_logon(venue: Venue) -> None:
         assert trade.ws.subprotocol == "openbell.msgpack" and trade.logon["encoding"] == "msgpack"
         price = far_bid(venue)
         placed = trade.place(account=TRADER, symbol="ACME", side="BUY", quantity="1", price=price)
+        good = {"account": TRADER, "symbol": "ACME", "side": "BUY", "quantity": "1", "price": price}
+        results = trade.batch([good, {**good, "price": "1.001"}])["results"]
+        assert [r["accepted"] for r in results] == [True, False]
+        trade.cancel(TRADER, order_id=results[0]["order_id"])
         trade.ws.send(msgspec.msgpack.encode({"op": "cancel", "id": "c1", "account": TRADER,
                                               "order_id": placed["order_id"]}))  # fmt: skip
         frame = trade.ws.recv(timeout=10)
