@@ -46,7 +46,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.gateway_bench import HTTP_ACCOUNTS, _ctx, _http_load, _percentile
+from bench.gateway_bench import HTTP_ACCOUNTS, _ctx, _http_load, _percentile, _stop_server
 from openbell.core.types import FIRST_USER_ACCOUNT
 
 SESSIONS = 8
@@ -203,17 +203,6 @@ def _start(data_dir: str, server: str, handler: str) -> tuple[Any, Connection, i
     return process, parent, port, pid
 
 
-def _stop(process: Any, conn: Connection) -> None:
-    try:
-        conn.send("stop")
-        conn.poll(30)
-    finally:
-        process.join(30)
-        if process.is_alive():
-            process.kill()
-            process.join(10)
-
-
 def _apply_frame() -> str:
     """How py-spy names the sequencer's call into the compiled engine (no Python frame of the
     core shows: the samples there stop at this line)."""
@@ -289,7 +278,7 @@ def _http_run(server: str, handler: str, seconds: float, profile: bool) -> dict[
             load.join(10)
             share = spy.share()
         finally:
-            _stop(process, conn)
+            _stop_server(process, conn)
     ok = sum(n for status, n in statuses.items() if 200 <= status < 300)
     out = {
         "per_s": ok / elapsed if elapsed else 0.0,
@@ -479,7 +468,7 @@ def _ws_run(
             for load, _ in loads:
                 if load.is_alive():
                     load.kill()
-            _stop(process, conn)
+            _stop_server(process, conn)
     out = {
         "orders_per_s": orders / elapsed if elapsed else 0.0,
         "ack_ms_p50": _percentile(latencies, 0.50) * 1e3,

@@ -53,11 +53,11 @@ from openbell.gateway.handling import (  # shared with fastpath, ipo, history, o
     json_response,
     path_id,
     read_body,
-    valid_request_id,
 )
 from openbell.gateway.keys import KeyStore, Role
 from openbell.gateway.metrics import Metrics
 from openbell.gateway.orders import (
+    cancel_found,
     find_order,
     order_endpoints,
     place_order,
@@ -184,7 +184,6 @@ def _venue_state(engine: Engine) -> tuple[dict[str, int], list[c.InstrumentSpec]
     return scales, specs, {oid: o.symbol for oid, o in engine.orders.items()}
 
 
-
 def _route(gateway: Gateway, endpoint: Endpoint) -> Route:
     metrics = gateway.metrics
 
@@ -269,15 +268,7 @@ async def balances(ctx: Ctx) -> Any:
 
 
 async def cancel_order(ctx: Ctx) -> Any:
-    order = await find_order(ctx, path_id(ctx, "order_id", "UNKNOWN_ORDER"))
-    rid = ctx.req.query_params.get("request_id")
-    if rid is not None and not valid_request_id(rid):
-        raise ApiError(400, "INVALID_FIELD", "request_id must match ^[A-Za-z0-9._-]{1,40}$")
-    return await ctx.command(
-        c.CancelOrder(
-            request_id=ctx.request_id(rid), account=order.account, order_id=order.order_id
-        )
-    )
+    return await cancel_found(ctx, await find_order(ctx, path_id(ctx, "order_id", "UNKNOWN_ORDER")))
 
 
 async def replace_order(ctx: Ctx) -> Any:

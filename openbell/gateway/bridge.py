@@ -255,16 +255,19 @@ class Bridge:
         waiter._loop = self.loop
         try:
             self.node.sequencer.submit(command, waiter.refused, waiter)
-        except Busy:
-            raise ApiError(503, "BUSY", "the node's queue is full; retry later") from None
-        except NodeHalted as error:
-            raise ApiError(503, "NODE_HALTED", str(error)) from None
+        except (Busy, NodeHalted) as error:
+            raise _not_taken(error) from None
+        self._due_in_time((waiter,))
+
+    def _due_in_time(self, waiters: tuple[Waiter, ...] | list[Waiter]) -> None:
+        """Put ``waiters`` in the bucket the sweep fails after ``TIMEOUT_S``."""
         second = int(time.monotonic() + TIMEOUT_S) + 1
         bucket = self._due.get(second)
         if bucket is None:
             bucket = self._due[second] = set()
-        bucket.add(waiter)
-        waiter._bucket = bucket
+        for waiter in waiters:
+            bucket.add(waiter)
+            waiter._bucket = bucket
 
     def submit_many_waiters(self, commands: list[Command], waiters: list[Waiter]) -> None:
         """Queue ``commands`` as ONE item (``Sequencer.submit_many``: sequenced together, in
@@ -283,17 +286,9 @@ class Bridge:
             waiter._loop = loop
         try:
             self.node.sequencer.submit_many(commands, refused, waiters)
-        except Busy:
-            raise ApiError(503, "BUSY", "the node's queue is full; retry later") from None
-        except NodeHalted as error:
-            raise ApiError(503, "NODE_HALTED", str(error)) from None
-        second = int(time.monotonic() + TIMEOUT_S) + 1
-        bucket = self._due.get(second)
-        if bucket is None:
-            bucket = self._due[second] = set()
-        for waiter in waiters:
-            bucket.add(waiter)
-            waiter._bucket = bucket
+        except (Busy, NodeHalted) as error:
+            raise _not_taken(error) from None
+        self._due_in_time(waiters)
 
     async def query(self, fn: Callable[[Engine], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -329,6 +324,13 @@ class Bridge:
             if not waiter.done.wait(timeout_s):
                 raise TimeoutError("command not durable in time")
         return waiters
+
+
+def _not_taken(error: Busy | NodeHalted) -> ApiError:
+    """Why the node did not take a command (503)."""
+    if isinstance(error, Busy):
+        return ApiError(503, "BUSY", "the node's queue is full; retry later")
+    return ApiError(503, "NODE_HALTED", str(error))
 
 
 def _settle(future: asyncio.Future[Any], answer: Any, error: str) -> None:

@@ -159,6 +159,11 @@ async def get_order_by_client_id(ctx: Ctx) -> Any:
 
 async def cancel_order_by_client_id(ctx: Ctx) -> Any:
     order = await find_by_client_id(ctx, ctx.int_param("account"), _client_id_param(ctx))
+    return await cancel_found(ctx, order)
+
+
+async def cancel_found(ctx: Ctx, order: Order) -> Any:
+    """Cancel ``order`` (found for this key) with the ``request_id`` query parameter."""
     rid = ctx.req.query_params.get("request_id")
     if rid is not None and not valid_request_id(rid):
         raise ApiError(400, "INVALID_FIELD", "request_id must match ^[A-Za-z0-9._-]{1,40}$")
@@ -281,6 +286,7 @@ async def place_batch(ctx: Ctx) -> Any:
 
 __all__ = [
     "MAX_BATCH_ORDERS",
+    "cancel_found",
     "find_by_client_id",
     "find_order",
     "order_endpoints",

@@ -57,9 +57,7 @@ MAX_BATCH_ORDERS = 100
 class OrderBatchBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Each item is a ``PlaceOrderBody``, checked on its own (one bad item refuses itself)."""
 
-    orders: Annotated[
-        list[msgspec.Raw], Meta(min_length=1, max_length=MAX_BATCH_ORDERS)
-    ]
+    orders: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=MAX_BATCH_ORDERS)]
 
 
 class ReplaceOrderBody(_Body):
