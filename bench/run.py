@@ -22,6 +22,7 @@ from bench.backoffice_bench import run_all as bench_backoffice
 from bench.bare_book import run_bare
 from bench.cluster_bench import run_all as bench_cluster
 from bench.engine_bench import GcPauses, bench_engine, run_quiet, run_throughput
+from bench.gateway_access_bench import bench_gateway_access
 from bench.gateway_bench import bench_gateway
 from bench.ipo_bench import run_all as bench_ipo
 from bench.lanes_bench import TRADING_PER_S
@@ -129,6 +130,9 @@ def main() -> None:
 
     console.print("gateway: signed HTTP orders, WebSocket fan-out (server in its own process) ...")
     results.update(bench_gateway(quick))
+    console.print("gateway: HTTP servers compared, WebSocket order entry (own processes) ...")
+    # after bench_gateway: gateway.http.orders_per_s is this bench's same-run figure
+    results.update(bench_gateway_access(quick))
 
     console.print("cluster: NATS JetStream R3 journal, leader and NATS-server kills ...")
     results.update(bench_cluster(setup, node_work, quick))

@@ -19,10 +19,8 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import uvicorn
@@ -37,17 +35,36 @@ from openbell.core import commands as c
 from openbell.core import events as e
 from openbell.core.book import Order
 from openbell.core.engine import Engine, EngineConfig
-from openbell.core.types import OrderType
 from openbell.gateway import schemas as s
 from openbell.gateway.auth import Authenticator
-from openbell.gateway.bridge import Bridge, CommandResult
+from openbell.gateway.bridge import Bridge
 from openbell.gateway.convert import order_json
 from openbell.gateway.errors import ApiError
-from openbell.gateway.keys import ApiKey, KeyStore, Role
+from openbell.gateway.handling import (  # shared with fastpath, ipo, history, orders, trade_ws
+    ALL_ROLES,
+    OPERATOR,
+    WRITERS,
+    Ctx,
+    Endpoint,
+    authorize,
+    client_ip,
+    error_response,
+    internal_error,
+    json_response,
+    path_id,
+    read_body,
+)
+from openbell.gateway.keys import KeyStore, Role
 from openbell.gateway.metrics import Metrics
+from openbell.gateway.orders import (
+    cancel_found,
+    find_order,
+    order_endpoints,
+    place_order,
+)
 from openbell.gateway.security import IpLimits, LimitsConfig, SecurityHeaders
-from openbell.gateway.units import InstrumentUnits, amount, amount_to_minor, instrument_spec
-from openbell.gateway.visibility import Viewer
+from openbell.gateway.trade_ws import trade_route
+from openbell.gateway.units import amount, amount_to_minor, instrument_spec
 from openbell.gateway.ws import Hub, serve_ws
 from openbell.node.halt import read_halt
 from openbell.node.server import NodeServer
@@ -55,10 +72,6 @@ from openbell.node.service import Node, NodeConfig
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_DEPTH = 1000
-ALL_ROLES = frozenset(Role)
-WRITERS = frozenset({Role.TRADER, Role.OPERATOR})
-OPERATOR = frozenset({Role.OPERATOR})
-T = TypeVar("T")
 
 
 class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
@@ -75,6 +88,9 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     key_check_s: float = 0.25  # how often the keys file is checked (open WebSockets of a
     # revoked or rotated key are closed then; signed requests re-check it on every request)
     keys_dir: str = ""  # whose gateway/keys.json: "" is data_dir's (a cluster shares its root's)
+    # WebSocket order entry (openbell.gateway.trade_ws): messages per second per session
+    trade_session_rate_per_s: float = 10_000.0
+    trade_session_burst: int = 20_000
 
 
 class Gateway:
@@ -191,188 +207,6 @@ def _venue_state(engine: Engine) -> tuple[dict[str, int], list[c.InstrumentSpec]
     return scales, specs, {oid: o.symbol for oid, o in engine.orders.items()}
 
 
-# =============================================================================================
-# Request plumbing
-# =============================================================================================
-_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
-
-
-class Ctx:
-    """One request as the handlers see it: ``request`` is None on the fast path (which only
-    serves handlers that read nothing but the body and the key)."""
-
-    __slots__ = ("body", "bridge", "gateway", "key", "request")
-
-    def __init__(
-        self, gateway: Gateway, request: Request | None, body: bytes, key: ApiKey | None
-    ) -> None:
-        self.gateway = gateway
-        self.bridge = gateway.bridge
-        self.request = request
-        self.body = body
-        self.key = key
-
-    @property
-    def req(self) -> Request:
-        assert self.request is not None, "a handler that reads the request on the fast path"
-        return self.request
-
-    def decode(self, kind: type[T]) -> T:
-        if not self.body.strip():
-            raise ApiError(400, "INVALID_JSON", "a JSON body is needed")
-        decoder = _DECODERS.get(kind)
-        if decoder is None:
-            decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
-        try:
-            return decoder.decode(self.body)  # type: ignore[no-any-return]
-        except msgspec.ValidationError as error:
-            raise ApiError(400, "INVALID_FIELD", str(error)) from None
-        except msgspec.DecodeError as error:
-            raise ApiError(400, "INVALID_JSON", str(error)) from None
-
-    def require_key(self) -> ApiKey:
-        if self.key is None:
-            raise ApiError(401, "UNAUTHENTICATED", "a signed request is needed")
-        return self.key
-
-    def require_account(self, account: int) -> None:
-        if not self.require_key().may_access(account):
-            raise ApiError(403, "FORBIDDEN", f"this key may not act on account {account}")
-
-    def request_id(self, client_id: str | None) -> str:
-        if client_id is None:
-            return ""
-        return f"{self.require_key().key_id}:{client_id}"
-
-    def units(self, symbol: str) -> InstrumentUnits:
-        units = self.bridge.venue.instruments.get(symbol)
-        if units is None:
-            raise ApiError(404, "UNKNOWN_INSTRUMENT", f"no instrument {symbol!r}")
-        return units
-
-    def int_param(self, name: str, default: int | None = None) -> int:
-        text = self.req.query_params.get(name)
-        if text is None:
-            if default is None:
-                raise ApiError(400, "MISSING_PARAMETER", f"query parameter {name!r} is needed")
-            return default
-        if not text.isdigit() or len(text) > 18:
-            raise ApiError(400, "INVALID_PARAMETER", f"{name} must be a non-negative integer")
-        return int(text)
-
-    def viewer(self) -> Viewer:
-        """Whose events this request's command answer shows (``openbell.gateway.visibility``)."""
-        return self.gateway.auth.viewer(self.require_key())
-
-    async def command(self, command: c.Command) -> dict[str, Any]:
-        return command_answer(command, await self.bridge.submit(command, self.viewer()))
-
-
-def command_answer(command: c.Command, result: CommandResult) -> dict[str, Any]:
-    """A durable command's answer; an engine reject raises 422 with the reason as the code and
-    its detail in the user's units (``Venue.reject_detail``)."""
-    first = result.raw[0] if result.raw else None
-    if type(first) is e.Rejected:
-        raise ApiError(
-            422,
-            first.reason.value,
-            result.detail or first.detail or first.reason.value,
-            extra={"seq": result.seq, "duplicate": result.duplicate},
-        )
-    return {
-        "seq": result.seq,
-        "request_id": command.request_id.partition(":")[2],
-        "duplicate": result.duplicate,
-        "events": result.events,
-    }
-
-
-Handler = Callable[[Ctx], Awaitable[Any]]
-
-
-@dataclass
-class Endpoint:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    roles: frozenset[Role] | None  # None: public (a signature is still checked when sent)
-    body: type | None = None
-    query: dict[str, str] = field(default_factory=dict)
-    tag: str = "trading"
-    description: str = ""  # OpenAPI, after the roles
-
-
-def error_body(error: ApiError) -> bytes:
-    return msgspec.json.encode({"code": error.code, "message": error.message, **error.extra})
-
-
-def internal_error(error: Exception) -> ApiError:
-    """What a bug answers (JSON, and the server keeps serving)."""
-    return ApiError(500, "INTERNAL", type(error).__name__)
-
-
-def error_response(error: ApiError) -> Response:
-    return Response(
-        error_body(error),
-        status_code=error.status,
-        media_type="application/json",
-        headers=error.headers,
-    )
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise ApiError(413, "BODY_TOO_LARGE", f"bodies are limited to {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "BODY_TOO_LARGE", f"bodies are limited to {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def authorize(
-    gateway: Gateway,
-    roles: frozenset[Role] | None,
-    method: str,
-    path: str,
-    query: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    ip: str = "",
-) -> ApiKey | None:
-    """Per-IP limits (public requests; failed logins), signature (when the route needs one,
-    or when OB-KEY is sent), per-key rate limit, role."""
-    limits = gateway.limits
-    if roles is None and "ob-key" not in headers:
-        limits.public(ip)
-        return None
-    limits.check_logins(ip)
-    try:
-        key = gateway.auth.verify(method, path, query, headers, body)
-    except ApiError as error:
-        if error.status == 401:
-            limits.failed_login(ip)
-        raise
-    gateway.auth.rate_limit(key)
-    if roles is not None and key.role not in roles:
-        raise ApiError(403, "FORBIDDEN", f"role {key.role.value} may not do this")
-    return key
-
-
-def client_ip(scope: Mapping[str, Any]) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else ""
-
-
 def _route(gateway: Gateway, endpoint: Endpoint) -> Route:
     metrics = gateway.metrics
 
@@ -406,19 +240,6 @@ def _route(gateway: Gateway, endpoint: Endpoint) -> Route:
 # =============================================================================================
 # Handlers
 # =============================================================================================
-def _copy_order(order: Order | None) -> Order | None:
-    return None if order is None else msgspec.structs.replace(order)
-
-
-async def _find_order(ctx: Ctx, order_id: int) -> Order:
-    """An open order the key may see; another account's order answers exactly like a missing
-    one (404), so order ids cannot be probed."""
-    order: Order | None = await ctx.bridge.query(lambda eng: _copy_order(eng.orders.get(order_id)))
-    if order is None or not ctx.require_key().may_access(order.account):
-        raise ApiError(404, "UNKNOWN_ORDER", f"no open order {order_id}")
-    return order
-
-
 async def list_instruments(ctx: Ctx) -> Any:
     def read(engine: Engine) -> list[tuple[c.InstrumentSpec, str, int, int]]:
         return [
@@ -448,19 +269,8 @@ async def list_instruments(ctx: Ctx) -> Any:
     return out
 
 
-MAX_PATH_ID = (1 << 63) - 1  # ids beyond a signed 64-bit integer cannot exist (nor be journaled)
-
-
-def _path_id(ctx: Ctx, name: str, code: str) -> int:
-    """An integer id from the path; one that cannot exist is a 404, never a command."""
-    value = int(ctx.req.path_params[name])
-    if not 0 <= value <= MAX_PATH_ID:
-        raise ApiError(404, code, f"no {name.replace('_', ' ')} {value}")
-    return value
-
-
 async def balances(ctx: Ctx) -> Any:
-    account = _path_id(ctx, "account", "UNKNOWN_ACCOUNT")
+    account = path_id(ctx, "account", "UNKNOWN_ACCOUNT")
     ctx.require_account(account)
 
     def read(engine: Engine) -> list[tuple[str, int, int, int]] | None:
@@ -480,81 +290,13 @@ async def balances(ctx: Ctx) -> Any:
     }
 
 
-def _ticks(units: InstrumentUnits, text: str | None, what: str) -> int:
-    return 0 if text is None else units.price_to_ticks(text, what)
-
-
-async def place_order(ctx: Ctx) -> Any:
-    command = place_order_command(ctx)
-    return place_order_answer(command, await ctx.bridge.submit(command, ctx.viewer()))
-
-
-def place_order_command(ctx: Ctx) -> c.PlaceOrder:
-    """POST /v1/orders up to the command (every check that needs no engine state); shared by
-    the Starlette route and the fast path (``openbell.gateway.fastpath``)."""
-    body = ctx.decode(s.PlaceOrderBody)
-    ctx.require_account(body.account)
-    units = ctx.units(body.symbol)
-    lots = units.qty_to_lots(body.quantity)
-    kind = body.order_type
-    needs_price = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-    needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
-    if needs_price != (body.price is not None):
-        word = "needs" if needs_price else "takes no"
-        raise ApiError(400, "INVALID_PRICE", f"a {kind.value} order {word} price")
-    if needs_stop != (body.stop_price is not None):
-        word = "needs" if needs_stop else "takes no"
-        raise ApiError(400, "INVALID_PRICE", f"a {kind.value} order {word} stop_price")
-    command = c.PlaceOrder(
-        request_id=ctx.request_id(body.request_id),
-        account=body.account,
-        symbol=body.symbol,
-        client_order_id=body.client_order_id or secrets.token_hex(12),
-        side=body.side,
-        quantity_lots=lots,
-        price_ticks=_ticks(units, body.price, "price"),
-        order_type=kind,
-        tif=body.tif,
-        stop_price_ticks=_ticks(units, body.stop_price, "stop_price"),
-        post_only=body.post_only,
-        stp=body.stp,
-    )
-    return command
-
-
-def place_order_answer(command: c.PlaceOrder, result: CommandResult) -> dict[str, Any]:
-    out = command_answer(command, result)
-    for event in out["events"]:
-        if event.get("type") == "OrderAccepted":
-            out["order_id"] = event["order_id"]
-            out["client_order_id"] = event["client_order_id"]
-            break
-    return out
-
-
 async def cancel_order(ctx: Ctx) -> Any:
-    order = await _find_order(ctx, _path_id(ctx, "order_id", "UNKNOWN_ORDER"))
-    rid = ctx.req.query_params.get("request_id")
-    if rid is not None and not _valid_request_id(rid):
-        raise ApiError(400, "INVALID_FIELD", "request_id must match ^[A-Za-z0-9._-]{1,40}$")
-    return await ctx.command(
-        c.CancelOrder(
-            request_id=ctx.request_id(rid), account=order.account, order_id=order.order_id
-        )
-    )
-
-
-def _valid_request_id(text: str) -> bool:
-    try:
-        msgspec.json.decode(msgspec.json.encode({"request_id": text}), type=s.MassCancelBody)
-    except msgspec.ValidationError:
-        return False
-    return True
+    return await cancel_found(ctx, await find_order(ctx, path_id(ctx, "order_id", "UNKNOWN_ORDER")))
 
 
 async def replace_order(ctx: Ctx) -> Any:
     body = ctx.decode(s.ReplaceOrderBody)
-    order = await _find_order(ctx, _path_id(ctx, "order_id", "UNKNOWN_ORDER"))
+    order = await find_order(ctx, path_id(ctx, "order_id", "UNKNOWN_ORDER"))
     units = ctx.units(order.symbol)
     return await ctx.command(
         c.ReplaceOrder(
@@ -599,7 +341,7 @@ async def open_orders(ctx: Ctx) -> Any:
 
 
 async def get_order(ctx: Ctx) -> Any:
-    order = await _find_order(ctx, _path_id(ctx, "order_id", "UNKNOWN_ORDER"))
+    order = await find_order(ctx, path_id(ctx, "order_id", "UNKNOWN_ORDER"))
     return order_json(order, ctx.bridge.venue.instruments.get(order.symbol))
 
 
@@ -771,7 +513,7 @@ async def halt(ctx: Ctx) -> Any:
 
 async def kill_switch(ctx: Ctx) -> Any:
     body = ctx.decode(s.KillSwitchBody)
-    account = _path_id(ctx, "account", "UNKNOWN_ACCOUNT")
+    account = path_id(ctx, "account", "UNKNOWN_ACCOUNT")
     return await ctx.command(
         c.KillSwitch(
             request_id=ctx.request_id(body.request_id),
@@ -784,7 +526,7 @@ async def kill_switch(ctx: Ctx) -> Any:
 
 def endpoints() -> list[Endpoint]:
     from openbell.gateway.history import history_endpoints  # read model (projections)
-    from openbell.gateway.ipo import ipo_endpoints  # ipo imports this module
+    from openbell.gateway.ipo import ipo_endpoints
 
     acct = {"account": "integer"}
     return [
@@ -827,6 +569,7 @@ def endpoints() -> list[Endpoint]:
                  body=s.KillSwitchBody, tag="operator"),
         Endpoint("GET", "/v1/status", status, "Sequence number and state hash", ALL_ROLES,
                  tag="operator"),
+        *order_endpoints(),  # batch, by client order id (openbell.gateway.orders)
         *ipo_endpoints(),
         *history_endpoints(),
     ]  # fmt: skip
@@ -1027,6 +770,7 @@ def build_app(gateway: Gateway) -> Starlette:
         Route("/docs", docs),
         Route("/metrics", metrics),
         WebSocketRoute("/v1/ws", websocket),
+        trade_route(gateway),  # WebSocket order entry (openbell.gateway.trade_ws)
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
@@ -1057,11 +801,21 @@ def event_loop() -> str:
     return "uvloop"
 
 
+WS_PROTOCOL = "websockets-sansio"
+"""uvicorn's WebSocket protocol: websockets' sans-I/O one (what uvicorn's "auto" picks today;
+``bench/gateway_access_bench.py`` measures it against uvicorn's older ``websockets`` one and
+granian: ``gateway.ws_trade.server.*``)."""
+
+
 class GatewayServer:
     """uvicorn on a background thread (tests, the demo); ``port=0`` picks a free port."""
 
     def __init__(
-        self, gateway: Gateway, loop: str | None = None, log_level: str = "warning"
+        self,
+        gateway: Gateway,
+        loop: str | None = None,
+        log_level: str = "warning",
+        ws: str = WS_PROTOCOL,
     ) -> None:
         self.gateway = gateway
         config = uvicorn.Config(
@@ -1073,6 +827,7 @@ class GatewayServer:
             loop=loop or event_loop(),
             http=http_protocol(gateway),
             ws_max_size=WS_MAX_FRAME_BYTES,
+            ws=ws,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)

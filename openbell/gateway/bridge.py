@@ -275,21 +275,40 @@ class Bridge:
         waiter._loop = self.loop
         try:
             self.node.sequencer.submit(command, waiter.refused, waiter)
-        except LaneBusy as error:
-            retry_after_s = max(1, math.ceil(error.retry_after_s))
-            raise ApiError(
-                503, "IPO_LANE_BUSY", str(error), headers={"Retry-After": str(retry_after_s)}
-            ) from None
-        except Busy:
-            raise ApiError(503, "BUSY", "the node's queue is full; retry later") from None
-        except NodeHalted as error:
-            raise ApiError(503, "NODE_HALTED", str(error)) from None
+        except (Busy, NodeHalted) as error:
+            raise _not_taken(error) from None
+        self._due_in_time((waiter,))
+
+    def _due_in_time(self, waiters: tuple[Waiter, ...] | list[Waiter]) -> None:
+        """Put ``waiters`` in the bucket the sweep fails after ``TIMEOUT_S``."""
         second = int(time.monotonic() + TIMEOUT_S) + 1
         bucket = self._due.get(second)
         if bucket is None:
             bucket = self._due[second] = set()
-        bucket.add(waiter)
-        waiter._bucket = bucket
+        for waiter in waiters:
+            bucket.add(waiter)
+            waiter._bucket = bucket
+
+    def submit_many_waiters(self, commands: list[Command], waiters: list[Waiter]) -> None:
+        """Queue ``commands`` as ONE item (``Sequencer.submit_many``: sequenced together, in
+        order); ``waiters[i]`` answers ``commands[i]``. Raises ApiError (503) at once, for all
+        of them, when the node cannot take them."""
+        loop = self.loop
+
+        def refused(seq: int, events: list[e.Event] | None, error: str) -> None:
+            if error and loop is not None:  # the node failed: every waiter of the item
+                for waiter in waiters:
+                    loop.call_soon_threadsafe(
+                        _fail_waiter, waiter, ApiError(503, "NODE_UNAVAILABLE", error)
+                    )
+
+        for waiter in waiters:
+            waiter._loop = loop
+        try:
+            self.node.sequencer.submit_many(commands, refused, waiters)
+        except (Busy, NodeHalted) as error:
+            raise _not_taken(error) from None
+        self._due_in_time(waiters)
 
     async def query(self, fn: Callable[[Engine], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -325,6 +344,18 @@ class Bridge:
             if not waiter.done.wait(timeout_s):
                 raise TimeoutError("command not durable in time")
         return waiters
+
+
+def _not_taken(error: Busy | NodeHalted) -> ApiError:
+    """Why the node did not take a command (503)."""
+    if isinstance(error, LaneBusy):
+        retry_after_s = max(1, math.ceil(error.retry_after_s))
+        return ApiError(
+            503, "IPO_LANE_BUSY", str(error), headers={"Retry-After": str(retry_after_s)}
+        )
+    if isinstance(error, Busy):
+        return ApiError(503, "BUSY", "the node's queue is full; retry later")
+    return ApiError(503, "NODE_HALTED", str(error))
 
 
 def _settle(future: asyncio.Future[Any], answer: Any, error: str) -> None:

@@ -92,6 +92,21 @@ class _Api:
     def place_order(self, **order: Any) -> Any:
         return self.request("POST", "/v1/orders", json=order)
 
+    def place_batch(self, orders: Sequence[Mapping[str, Any]]) -> Any:
+        """Up to ``MAX_BATCH_ORDERS`` orders (``POST /v1/orders/batch``): ``{"results": [...]}``,
+        one answer per order (``accepted`` true or false), in order."""
+        return self.request("POST", "/v1/orders/batch", json={"orders": list(orders)})
+
+    def order_by_client_id(self, account: int, client_order_id: str) -> Any:
+        path = f"/v1/orders/by-client-id/{client_order_id}"
+        return self.request("GET", path, {"account": account})
+
+    def cancel_by_client_id(
+        self, account: int, client_order_id: str, request_id: str | None = None
+    ) -> Any:
+        path = f"/v1/orders/by-client-id/{client_order_id}"
+        return self.request("DELETE", path, {"account": account, "request_id": request_id})
+
     def cancel_order(self, order_id: int, request_id: str | None = None) -> Any:
         return self.request("DELETE", f"/v1/orders/{order_id}", {"request_id": request_id})
 
@@ -482,3 +497,149 @@ def ws_headers(key_id: str, secret: str, path: str = "/v1/ws") -> dict[str, str]
     headers = signed_headers(key_id, secret, "GET", path, "", b"")
     headers.pop("Content-Type")
     return headers
+
+
+# =============================================================================================
+# WebSocket order entry (``/v1/ws/trade``, ``openbell.gateway.trade_ws``)
+# =============================================================================================
+TRADE_PATH = "/v1/ws/trade"
+MSGPACK_SUBPROTOCOL = "openbell.msgpack"
+
+
+def trade_logon(
+    key_id: str,
+    secret: str,
+    *,
+    cancel_on_disconnect: bool = False,
+    heartbeat_ms: int = 10_000,
+    encoding: str = "",
+    request_id: int | str = 0,
+) -> dict[str, Any]:
+    """The signed logon message: the REST signature of ``GET /v1/ws/trade`` (empty query and
+    body) with a fresh timestamp and nonce."""
+    ts = str(time.time_ns() // 1_000_000)
+    nonce = secrets.token_hex(12)
+    message: dict[str, Any] = {
+        "op": "logon",
+        "id": request_id,
+        "key": key_id,
+        "ts": ts,
+        "nonce": nonce,
+        "signature": sign(secret, "GET", TRADE_PATH, "", ts, nonce, b""),
+        "cancel_on_disconnect": cancel_on_disconnect,
+        "heartbeat_ms": heartbeat_ms,
+    }
+    if encoding:
+        message["encoding"] = encoding
+    return message
+
+
+class TradeSession:
+    """A blocking WebSocket order entry session (websockets' sync client).
+
+    session = TradeSession("http://127.0.0.1:8000", key_id, secret, cancel_on_disconnect=True)
+    session.place(account=17, symbol="ACME", side="BUY", quantity="5", price="100.01")
+
+    ``request`` sends one message and answers its answer (raising ``GatewayError`` for
+    ``"ok": false``); ``send`` / ``receive`` pipeline (answers come in request order; server
+    heartbeats are skipped). Any message counts as the client's heartbeat: call
+    ``heartbeat()`` when idle for longer than ``heartbeat_ms``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key_id: str,
+        secret: str,
+        *,
+        cancel_on_disconnect: bool = False,
+        heartbeat_ms: int = 10_000,
+        msgpack: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        from websockets.sync.client import connect
+
+        ws_url = url.replace("http://", "ws://").replace("https://", "wss://") + TRADE_PATH
+        protocols: Any = [MSGPACK_SUBPROTOCOL] if msgpack else None
+        self.msgpack = msgpack
+        self.timeout = timeout
+        self._next_id = 1
+        self.ws = connect(  # no per-message deflate: small frames, CPU over bytes
+            ws_url, subprotocols=protocols, open_timeout=timeout, max_size=None, compression=None
+        ).__enter__()  # the connection, open until ``close``
+        logon = trade_logon(
+            key_id, secret, cancel_on_disconnect=cancel_on_disconnect, heartbeat_ms=heartbeat_ms
+        )
+        self.logon = self._check(self._send_receive(logon))
+
+    def _encode(self, message: Mapping[str, Any]) -> bytes | str:
+        if self.msgpack:
+            return msgspec.msgpack.encode(message)
+        return msgspec.json.encode(message).decode()
+
+    def _send_receive(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        self.ws.send(self._encode(message))
+        return self.receive()
+
+    def send(self, op: str, **fields: Any) -> int:
+        """Send one request; its id (answers come in request order)."""
+        request_id = self._next_id
+        self._next_id += 1
+        self.ws.send(self._encode({"op": op, "id": request_id, **_clean(fields)}))
+        return request_id
+
+    def receive(self) -> dict[str, Any]:
+        """The next answer (server heartbeats are skipped)."""
+        while True:
+            frame = self.ws.recv(timeout=self.timeout)
+            if isinstance(frame, bytes) and self.msgpack:
+                message: dict[str, Any] = msgspec.msgpack.decode(frame)
+            else:
+                message = msgspec.json.decode(frame)
+            if message.get("type") != "heartbeat":
+                return message
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        request_id = self.send(op, **fields)
+        answer = self.receive()
+        if answer.get("id") != request_id:
+            raise RuntimeError(f"answer {answer.get('id')} for request {request_id}")
+        return self._check(answer)
+
+    @staticmethod
+    def _check(answer: dict[str, Any]) -> dict[str, Any]:
+        if not answer.get("ok"):
+            raise GatewayError(int(answer.get("status", 400)), answer)
+        return answer
+
+    def place(self, **order: Any) -> dict[str, Any]:
+        return self.request("place", **order)
+
+    def cancel(
+        self, account: int, order_id: int | None = None, client_order_id: str | None = None
+    ) -> dict[str, Any]:
+        return self.request(
+            "cancel", account=account, order_id=order_id, client_order_id=client_order_id
+        )
+
+    def replace(
+        self,
+        account: int,
+        price: str,
+        quantity: str,
+        order_id: int | None = None,
+        client_order_id: str | None = None,
+    ) -> dict[str, Any]:
+        return self.request(
+            "replace", account=account, order_id=order_id, client_order_id=client_order_id,
+            price=price, quantity=quantity,
+        )  # fmt: skip
+
+    def batch(self, orders: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return self.request("batch", orders=list(orders))
+
+    def heartbeat(self) -> None:
+        self.ws.send(self._encode({"op": "heartbeat"}))
+
+    def close(self) -> None:
+        self.ws.close()

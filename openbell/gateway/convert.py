@@ -14,6 +14,7 @@ from openbell.core import events as e
 from openbell.core.book import Order
 from openbell.core.commands import InstrumentSpec
 from openbell.core.ipo.messages import IpoOfferingCreated
+from openbell.gateway.reports import add_fill, fill_report
 from openbell.gateway.units import InstrumentUnits, amount, render_figures
 
 PRICE_KEYS = {
@@ -51,6 +52,9 @@ class Venue:
         self.scales: dict[str, int] = {}
         self.instruments: dict[str, InstrumentUnits] = {}
         self.order_symbols: dict[int, str] = {}
+        # the last Trade seen by ``before``: the match the Executions after it report
+        # (``openbell.gateway.reports``)
+        self.last_trade: e.Trade | None = None
 
     def load(
         self, scales: dict[str, int], specs: list[InstrumentSpec], orders: dict[int, str]
@@ -68,7 +72,9 @@ class Venue:
 
     def before(self, event: e.Event) -> None:
         kind = type(event)
-        if kind is e.OrderAccepted:
+        if kind is e.Trade:
+            self.last_trade = event  # type: ignore[assignment]
+        elif kind is e.OrderAccepted:
             self.order_symbols[event.order_id] = event.symbol  # type: ignore[union-attr]
         elif kind is e.AssetCreated:
             self.scales[event.asset] = event.scale  # type: ignore[union-attr]
@@ -104,7 +110,16 @@ class Venue:
         convert = _CONVERTERS.get(kind)
         if convert is None:
             convert = _CONVERTERS[kind] = _converter(kind)
-        return convert(event, self)
+        out = convert(event, self)
+        if kind is e.Execution:
+            self.add_fill(out, event)  # type: ignore[arg-type]
+        return out
+
+    def add_fill(self, out: dict[str, Any], execution: e.Execution) -> dict[str, Any]:
+        """An execution report's trade id, fee, fee asset and liquidity (``reports``)."""
+        trade = self.last_trade
+        units = None if trade is None else self.instruments.get(trade.symbol)
+        return add_fill(out, fill_report(trade, execution, units))
 
     def event_json_generic(self, event: e.Event) -> dict[str, Any]:
         """The reference conversion (``convert_fields`` on the builtins); the generated
@@ -123,7 +138,10 @@ class Venue:
         units = None if symbol is None else self.instruments.get(symbol)
         if symbol is not None and "symbol" not in raw:
             raw["symbol"] = symbol
-        return convert_fields(raw, units, self.scales)
+        out = convert_fields(raw, units, self.scales)
+        if type(event) is e.Execution:
+            self.add_fill(out, event)
+        return out
 
 
 Converter = Callable[[e.Event, Venue], dict[str, Any]]

@@ -6,10 +6,10 @@ a hundred microseconds of Python per request before the gateway does any work of
 the one endpoint that carries the order flow, ``GatewayHttpProtocol`` (a subclass of uvicorn's
 ``HttpToolsProtocol``) skips all of that: once the headers of a plain ``POST /v1/orders`` are
 parsed, the request becomes a ``FastOrder``, which takes the body as it arrives, runs the SAME
-checks as the Starlette route (``app.authorize`` then ``app.place_order_command``: signature,
-rate limit, role, JSON, decimals), submits the command with itself as the bridge's waiter
+checks as the Starlette route (``handling.authorize`` then ``orders.place_order_command``:
+signature, rate limit, role, JSON, decimals), submits the command with itself as the bridge's waiter
 (carrying the caller's viewer, ``Ctx.viewer``, so the bridge shows it the same events as on the
-route: ``openbell.gateway.visibility``), and writes the answer (``app.place_order_answer``, or
+route: ``openbell.gateway.visibility``), and writes the answer (``orders.place_order_answer``, or
 the same error JSON) to the connection when the command is durable. No task, no future, no
 timer per request.
 
@@ -22,17 +22,16 @@ the request in progress exactly like uvicorn queues its own cycles.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from openbell.gateway.bridge import CommandResult, Waiter
 from openbell.gateway.errors import ApiError
+from openbell.gateway.handling import WRITERS, Ctx, Services, authorize, error_body, internal_error
+from openbell.gateway.orders import place_order_answer, place_order_command
 from openbell.gateway.security import SECURITY_HEADER_BYTES, forwarded_client
-
-if TYPE_CHECKING:
-    from openbell.gateway.app import Gateway
 
 log = logging.getLogger("openbell.gateway")
 
@@ -91,8 +90,6 @@ class FastOrder(Waiter):
             self.run()
 
     def run(self) -> None:
-        from openbell.gateway.app import Ctx, authorize, internal_error, place_order_command
-
         gateway = self.protocol.gateway
         body = self.body
         try:
@@ -114,8 +111,6 @@ class FastOrder(Waiter):
 
     # -- the bridge (on the loop) -------------------------------------------------------------
     def resolve(self, result: CommandResult) -> None:
-        from openbell.gateway.app import internal_error, place_order_answer
-
         try:
             body = msgspec.json.encode(place_order_answer(self.command, result))
         except ApiError as error:
@@ -127,8 +122,6 @@ class FastOrder(Waiter):
         self.answer(200, body, b"")
 
     def fail(self, error: ApiError) -> None:
-        from openbell.gateway.app import error_body
-
         self.protocol.gateway.metrics.count_error(error.status, error.code)
         extra = b"".join(
             b"%s: %s\r\n" % (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -184,7 +177,7 @@ async def _after_drain(protocol: GatewayHttpProtocol) -> None:
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with ``POST /v1/orders`` served by ``FastOrder``."""
 
-    gateway: ClassVar[Gateway]
+    gateway: ClassVar[Services]
     roles: ClassVar[Any]
     max_body_bytes: ClassVar[int]
     served: ClassVar[int] = 0  # requests taken by the fast path (tests, diagnostics)
@@ -287,18 +280,16 @@ def uvicorn_supports_fast_path() -> bool:
     return present
 
 
-def protocol_for(gateway: Gateway) -> type[GatewayHttpProtocol]:
-    """The protocol class for one gateway (uvicorn makes one instance per connection)."""
-    from openbell.gateway.app import endpoints, place_order
-
-    (endpoint,) = [ep for ep in endpoints() if (ep.method, ep.path) == ("POST", FAST_PATH)]
-    assert endpoint.handler is place_order
+def protocol_for(gateway: Services) -> type[GatewayHttpProtocol]:
+    """The protocol class for one gateway (uvicorn makes one instance per connection). The
+    roles are those of the route's ``Endpoint`` (``app.endpoints``: ``WRITERS``; a test checks
+    they agree)."""
 
     class Bound(GatewayHttpProtocol):
         pass
 
     Bound.gateway = gateway
-    Bound.roles = endpoint.roles
+    Bound.roles = WRITERS
     Bound.max_body_bytes = gateway.config.max_body_bytes
     return Bound
 

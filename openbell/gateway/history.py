@@ -26,17 +26,15 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from openbell.gateway.errors import ApiError
+from openbell.gateway.handling import Ctx, Endpoint, Services
 from openbell.gateway.keys import Role
 from openbell.gateway.units import InstrumentUnits, amount
 from openbell.projections import db
-
-if TYPE_CHECKING:
-    from openbell.gateway.app import Ctx, Endpoint, Gateway
 
 log = logging.getLogger("openbell.gateway.history")
 
@@ -108,7 +106,7 @@ _services: weakref.WeakKeyDictionary[Any, HistoryService] = weakref.WeakKeyDicti
 _services_lock = threading.Lock()
 
 
-def service_for(gateway: Gateway) -> HistoryService:
+def service_for(gateway: Services) -> HistoryService:
     with _services_lock:
         svc = _services.get(gateway)
         if svc is None:
@@ -481,8 +479,6 @@ async def server_time(ctx: Ctx) -> Any:
 
 
 def history_endpoints() -> list[Endpoint]:
-    from openbell.gateway.app import Endpoint
-
     paged = {"limit": "integer", "before": "integer"}
     lag = (
         "Served from the SQL read model; read_model.lag_seq says how many durable commands it "

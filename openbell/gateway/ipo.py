@@ -22,7 +22,7 @@ speaks to the node directly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -34,12 +34,10 @@ from openbell.core.types import RejectReason
 from openbell.gateway import schemas as s
 from openbell.gateway.bridge import CommandResult
 from openbell.gateway.errors import ApiError
+from openbell.gateway.handling import Ctx, Endpoint, command_answer, path_id, valid_request_id
 from openbell.gateway.keys import Role
 from openbell.gateway.units import amount, amount_to_minor
 from openbell.gateway.visibility import Viewer, hide_issuer
-
-if TYPE_CHECKING:
-    from openbell.gateway.app import Ctx, Endpoint
 
 ALL_ROLES = frozenset(Role)
 WRITERS = frozenset({Role.TRADER, Role.OPERATOR})
@@ -240,15 +238,11 @@ def _symbol(ctx: Ctx) -> str:
 
 
 def _account(ctx: Ctx) -> int:
-    from openbell.gateway.app import _path_id
-
-    return _path_id(ctx, "account", "UNKNOWN_ACCOUNT")
+    return path_id(ctx, "account", "UNKNOWN_ACCOUNT")
 
 
 def _answer(ctx: Ctx, command: m.IpoCommand, result: CommandResult, scale: int) -> dict[str, Any]:
     """The gateway's command answer (422 for an engine reject), IPO amounts as decimals."""
-    from openbell.gateway.app import command_answer
-
     viewer = ctx.viewer()
     out = command_answer(command, result)
     out["events"] = [ipo_event_json(ev, scale, viewer) for ev in out["events"]]
@@ -302,12 +296,10 @@ async def subscribe(ctx: Ctx) -> Any:
 
 
 async def cancel_subscription(ctx: Ctx) -> Any:
-    from openbell.gateway.app import _valid_request_id
-
     symbol, account = _symbol(ctx), _account(ctx)
     ctx.require_account(account)
     rid = ctx.req.query_params.get("request_id")
-    if rid is not None and not _valid_request_id(rid):
+    if rid is not None and not valid_request_id(rid):
         raise ApiError(400, "INVALID_FIELD", "request_id must match ^[A-Za-z0-9._-]{1,40}$")
     before = await read_offering(ctx, symbol)
     command = m.IpoCancelSubscription(
@@ -468,8 +460,6 @@ async def list_offering(ctx: Ctx) -> Any:
 # Routes
 # =============================================================================================
 def ipo_endpoints() -> list[Endpoint]:
-    from openbell.gateway.app import Endpoint
-
     base = "/v1/ipo/offerings"
     one = base + "/{symbol}"
     sub = one + "/subscriptions/{account:int}"

@@ -50,6 +50,16 @@ class PlaceOrderBody(_Body):
     client_order_id: ClientOrderId | None = None
 
 
+MAX_BATCH_ORDERS = 100
+"""Orders in one batch (``POST /v1/orders/batch``, the WebSocket order entry's ``batch``)."""
+
+
+class OrderBatchBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Each item is a ``PlaceOrderBody``, checked on its own (one bad item refuses itself)."""
+
+    orders: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=MAX_BATCH_ORDERS)]
+
+
 class ReplaceOrderBody(_Body):
     price: Decimal
     quantity: Decimal
