@@ -43,6 +43,7 @@ from openbell.gateway.auth import Authenticator
 from openbell.gateway.bridge import Bridge, CommandResult
 from openbell.gateway.convert import order_json
 from openbell.gateway.errors import ApiError
+from openbell.gateway.fix.acceptor import FixAcceptor, FixConfig
 from openbell.gateway.keys import ApiKey, KeyStore, Role
 from openbell.gateway.metrics import Metrics
 from openbell.gateway.security import IpLimits, LimitsConfig, SecurityHeaders
@@ -73,6 +74,9 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     limits: LimitsConfig = LimitsConfig()
     key_check_s: float = 0.25  # how often the keys file is checked (open WebSockets of a
     # revoked or rotated key are closed then; signed requests re-check it on every request)
+    # -- FIX 4.4 acceptor (openbell.gateway.fix): None: off; 0: any free port --
+    fix_port: int | None = None
+    fix_comp_id: str = "OPENBELL"
 
 
 class Gateway:
@@ -105,6 +109,7 @@ class Gateway:
         self.limits = IpLimits(config.limits)
         self.started = threading.Event()
         self._key_watch: asyncio.Task[None] | None = None
+        self.fix: FixAcceptor | None = None  # FIX 4.4 acceptor, with config.fix_port
         self.app = build_app(self)
 
     def _queue_depth(self) -> float:
@@ -136,6 +141,14 @@ class Gateway:
         scales, specs, orders = await self.bridge.query(_venue_state)
         self.bridge.venue.load(scales, specs, orders)
         self._key_watch = loop.create_task(self._watch_keys())
+        # -- FIX 4.4 acceptor --
+        if self.config.fix_port is not None:
+            fix_config = FixConfig(
+                host=self.config.host, port=self.config.fix_port, comp_id=self.config.fix_comp_id
+            )
+            self.fix = FixAcceptor(self.bridge, self.auth, self.config.data_dir, fix_config)
+            await self.fix.start()
+        # -- end FIX --
         self.started.set()
 
     async def _watch_keys(self) -> None:
@@ -151,6 +164,8 @@ class Gateway:
                 self.hub.drop_stale_keys(keys)
 
     async def shutdown(self) -> None:
+        if self.fix is not None:  # FIX sessions logged out (and their cancels sent) first
+            await self.fix.stop()
         self.bridge.stop_sweeper()
         if self._key_watch is not None:
             self._key_watch.cancel()

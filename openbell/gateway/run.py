@@ -104,6 +104,12 @@ def run_gateway(
                 "SIGTERM or Ctrl-C stops",
                 flush=True,
             )
+            if gateway.fix is not None:  # FIX 4.4 acceptor (--fix-port)
+                print(
+                    f"openbell fix: {host}:{gateway.fix.port} (FIX 4.4, TargetCompID "
+                    f"{gateway.fix.config.comp_id})",
+                    flush=True,
+                )
             while not stop.wait(POLL_S):
                 if gateway.node.sequencer.failure is not None:
                     code = 1

@@ -1,0 +1,216 @@
+"""FIX 4.4 on the wire: simplefix parses and encodes; this module checks what simplefix does not
+(BodyLength (9), CheckSum (10), the order of the standard header's first fields) and builds the
+acceptor's messages with their standard header.
+
+simplefix's ``FixParser`` splits the byte stream into ``tag=value`` pairs and messages (RawData
+(96) with its RawDataLength (95) included) but validates nothing; ``frame_problem`` re-encodes the
+pairs exactly as received (``encode(raw=True)``) and checks the frame, so a message whose length
+or checksum is wrong is found and ignored, as the FIX session layer asks for a garbled message.
+"""
+
+from __future__ import annotations
+
+import time
+
+import simplefix
+from simplefix.errors import ParsingError
+
+BEGIN_STRING = b"FIX.4.4"
+SOH = b"\x01"
+
+# MsgType (35)
+HEARTBEAT = b"0"
+TEST_REQUEST = b"1"
+RESEND_REQUEST = b"2"
+REJECT = b"3"
+SEQUENCE_RESET = b"4"
+LOGOUT = b"5"
+LOGON = b"A"
+EXECUTION_REPORT = b"8"
+ORDER_CANCEL_REJECT = b"9"
+NEW_ORDER_SINGLE = b"D"
+ORDER_CANCEL_REQUEST = b"F"
+ORDER_CANCEL_REPLACE = b"G"
+BUSINESS_REJECT = b"j"
+ORDER_MASS_CANCEL_REQUEST = b"q"
+ORDER_MASS_CANCEL_REPORT = b"r"
+ADMIN_TYPES = frozenset(
+    {HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT, LOGON}
+)
+
+# Tags
+ACCOUNT = 1
+AVG_PX = 6
+BEGIN_SEQ_NO = 7
+BODY_LENGTH = 9
+CHECKSUM = 10
+CL_ORD_ID = 11
+COMMISSION = 12
+COMM_TYPE = 13
+CUM_QTY = 14
+END_SEQ_NO = 16
+EXEC_ID = 17
+EXEC_INST = 18
+LAST_PX = 31
+LAST_QTY = 32
+MSG_SEQ_NUM = 34
+MSG_TYPE = 35
+NEW_SEQ_NO = 36
+ORDER_ID = 37
+ORDER_QTY = 38
+ORD_STATUS = 39
+ORD_TYPE = 40
+ORIG_CL_ORD_ID = 41
+POSS_DUP_FLAG = 43
+PRICE = 44
+REF_SEQ_NUM = 45
+SENDER_COMP_ID = 49
+SENDING_TIME = 52
+SIDE = 54
+SYMBOL = 55
+TARGET_COMP_ID = 56
+TEXT = 58
+TIME_IN_FORCE = 59
+TRANSACT_TIME = 60
+RAW_DATA_LENGTH = 95
+RAW_DATA = 96
+ENCRYPT_METHOD = 98
+STOP_PX = 99
+CXL_REJ_REASON = 102
+ORD_REJ_REASON = 103
+HEART_BT_INT = 108
+TEST_REQ_ID = 112
+ORIG_SENDING_TIME = 122
+GAP_FILL_FLAG = 123
+RESET_SEQ_NUM_FLAG = 141
+EXEC_TYPE = 150
+LEAVES_QTY = 151
+REF_TAG_ID = 371
+REF_MSG_TYPE = 372
+SESSION_REJECT_REASON = 373
+BUSINESS_REJECT_REASON = 380
+CXL_REJ_RESPONSE_TO = 434
+COMM_CURRENCY = 479
+MASS_CANCEL_REQUEST_TYPE = 530
+MASS_CANCEL_RESPONSE = 531
+MASS_CANCEL_REJECT_REASON = 532
+TOTAL_AFFECTED_ORDERS = 533
+USERNAME = 553
+TRADE_ID = 1003
+CANCEL_ON_DISCONNECT = 8013  # custom: Logon, "Y" cancels the session's open orders at its end
+
+# SessionRejectReason (373)
+REQUIRED_TAG_MISSING = 1
+TAG_NOT_DEFINED = 2
+VALUE_INCORRECT = 5
+INCORRECT_DATA_FORMAT = 6
+COMP_ID_PROBLEM = 9
+SENDING_TIME_ACCURACY = 10
+INVALID_MSG_TYPE = 11
+
+
+class FrameProblem(Exception):
+    """A message whose frame is wrong (garbled): ignored, its MsgSeqNum not consumed."""
+
+
+def new_parser() -> simplefix.FixParser:
+    return simplefix.FixParser()
+
+
+def frame_problem(message: simplefix.FixMessage) -> str:
+    """ "" for a well-formed frame, else what is wrong: BeginString, BodyLength and MsgType must
+    be the first three fields, CheckSum the last, and both must match the bytes received."""
+    pairs = message.pairs
+    if len(pairs) < 4:
+        return "too few fields"
+    if pairs[0][0] != b"8" or pairs[1][0] != b"9" or pairs[2][0] != b"35":
+        return "BeginString, BodyLength, MsgType must be the first three fields"
+    if pairs[-1][0] != b"10":
+        return "CheckSum must be the last field"
+    raw = message.encode(raw=True)
+    trailer = len(pairs[-1][1]) + 4  # "10=" value SOH
+    head = len(pairs[0][1]) + 3 + len(pairs[1][1]) + 3
+    declared = pairs[1][1]
+    if not declared.isdigit() or int(declared) != len(raw) - head - trailer:
+        return "BodyLength does not match"
+    checksum = pairs[-1][1]
+    if len(checksum) != 3 or not checksum.isdigit():
+        return "CheckSum must be three digits"
+    if int(checksum) != sum(raw[:-trailer]) % 256:
+        return "CheckSum does not match"
+    return ""
+
+
+def sending_time(now_ns: int | None = None) -> bytes:
+    """UTCTimestamp with milliseconds: ``YYYYMMDD-HH:MM:SS.sss``."""
+    ns = time.time_ns() if now_ns is None else now_ns
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{rest // 1_000_000:03d}".encode()
+
+
+def parse_sending_time(value: bytes) -> int | None:
+    """A UTCTimestamp (seconds, milli- or microseconds) -> Unix ns, or None if malformed."""
+    import calendar
+
+    text = value.decode("ascii", "replace")
+    whole, _, fraction = text.partition(".")
+    try:
+        parsed = time.strptime(whole, "%Y%m%d-%H:%M:%S")
+    except ValueError:
+        return None
+    if fraction and (not fraction.isdigit() or len(fraction) > 9):
+        return None
+    nanos = int(fraction.ljust(9, "0")) if fraction else 0
+    return calendar.timegm(parsed) * 1_000_000_000 + nanos
+
+
+def encode(
+    msg_type: bytes,
+    sender: bytes,
+    target: bytes,
+    seq: int,
+    fields: list[tuple[int, bytes | str | int]],
+    *,
+    sent: bytes | None = None,
+    orig_sent: bytes | None = None,
+) -> bytes:
+    """One message on the wire: the standard header (BeginString, MsgType, SenderCompID,
+    TargetCompID, MsgSeqNum, SendingTime; PossDupFlag and OrigSendingTime when ``orig_sent``
+    is given: a resend), then ``fields``; simplefix adds BodyLength and CheckSum."""
+    out = simplefix.FixMessage()
+    out.append_pair(8, BEGIN_STRING)
+    out.append_pair(MSG_TYPE, msg_type)
+    out.append_pair(SENDER_COMP_ID, sender)
+    out.append_pair(TARGET_COMP_ID, target)
+    out.append_pair(MSG_SEQ_NUM, seq)
+    if orig_sent is not None:
+        out.append_pair(POSS_DUP_FLAG, b"Y")
+    out.append_pair(SENDING_TIME, sending_time() if sent is None else sent)
+    if orig_sent is not None:
+        out.append_pair(ORIG_SENDING_TIME, orig_sent)
+    for tag, value in fields:
+        out.append_pair(tag, value)
+    encoded: bytes = out.encode()
+    return encoded
+
+
+def parse_one(data: bytes) -> simplefix.FixMessage | None:
+    """The first message in ``data`` (a stored message, re-read for a resend)."""
+    parser = simplefix.FixParser()
+    parser.append_buffer(data)
+    found: simplefix.FixMessage | None = parser.get_message()
+    return found
+
+
+__all__ = [
+    "BEGIN_STRING",
+    "FrameProblem",
+    "ParsingError",
+    "encode",
+    "frame_problem",
+    "new_parser",
+    "parse_one",
+    "parse_sending_time",
+    "sending_time",
+]
