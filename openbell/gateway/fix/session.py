@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import simplefix
 
@@ -62,8 +62,7 @@ class FixSession(asyncio.Protocol):
 
     # -- asyncio --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.acceptor.connections.add(self)
         self._timer = asyncio.get_running_loop().call_later(LOGON_TIMEOUT_S, self._logon_timeout)
 
