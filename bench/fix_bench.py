@@ -12,7 +12,10 @@ load takes as little of the shared CPU as it can). Messages are encoded with sim
 
 - ``gateway.fix.orders_per_s``: acknowledged orders per second over all sessions;
 - ``gateway.fix.reports_per_s``: ExecutionReports received per second (New + fills);
-- ``gateway.fix.rejected_fraction``: orders answered with ExecType 8.
+- ``gateway.fix.rejected_fraction``: orders answered with ExecType 8;
+- ``gateway.fix.orders_per_server_cpu_s``: orders per CPU second of the server process (all its
+  threads; the warm-up's orders estimated at the measured rate): the acceptor's cost, whatever
+  share of the two shared cores the server got.
 
 ``python -m bench.fix_bench`` prints the numbers as JSON (OPENBELL_BENCH_QUICK=1: 3 s).
 ``OPENBELL_FIX_BENCH_PROFILE=FILE``: record the server process with py-spy meanwhile (raw
@@ -63,7 +66,9 @@ def _serve(conn: Connection, data_dir: str) -> None:
     assert gateway.fix is not None
     conn.send((gateway.fix.port, keys, os.getpid()))
     try:
-        conn.recv()
+        while conn.recv() == "cpu":  # the process's CPU seconds so far (all its threads)
+            times = os.times()
+            conn.send(times.user + times.system)
     finally:
         server.stop()
         conn.send("stopped")
@@ -187,6 +192,8 @@ def bench_fix(seconds: float = 8.0, warmup: float = 1.0) -> dict[str, float]:
                  "-f", "raw", "-o", profile, "-r", "200", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
+        parent.send("cpu")
+        cpu_before: float = parent.recv()
         numbered = list(enumerate(keys))
         per = SESSIONS // LOAD_PROCESSES
         loads = []
@@ -204,6 +211,8 @@ def bench_fix(seconds: float = 8.0, warmup: float = 1.0) -> dict[str, float]:
             a, r, m, elapsed = mine.recv()
             acked, rejected, reports = acked + a, rejected + r, reports + m
             process.join(30)
+        parent.send("cpu")
+        server_cpu_s = parent.recv() - cpu_before  # includes log-ons and the warm-up
         if profiler is not None:
             profiler.wait(timeout=60)
     finally:
@@ -219,6 +228,9 @@ def bench_fix(seconds: float = 8.0, warmup: float = 1.0) -> dict[str, float]:
         "gateway.fix.orders_per_s": acked / elapsed,
         "gateway.fix.reports_per_s": reports / elapsed,
         "gateway.fix.rejected_fraction": rejected / acked if acked else 0.0,
+        # what the server process's CPU allows, whatever share of the shared cores it got
+        "gateway.fix.orders_per_server_cpu_s": acked * (seconds + warmup) / seconds / server_cpu_s
+        if server_cpu_s > 0 else 0.0,
         "gateway.fix.sessions": float(SESSIONS),
     }
 

@@ -355,6 +355,7 @@ class FixWaiter(Waiter):
     """A FIX request's answer from the node (on the loop)."""
 
     __slots__ = ("kind", "message_seq", "refs", "session")
+    wants_json = False  # reads the raw events; no JSON views built for it
 
     def __init__(
         self, session: FixSession, kind: bytes, message_seq: int, refs: dict[int, bytes | str | int]
