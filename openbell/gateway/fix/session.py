@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("openbell.fix")
 
 LOGON_TIMEOUT_S = 10.0
+MAX_PENDING_BYTES = 1 << 20  # an incomplete message longer than this ends the connection
 RESENT_HEADER_TAGS = frozenset(
     {b"8", b"9", b"35", b"49", b"56", b"34", b"52", b"43", b"122", b"10"}
 )
@@ -86,13 +87,25 @@ class FixSession(asyncio.Protocol):
         parser = self.parser
         parser.append_buffer(data)
         while not self.closing:
+            pending = len(parser.buf)
             try:
                 message = parser.get_message()
-            except f.ParsingError as error:  # not FIX at all: drop what is buffered
+            except f.ParsingError as error:  # not FIX: skip to the next BeginString, if any
                 log.info("fix %s: unparsable bytes ignored (%s)", self.sender, error)
+                rest = parser.buf
                 parser.reset()
+                start = rest.find(b"8=FIX")
+                if start >= 0:
+                    parser.append_buffer(rest[start:])
+                    continue
                 break
             if message is None:
+                if parser.buf and len(parser.buf) < pending:
+                    continue  # simplefix dropped fields outside a message: read on
+                held = len(parser.buf) + sum(len(value) + 8 for _, value in parser.pairs)
+                if held > MAX_PENDING_BYTES:  # no end in sight (no CheckSum, a huge RawData)
+                    log.info("fix %s: message too long: disconnected", self.sender)
+                    self.logout(b"message too long")
                 break
             try:
                 self._on_message(message)
