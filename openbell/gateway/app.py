@@ -162,6 +162,8 @@ class Gateway:
             if keys.version != seen:  # re-read here or by a request since the last check
                 seen = keys.version
                 self.hub.drop_stale_keys(keys)
+                if self.fix is not None:  # FIX sessions too
+                    self.fix.drop_stale_keys(keys)
 
     async def shutdown(self) -> None:
         if self.fix is not None:  # FIX sessions logged out (and their cancels sent) first

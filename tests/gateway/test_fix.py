@@ -494,3 +494,33 @@ def test_a_message_without_end_is_cut_off(venue: FixVenue) -> None:
         pass  # closed while sending
     assert b"too long" in client.expect(f.LOGOUT).get(f.TEXT)
     assert client.closed()
+
+
+def test_clordid_used_again(venue: FixVenue) -> None:
+    client = logged_on(venue, venue.key_b)
+    client.send(f.NEW_ORDER_SINGLE, order("U1", b"1", "1", "94.20"))
+    assert report(client).get(f.EXEC_TYPE) == b"0"
+    client.send(f.NEW_ORDER_SINGLE, order("U1", b"1", "1", "94.30"))
+    again = report(client)
+    assert again.get(f.EXEC_TYPE) == b"8" and again.get(f.ORD_REJ_REASON) == b"6"
+    # the same request resent (PossDupFlag=Y, as after a venue restart that lost the record of
+    # its MsgSeqNum): carried out once, answered once
+    client.send(f.NEW_ORDER_SINGLE, order("U1", b"1", "1", "94.20"), poss_dup=True)
+    client.send(f.TEST_REQUEST, [(f.TEST_REQ_ID, "quiet")])
+    assert client.expect(f.HEARTBEAT).get(f.TEST_REQ_ID) == b"quiet"
+    client.send(f.ORDER_MASS_CANCEL_REQUEST, [(f.CL_ORD_ID, "UMC"),
+                                              (f.MASS_CANCEL_REQUEST_TYPE, b"7")])  # fmt: skip
+    assert report(client).get(f.CL_ORD_ID) == b"U1"
+    assert client.expect(f.ORDER_MASS_CANCEL_REPORT).get(f.TOTAL_AFFECTED_ORDERS) == b"1"
+    client.close()
+
+
+def test_revoked_key_logs_the_session_out(venue: FixVenue) -> None:
+    from openbell.gateway.keys import revoke_key
+
+    key = create_key(venue.data_dir, "trader", [TRADER_A])
+    client = logged_on(venue, key)
+    revoke_key(venue.data_dir, key[0])
+    assert b"revoked" in client.expect(f.LOGOUT, timeout_s=5).get(f.TEXT)
+    assert client.closed()
+    assert client.__class__(venue.port, "REVOKED2", *key).logon().get(f.MSG_TYPE) == f.LOGOUT

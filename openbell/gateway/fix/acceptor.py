@@ -28,7 +28,7 @@ from openbell.gateway.errors import ApiError
 from openbell.gateway.fix.orders import OrderTracker, SessionOrders
 from openbell.gateway.fix.session import FixSession
 from openbell.gateway.fix.store import SessionStore
-from openbell.gateway.keys import ApiKey
+from openbell.gateway.keys import ApiKey, KeyStore
 
 log = logging.getLogger("openbell.fix")
 DEFAULT_FIX_PORT = 9878
@@ -171,6 +171,14 @@ class FixAcceptor:
             session.heartbeat_s,
             ", cancel on disconnect" if session.cancel_on_disconnect else "",
         )
+
+    def drop_stale_keys(self, keys: KeyStore) -> None:
+        """Log out every session whose key is gone or changed (revoked, rotated, re-scoped)."""
+        for session in list(self.sessions.values()):
+            orders = session.orders
+            if orders is not None and keys.cached(orders.key.key_id) != orders.key:
+                session.logout(b"this key was revoked or changed")
+                session.flush()
 
     def watch(self, session: FixSession, account: int) -> None:
         listeners = self.by_account.setdefault(account, [])

@@ -354,7 +354,7 @@ class OrderTracker:
 class FixWaiter(Waiter):
     """A FIX request's answer from the node (on the loop)."""
 
-    __slots__ = ("kind", "message_seq", "refs", "session")
+    __slots__ = ("kind", "message_seq", "poss_dup", "refs", "session")
     wants_json = False  # reads the raw events; no JSON views built for it
 
     def __init__(
@@ -365,6 +365,7 @@ class FixWaiter(Waiter):
         self.kind = kind
         self.message_seq = message_seq
         self.refs = refs
+        self.poss_dup = False  # the request came again (PossDupFlag=Y)
 
     def resolve(self, result: CommandResult) -> None:
         if self.session.orders is not None:
@@ -422,10 +423,14 @@ class SessionOrders:
         self.placed: set[int] = set()  # orders this session placed (cancel-on-disconnect)
         self.accounts: set[int] = set(key.accounts) if key.role is Role.TRADER else set()
         self.request_prefix = f"{key.key_id}:fix:{session.sender.decode()}:"
+        self.poss_dup = False  # the message being handled has PossDupFlag=Y
 
     # -- in -------------------------------------------------------------------------------------
     def on_message(self, message: simplefix.FixMessage, msg_type: bytes, seq: int) -> None:
         session = self.session
+        # a resent request that was already carried out (its MsgSeqNum not yet recorded when
+        # the venue stopped) answers nothing again: its reports were sent the first time
+        self.poss_dup = message.get(f.POSS_DUP_FLAG) == b"Y"
         try:
             if msg_type == f.NEW_ORDER_SINGLE:
                 self._new_order(message, seq)
@@ -488,9 +493,11 @@ class SessionOrders:
     def _submit(
         self, command: c.Command, kind: bytes, seq: int, refs: dict[int, bytes | str | int]
     ) -> None:
+        waiter = FixWaiter(self.session, kind, seq, refs)
+        waiter.poss_dup = self.poss_dup
         try:
             self.acceptor.auth.rate_limit(self.key)
-            self.acceptor.bridge.submit_waiter(command, FixWaiter(self.session, kind, seq, refs))
+            self.acceptor.bridge.submit_waiter(command, waiter)
         except ApiError as error:
             self.refused(kind, refs, error.message)
 
@@ -635,7 +642,7 @@ class SessionOrders:
                 self.refused(
                     waiter.kind, waiter.refs, result.detail or first.detail, reason=first.reason
                 )
-            else:  # a ClOrdID this session used before
+            elif not waiter.poss_dup:  # a ClOrdID this session used before
                 self.refused(
                     waiter.kind,
                     waiter.refs,
