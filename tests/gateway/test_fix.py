@@ -231,6 +231,9 @@ def test_missing_tags_and_bad_values_get_session_rejects(venue: FixVenue) -> Non
     client.send(f.NEW_ORDER_SINGLE, bad_side)
     reject = client.expect(f.REJECT)
     assert reject.get(f.SESSION_REJECT_REASON) == b"5" and reject.get(f.REF_TAG_ID) == b"54"
+    client.send(f.NEW_ORDER_SINGLE, [*order("X3", b"1", "1", "95.00"), (f.SIDE, b"2")])
+    reject = client.expect(f.REJECT)
+    assert reject.get(f.SESSION_REJECT_REASON) == b"13" and reject.get(f.REF_TAG_ID) == b"54"
     client.send(f.TEST_REQUEST, [(f.TEST_REQ_ID, "still-alive")])
     assert client.expect(f.HEARTBEAT).get(f.TEST_REQ_ID) == b"still-alive"
     client.close()

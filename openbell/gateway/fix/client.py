@@ -13,7 +13,7 @@ import simplefix
 from openbell.gateway.fix import codec as f
 from openbell.gateway.fix.logon import logon_signature
 
-Fields = list[tuple[int, bytes | str | int]]
+Fields = list[tuple[bytes | int, bytes | str | int]]
 
 
 class FixClient:

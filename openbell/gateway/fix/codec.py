@@ -11,6 +11,7 @@ or checksum is wrong is found and ignored, as the FIX session layer asks for a g
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import simplefix
 from simplefix.errors import ParsingError
@@ -38,69 +39,70 @@ ADMIN_TYPES = frozenset(
     {HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT, LOGON}
 )
 
-# Tags
-ACCOUNT = 1
-AVG_PX = 6
-BEGIN_SEQ_NO = 7
-BODY_LENGTH = 9
-CHECKSUM = 10
-CL_ORD_ID = 11
-COMMISSION = 12
-COMM_TYPE = 13
-CUM_QTY = 14
-END_SEQ_NO = 16
-EXEC_ID = 17
-EXEC_INST = 18
-LAST_PX = 31
-LAST_QTY = 32
-MSG_SEQ_NUM = 34
-MSG_TYPE = 35
-NEW_SEQ_NO = 36
-ORDER_ID = 37
-ORDER_QTY = 38
-ORD_STATUS = 39
-ORD_TYPE = 40
-ORIG_CL_ORD_ID = 41
-POSS_DUP_FLAG = 43
-PRICE = 44
-REF_SEQ_NUM = 45
-SENDER_COMP_ID = 49
-SENDING_TIME = 52
-SIDE = 54
-SYMBOL = 55
-TARGET_COMP_ID = 56
-TEXT = 58
-TIME_IN_FORCE = 59
-TRANSACT_TIME = 60
-RAW_DATA_LENGTH = 95
-RAW_DATA = 96
-ENCRYPT_METHOD = 98
-STOP_PX = 99
-CXL_REJ_REASON = 102
-ORD_REJ_REASON = 103
-HEART_BT_INT = 108
-TEST_REQ_ID = 112
-ORIG_SENDING_TIME = 122
-GAP_FILL_FLAG = 123
-RESET_SEQ_NUM_FLAG = 141
-EXEC_TYPE = 150
-LEAVES_QTY = 151
-REF_TAG_ID = 371
-REF_MSG_TYPE = 372
-SESSION_REJECT_REASON = 373
-BUSINESS_REJECT_REASON = 380
-CXL_REJ_RESPONSE_TO = 434
-COMM_CURRENCY = 479
-MASS_CANCEL_REQUEST_TYPE = 530
-MASS_CANCEL_RESPONSE = 531
-MASS_CANCEL_REJECT_REASON = 532
-TOTAL_AFFECTED_ORDERS = 533
-USERNAME = 553
-TRADE_ID = 1003
-CANCEL_ON_DISCONNECT = 8013  # custom: Logon, "Y" cancels the session's open orders at its end
+# Tags, as bytes: simplefix takes them as they are, and a parsed message's pairs are keyed by them
+ACCOUNT = b"1"
+AVG_PX = b"6"
+BEGIN_SEQ_NO = b"7"
+BODY_LENGTH = b"9"
+CHECKSUM = b"10"
+CL_ORD_ID = b"11"
+COMMISSION = b"12"
+COMM_TYPE = b"13"
+CUM_QTY = b"14"
+END_SEQ_NO = b"16"
+EXEC_ID = b"17"
+EXEC_INST = b"18"
+LAST_PX = b"31"
+LAST_QTY = b"32"
+MSG_SEQ_NUM = b"34"
+MSG_TYPE = b"35"
+NEW_SEQ_NO = b"36"
+ORDER_ID = b"37"
+ORDER_QTY = b"38"
+ORD_STATUS = b"39"
+ORD_TYPE = b"40"
+ORIG_CL_ORD_ID = b"41"
+POSS_DUP_FLAG = b"43"
+PRICE = b"44"
+REF_SEQ_NUM = b"45"
+SENDER_COMP_ID = b"49"
+SENDING_TIME = b"52"
+SIDE = b"54"
+SYMBOL = b"55"
+TARGET_COMP_ID = b"56"
+TEXT = b"58"
+TIME_IN_FORCE = b"59"
+TRANSACT_TIME = b"60"
+RAW_DATA_LENGTH = b"95"
+RAW_DATA = b"96"
+ENCRYPT_METHOD = b"98"
+STOP_PX = b"99"
+CXL_REJ_REASON = b"102"
+ORD_REJ_REASON = b"103"
+HEART_BT_INT = b"108"
+TEST_REQ_ID = b"112"
+ORIG_SENDING_TIME = b"122"
+GAP_FILL_FLAG = b"123"
+RESET_SEQ_NUM_FLAG = b"141"
+EXEC_TYPE = b"150"
+LEAVES_QTY = b"151"
+REF_TAG_ID = b"371"
+REF_MSG_TYPE = b"372"
+SESSION_REJECT_REASON = b"373"
+BUSINESS_REJECT_REASON = b"380"
+CXL_REJ_RESPONSE_TO = b"434"
+COMM_CURRENCY = b"479"
+MASS_CANCEL_REQUEST_TYPE = b"530"
+MASS_CANCEL_RESPONSE = b"531"
+MASS_CANCEL_REJECT_REASON = b"532"
+TOTAL_AFFECTED_ORDERS = b"533"
+USERNAME = b"553"
+TRADE_ID = b"1003"
+CANCEL_ON_DISCONNECT = b"8013"  # custom: Logon, "Y" cancels the session's open orders at its end
 
 # SessionRejectReason (373)
 REQUIRED_TAG_MISSING = 1
+TAG_APPEARS_MORE_THAN_ONCE = 13
 TAG_NOT_DEFINED = 2
 VALUE_INCORRECT = 5
 INCORRECT_DATA_FORMAT = 6
@@ -178,7 +180,7 @@ def encode(
     sender: bytes,
     target: bytes,
     seq: int,
-    fields: list[tuple[int, bytes | str | int]],
+    fields: Sequence[tuple[bytes | int, bytes | str | int]],
     *,
     sent: bytes | None = None,
     orig_sent: bytes | None = None,
@@ -207,6 +209,29 @@ def frame(body: bytes) -> bytes:
     in Python; ``sum`` over the bytes gives the same value at C speed.)"""
     message = b"8=FIX.4.4\x019=%d\x01%s" % (len(body), body)
     return b"%s10=%03d\x01" % (message, sum(message) % 256)
+
+
+Fields = dict[bytes, bytes]
+"""A received message's fields by tag (``fields_of``)."""
+
+
+def fields_of(message: simplefix.FixMessage) -> Fields:
+    """The message's ``tag -> value`` (one lookup per field instead of simplefix's scan of the
+    pairs per ``get``); a tag that appears twice keeps its last value (``duplicate_tag`` tells)."""
+    found: Fields = dict(message.pairs)
+    return found
+
+
+def duplicate_tag(message: simplefix.FixMessage, fields: Fields) -> bytes | None:
+    """A tag that appears more than once (none of the messages taken has a repeating group)."""
+    if len(fields) == len(message.pairs):
+        return None
+    seen: set[bytes] = set()
+    for tag, _ in message.pairs:
+        if tag in seen:
+            return bytes(tag)
+        seen.add(tag)
+    return None
 
 
 def parse_one(data: bytes) -> simplefix.FixMessage | None:

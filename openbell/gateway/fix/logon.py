@@ -28,8 +28,6 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-import simplefix
-
 from openbell.gateway.auth import WINDOW_MS
 from openbell.gateway.fix import codec as f
 from openbell.gateway.fix.store import StoreError
@@ -63,7 +61,7 @@ def refuse(session: FixSession, text: str) -> None:
     session.close()
 
 
-def accept_logon(session: FixSession, message: simplefix.FixMessage) -> None:
+def accept_logon(session: FixSession, message: f.Fields) -> None:
     acceptor = session.acceptor
     sender = message.get(f.SENDER_COMP_ID) or b""
     target = message.get(f.TARGET_COMP_ID) or b""
@@ -119,7 +117,7 @@ def accept_logon(session: FixSession, message: simplefix.FixMessage) -> None:
     session.heartbeat_s = int(heartbeat)
     session.cancel_on_disconnect = message.get(f.CANCEL_ON_DISCONNECT) == b"Y"
     acceptor.session_started(session, key)
-    answer: list[tuple[int, bytes | str | int]] = [
+    answer: list[tuple[bytes, bytes | str | int]] = [
         (f.ENCRYPT_METHOD, 0),
         (f.HEART_BT_INT, session.heartbeat_s),
     ]

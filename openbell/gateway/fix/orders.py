@@ -22,8 +22,6 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, TypeVar
 
-import simplefix
-
 from openbell.core import commands as c
 from openbell.core import events as e
 from openbell.core.types import OrderStatus, OrderType, RejectReason, Side, TimeInForce
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
     from openbell.gateway.fix.acceptor import FixAcceptor
     from openbell.gateway.fix.session import FixSession
 
-Fields = list[tuple[int, bytes | str | int]]
+Fields = list[tuple[bytes, bytes | str | int]]
 T = TypeVar("T")
 
 SIDES = {b"1": Side.BUY, b"2": Side.SELL}
@@ -358,7 +356,11 @@ class FixWaiter(Waiter):
     wants_json = False  # reads the raw events; no JSON views built for it
 
     def __init__(
-        self, session: FixSession, kind: bytes, message_seq: int, refs: dict[int, bytes | str | int]
+        self,
+        session: FixSession,
+        kind: bytes,
+        message_seq: int,
+        refs: dict[bytes, bytes | str | int],
     ) -> None:
         super().__init__(session.orders.viewer if session.orders is not None else frozenset())
         self.session = session
@@ -377,33 +379,33 @@ class FixWaiter(Waiter):
 
 
 class MissingTag(Exception):
-    def __init__(self, tag: int) -> None:
+    def __init__(self, tag: bytes) -> None:
         super().__init__(tag)
         self.tag = tag
 
 
 class BadValue(Exception):
-    def __init__(self, tag: int, text: str) -> None:
+    def __init__(self, tag: bytes, text: str) -> None:
         super().__init__(text)
         self.tag = tag
         self.text = text
 
 
-def _need(message: simplefix.FixMessage, tag: int) -> bytes:
+def _need(message: f.Fields, tag: bytes) -> bytes:
     value: bytes | None = message.get(tag)
     if value is None:
         raise MissingTag(tag)
     return value
 
 
-def _text(value: bytes, tag: int) -> str:
+def _text(value: bytes, tag: bytes) -> str:
     try:
         return value.decode("ascii")
     except UnicodeDecodeError:
-        raise BadValue(tag, f"tag {tag} must be ASCII") from None
+        raise BadValue(tag, f"tag {tag.decode()} must be ASCII") from None
 
 
-def _enum(table: dict[bytes, T], message: simplefix.FixMessage, tag: int, what: str) -> T:
+def _enum(table: dict[bytes, T], message: f.Fields, tag: bytes, what: str) -> T:
     value = _need(message, tag)
     found = table.get(value)
     if found is None:
@@ -426,7 +428,7 @@ class SessionOrders:
         self.poss_dup = False  # the message being handled has PossDupFlag=Y
 
     # -- in -------------------------------------------------------------------------------------
-    def on_message(self, message: simplefix.FixMessage, msg_type: bytes, seq: int) -> None:
+    def on_message(self, message: f.Fields, msg_type: bytes, seq: int) -> None:
         session = self.session
         # a resent request that was already carried out (its MsgSeqNum not yet recorded when
         # the venue stopped) answers nothing again: its reports were sent the first time
@@ -458,14 +460,14 @@ class SessionOrders:
             session.reject(
                 seq,
                 f.REQUIRED_TAG_MISSING,
-                f"required tag {missing.tag} missing",
+                f"required tag {missing.tag.decode()} missing",
                 missing.tag,
                 msg_type,
             )
         except BadValue as bad:
             session.reject(seq, f.VALUE_INCORRECT, bad.text, bad.tag, msg_type)
 
-    def _account(self, message: simplefix.FixMessage) -> int:
+    def _account(self, message: f.Fields) -> int:
         value = message.get(f.ACCOUNT)
         if value is None:
             if self.default_account is None:
@@ -491,7 +493,7 @@ class SessionOrders:
         return units
 
     def _submit(
-        self, command: c.Command, kind: bytes, seq: int, refs: dict[int, bytes | str | int]
+        self, command: c.Command, kind: bytes, seq: int, refs: dict[bytes, bytes | str | int]
     ) -> None:
         waiter = FixWaiter(self.session, kind, seq, refs)
         waiter.poss_dup = self.poss_dup
@@ -501,7 +503,7 @@ class SessionOrders:
         except ApiError as error:
             self.refused(kind, refs, error.message)
 
-    def _new_order(self, message: simplefix.FixMessage, seq: int) -> None:
+    def _new_order(self, message: f.Fields, seq: int) -> None:
         cl_ord_id = _text(_need(message, f.CL_ORD_ID), f.CL_ORD_ID)
         symbol = _text(_need(message, f.SYMBOL), f.SYMBOL)
         side = _enum(SIDES, message, f.SIDE, "Side")
@@ -511,7 +513,7 @@ class SessionOrders:
         if tif is None:
             raise BadValue(f.TIME_IN_FORCE, "TimeInForce must be 0, 1, 3 or 4")
         account = self._account(message)
-        refs: dict[int, bytes | str | int] = {
+        refs: dict[bytes, bytes | str | int] = {
             f.CL_ORD_ID: cl_ord_id,
             f.SYMBOL: symbol,
             f.SIDE: SIDE_CODES[side],
@@ -552,7 +554,7 @@ class SessionOrders:
         self._watch(account)
         self._submit(command, f.NEW_ORDER_SINGLE, seq, refs)
 
-    def _find(self, message: simplefix.FixMessage, account: int) -> OrderInfo | None:
+    def _find(self, message: f.Fields, account: int) -> OrderInfo | None:
         tracker = self.acceptor.tracker
         order_id = message.get(f.ORDER_ID)
         if order_id is not None and order_id.isdigit() and len(order_id) < 20:
@@ -564,7 +566,7 @@ class SessionOrders:
         found = tracker.cl_ids.get((account, _text(orig, f.ORIG_CL_ORD_ID)))
         return None if found is None else tracker.orders.get(found)
 
-    def _cancel(self, message: simplefix.FixMessage, seq: int, *, replace: bool) -> None:
+    def _cancel(self, message: f.Fields, seq: int, *, replace: bool) -> None:
         kind = f.ORDER_CANCEL_REPLACE if replace else f.ORDER_CANCEL_REQUEST
         cl_ord_id = _text(_need(message, f.CL_ORD_ID), f.CL_ORD_ID)
         account = self._account(message)
@@ -573,7 +575,7 @@ class SessionOrders:
             price = _text(_need(message, f.PRICE), f.PRICE)
         info = self._find(message, account)
         orig = (message.get(f.ORIG_CL_ORD_ID) or b"NONE").decode("ascii", "replace")
-        refs: dict[int, bytes | str | int] = {
+        refs: dict[bytes, bytes | str | int] = {
             f.CL_ORD_ID: cl_ord_id,
             f.ORIG_CL_ORD_ID: orig,
             f.ACCOUNT: account,
@@ -604,7 +606,7 @@ class SessionOrders:
         info.pending = (cl_ord_id, info.cl_ord_id)
         self._submit(command, kind, seq, refs)
 
-    def _mass_cancel(self, message: simplefix.FixMessage, seq: int) -> None:
+    def _mass_cancel(self, message: f.Fields, seq: int) -> None:
         cl_ord_id = _text(_need(message, f.CL_ORD_ID), f.CL_ORD_ID)
         request_type = _need(message, f.MASS_CANCEL_REQUEST_TYPE)
         if request_type not in (MASS_BY_SYMBOL, MASS_ALL):
@@ -613,7 +615,7 @@ class SessionOrders:
         if request_type == MASS_BY_SYMBOL:
             symbol = _text(_need(message, f.SYMBOL), f.SYMBOL)
         account = self._account(message)
-        refs: dict[int, bytes | str | int] = {
+        refs: dict[bytes, bytes | str | int] = {
             f.CL_ORD_ID: cl_ord_id,
             f.MASS_CANCEL_REQUEST_TYPE: request_type,
         }
@@ -672,7 +674,7 @@ class SessionOrders:
     def refused(
         self,
         kind: bytes,
-        refs: dict[int, bytes | str | int],
+        refs: dict[bytes, bytes | str | int],
         text: str,
         *,
         reason: RejectReason | None = None,

@@ -115,7 +115,7 @@ class FixSession(asyncio.Protocol):
         self.flush()
 
     # -- sending --------------------------------------------------------------------------------
-    def send(self, msg_type: bytes, fields: list[tuple[int, bytes | str | int]]) -> None:
+    def send(self, msg_type: bytes, fields: list[tuple[bytes, bytes | str | int]]) -> None:
         store = self.store
         if store is None or self.transport is None or self.transport.is_closing():
             return
@@ -165,9 +165,9 @@ class FixSession(asyncio.Protocol):
             self.transport.close()  # writes what is buffered first
 
     def reject(
-        self, ref_seq: int, reason: int, text: str, ref_tag: int = 0, ref_type: bytes = b""
+        self, ref_seq: int, reason: int, text: str, ref_tag: bytes = b"", ref_type: bytes = b""
     ) -> None:
-        fields: list[tuple[int, bytes | str | int]] = [(f.REF_SEQ_NUM, ref_seq)]
+        fields: list[tuple[bytes, bytes | str | int]] = [(f.REF_SEQ_NUM, ref_seq)]
         if ref_tag:
             fields.append((f.REF_TAG_ID, ref_tag))
         if ref_type:
@@ -176,13 +176,14 @@ class FixSession(asyncio.Protocol):
         self.send(f.REJECT, fields)
 
     # -- receiving ------------------------------------------------------------------------------
-    def _on_message(self, message: simplefix.FixMessage) -> None:
-        problem = f.frame_problem(message)
+    def _on_message(self, parsed: simplefix.FixMessage) -> None:
+        problem = f.frame_problem(parsed)
         if problem:
             log.info("fix %s: garbled message ignored: %s", self.sender, problem)
             return
-        if message.get(8) != f.BEGIN_STRING:
-            log.info("fix %s: BeginString %r refused", self.sender, message.get(8))
+        message = f.fields_of(parsed)
+        if message.get(b"8") != f.BEGIN_STRING:
+            log.info("fix %s: BeginString %r refused", self.sender, message.get(b"8"))
             self.logout(b"BeginString must be FIX.4.4")
             if self.store is None:
                 self.close()
@@ -238,9 +239,19 @@ class FixSession(asyncio.Protocol):
         store.record_in(seq)
         if self.resend_until and seq >= self.resend_until:
             self.resend_until = 0
+        twice = f.duplicate_tag(parsed, message)
+        if twice is not None:
+            self.reject(
+                seq,
+                f.TAG_APPEARS_MORE_THAN_ONCE,
+                f"tag {twice.decode()} appears twice",
+                twice,
+                msg_type or b"",
+            )
+            return
         self._dispatch(message, msg_type, seq)
 
-    def _dispatch(self, message: simplefix.FixMessage, msg_type: bytes | None, seq: int) -> None:
+    def _dispatch(self, message: f.Fields, msg_type: bytes | None, seq: int) -> None:
         if msg_type is None:
             self.reject(seq, f.REQUIRED_TAG_MISSING, "MsgType missing", f.MSG_TYPE)
         elif msg_type == f.HEARTBEAT:
@@ -260,12 +271,12 @@ class FixSession(asyncio.Protocol):
         elif msg_type == f.REJECT:
             log.info("fix %s: client rejected %r", self.sender, message.get(f.REF_SEQ_NUM))
         elif msg_type == f.LOGON:
-            self.reject(seq, f.VALUE_INCORRECT, "already logged on", 0, msg_type)
+            self.reject(seq, f.VALUE_INCORRECT, "already logged on", b"", msg_type)
         else:
             assert self.orders is not None
             self.orders.on_message(message, msg_type, seq)
 
-    def _sequence_reset(self, message: simplefix.FixMessage, seq: int) -> None:
+    def _sequence_reset(self, message: f.Fields, seq: int) -> None:
         store = self.store
         assert store is not None
         new_text = message.get(f.NEW_SEQ_NO)
@@ -288,7 +299,7 @@ class FixSession(asyncio.Protocol):
         if self.resend_until and new_seq > self.resend_until:
             self.resend_until = 0
 
-    def _resend(self, message: simplefix.FixMessage, seq: int) -> None:
+    def _resend(self, message: f.Fields, seq: int) -> None:
         store = self.store
         assert store is not None
         begin_text = message.get(f.BEGIN_SEQ_NO)
@@ -328,8 +339,8 @@ class FixSession(asyncio.Protocol):
         original = f.parse_one(stored)
         if original is None or original.message_type is None:
             return None
-        body = [(int(t), v) for t, v in original.pairs if t not in RESENT_HEADER_TAGS]
-        orig_sent = original.get(f.SENDING_TIME) or f.sending_time()
+        body = [(t, v) for t, v in original.pairs if t not in RESENT_HEADER_TAGS]
+        orig_sent = f.fields_of(original).get(f.SENDING_TIME) or f.sending_time()
         return f.encode(
             original.message_type, self.comp_id, self.sender, seq, list(body), orig_sent=orig_sent
         )
