@@ -527,3 +527,24 @@ def test_revoked_key_logs_the_session_out(venue: FixVenue) -> None:
     assert b"revoked" in client.expect(f.LOGOUT, timeout_s=5).get(f.TEXT)
     assert client.closed()
     assert client.__class__(venue.port, "REVOKED2", *key).logon().get(f.MSG_TYPE) == f.LOGOUT
+
+
+def test_logon_with_reset_starts_both_sides_at_one(venue: FixVenue) -> None:
+    client = logged_on(venue, venue.key_b)
+    client.send(f.TEST_REQUEST, [(f.TEST_REQ_ID, "before")])
+    assert int(client.expect(f.HEARTBEAT).get(f.MSG_SEQ_NUM)) == 2
+    sender = client.sender.decode()
+    client.send(f.LOGOUT, [])
+    client.expect(f.LOGOUT)
+    client.close()
+    again = FixClient(venue.port, sender, *venue.key_b)
+    again.next_out = 5
+    answer = again.logon(reset=True)
+    assert answer.get(f.RESET_SEQ_NUM_FLAG) == b"Y" and answer.get(f.MSG_SEQ_NUM) == b"1"
+    again.send(f.TEST_REQUEST, [(f.TEST_REQ_ID, "after")])  # MsgSeqNum 2
+    heartbeat = again.expect(f.HEARTBEAT)
+    assert heartbeat.get(f.TEST_REQ_ID) == b"after" and heartbeat.get(f.MSG_SEQ_NUM) == b"2"
+    again.send(f.RESEND_REQUEST, [(f.BEGIN_SEQ_NO, 1), (f.END_SEQ_NO, 0)])
+    gap = again.expect(f.SEQUENCE_RESET)  # nothing from before the reset comes back
+    assert gap.get(f.NEW_SEQ_NO) == b"3"
+    again.close()
