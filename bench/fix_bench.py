@@ -230,7 +230,8 @@ def bench_fix(seconds: float = 8.0, warmup: float = 1.0) -> dict[str, float]:
         "gateway.fix.rejected_fraction": rejected / acked if acked else 0.0,
         # what the server process's CPU allows, whatever share of the shared cores it got
         "gateway.fix.orders_per_server_cpu_s": acked * (seconds + warmup) / seconds / server_cpu_s
-        if server_cpu_s > 0 else 0.0,
+        if server_cpu_s > 0
+        else 0.0,
         "gateway.fix.sessions": float(SESSIONS),
     }
 
