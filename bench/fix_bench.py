@@ -186,9 +186,14 @@ def bench_fix(seconds: float = 8.0, warmup: float = 1.0) -> dict[str, float]:
             raise RuntimeError("the FIX server process did not start")
         port, keys, pid = parent.recv()
         profile = os.environ.get("OPENBELL_FIX_BENCH_PROFILE")
-        if profile and shutil.which("py-spy"):
+        if profile:
+            py_spy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or shutil.which(
+                "py-spy"
+            )
+            if py_spy is None:
+                raise RuntimeError("OPENBELL_FIX_BENCH_PROFILE needs py-spy (pip install py-spy)")
             profiler = subprocess.Popen(
-                ["py-spy", "record", "-p", str(pid), "-d", str(int(seconds + warmup + 1)),
+                [py_spy, "record", "-p", str(pid), "-d", str(int(seconds + warmup + 1)),
                  "-f", "raw", "-o", profile, "-r", "200", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
