@@ -9,7 +9,7 @@ import sys
 
 from setuptools import Extension, setup
 
-COMPILED = ["ledger", "pool", "book", "matching"]
+COMPILED = ["ledger", "pool", "book", "breakers", "matching"]
 
 
 def _extensions() -> list[Extension]:

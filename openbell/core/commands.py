@@ -12,6 +12,9 @@ import msgspec
 from openbell.core.ipo.messages import IpoCommand
 from openbell.core.types import (
     AccountState,
+    BandReference,
+    Breaker,
+    BreakerScope,
     CancelReason,
     OrderType,
     Phase,
@@ -205,6 +208,82 @@ class CancelOrders(_Command, frozen=True):
     reason: CancelReason = CancelReason.SESSION_ENDED
 
 
+# ----------------------------------------------------------------------------------------------
+# Circuit breakers (``breakers.py``): settings are state, set by journaled operator commands.
+# ----------------------------------------------------------------------------------------------
+class SetSurgeProtection(_Command, frozen=True):
+    """Surge protection for the venue (all order entry) or for every account (each account's
+    new orders and replaces). It trips when the commands counted in one second exceed
+    ``ratio_pct`` % of the baseline (an EWMA of the per-second rate over ``baseline_window_s``)
+    and also exceed ``floor_per_s``; it ends once no second has exceeded the threshold for
+    ``hold_down_s`` seconds. ``enabled`` False turns the scope off (and ends its protection)."""
+
+    scope: BreakerScope
+    enabled: bool = True
+    ratio_pct: int = 300
+    floor_per_s: int = 1_000
+    baseline_window_s: int = 300
+    hold_down_s: int = 30
+    operator: str = ""
+
+
+class SetMarketMaker(_Command, frozen=True):
+    """Mark an account as a market maker: it may still add orders while the venue is in
+    protection mode."""
+
+    account: int
+    market_maker: bool = True
+    operator: str = ""
+
+
+class SetLossLimit(_Command, frozen=True):
+    """A red line on floating loss over a rolling window, in ``asset`` minor units: the loss is
+    the drop of (cash in ``asset`` + positions in instruments quoted in ``asset`` marked at
+    their last trade price - net deposits) from its highest value in the window. ``account``:
+    that account goes reduce-only and its orders are cancelled when it is crossed. ``account``
+    None: the total of ``house_accounts``, and crossing it halts the venue. ``limit_minor`` 0
+    removes the red line."""
+
+    asset: str
+    limit_minor: int
+    account: int | None = None
+    house_accounts: tuple[int, ...] = ()
+    window_s: int = 900
+    operator: str = ""
+
+
+class SetVolatilityBand(_Command, frozen=True):
+    """A dynamic band of ``band_bps`` around ``reference`` (the last auction price, or the
+    average price of the trades over ``window_s``). A trade beyond it does not happen: the
+    instrument moves to a volatility auction for ``auction_s`` seconds, then re-opens through
+    the uncross. ``band_bps`` 0 removes the band."""
+
+    symbol: str
+    band_bps: int
+    reference: BandReference = BandReference.AVERAGE
+    window_s: int = 300
+    auction_s: int = 120
+    operator: str = ""
+
+
+class ResumeBreaker(_Command, frozen=True):
+    """An operator ends a trip: SURGE ends protection (``account`` None: the venue's);
+    LOSS_LIMIT re-activates the account (None: resumes the halted venue) and restarts its loss
+    window; VOLATILITY re-opens ``symbol``'s volatility auction now, through the uncross."""
+
+    breaker: Breaker
+    account: int | None = None
+    asset: str = ""
+    symbol: str = ""
+    operator: str = ""
+    reason: str = ""
+
+
+class Tick(_Command, frozen=True):
+    """Nothing but time: the sequencer sends it when a breaker's timer is due and no other
+    command arrives (``Engine.next_timer_ns``), so auctions re-open and protection ends on time."""
+
+
 Command = (
     CreateAsset
     | CreateInstrument
@@ -226,5 +305,11 @@ Command = (
     | ReplaceOrder
     | MassCancel
     | CancelOrders
+    | SetSurgeProtection
+    | SetMarketMaker
+    | SetLossLimit
+    | SetVolatilityBand
+    | ResumeBreaker
+    | Tick
     | IpoCommand
 )

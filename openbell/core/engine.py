@@ -26,9 +26,10 @@ from typing import Any
 
 import msgspec
 
-from openbell.core import admin, ipo_wiring, money
+from openbell.core import admin, breaker_commands, ipo_wiring, money
 from openbell.core import commands as c
 from openbell.core.book import BUY_CODE, SELL_CODE, Order
+from openbell.core.breaker_commands import BreakersState
 from openbell.core.commands import InstrumentSpec
 from openbell.core.errors import InvariantViolation
 from openbell.core.ipo import IpoBook, IpoState
@@ -45,7 +46,9 @@ from openbell.core.money import Hold
 from openbell.core.pool import GROW_SLOTS, NIL
 from openbell.core.types import AccountState, Phase, Side
 
-STATE_VERSION = 2  # bump on any change to EngineState's encoding
+STATE_VERSION = 3  # bump on any change to EngineState's encoding
+# Older encodings this one reads (what was added since has a default): 2 had no breakers.
+READABLE_STATE_VERSIONS = (2, 3)
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +96,7 @@ class EngineState(msgspec.Struct, gc=False):
     results: list[tuple[str, int]]  # idempotency window: request id -> seq, oldest first
     ipo: IpoState = msgspec.field(default_factory=IpoState)
     resolved_holds: list[str] = msgspec.field(default_factory=list)  # window, oldest first
+    breakers: BreakersState = msgspec.field(default_factory=BreakersState)
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -155,6 +159,12 @@ class Engine(MatchingCore):
             c.DepositBatch: money.deposit_batch,
             c.Withdraw: money.withdraw,
             c.Transfer: money.transfer,
+            c.SetSurgeProtection: breaker_commands.set_surge_protection,
+            c.SetMarketMaker: breaker_commands.set_market_maker,
+            c.SetLossLimit: breaker_commands.set_loss_limit,
+            c.SetVolatilityBand: breaker_commands.set_volatility_band,
+            c.ResumeBreaker: breaker_commands.resume_breaker,
+            c.Tick: breaker_commands.tick,
             c.Freeze: money.freeze,
             c.PostHold: money.post_hold,
             c.ReleaseHold: money.release_hold,
@@ -175,6 +185,16 @@ class Engine(MatchingCore):
         self.inst_list.append(inst)
         self.instruments[spec.symbol] = inst
         return inst
+
+    def _timers(self) -> None:
+        breaker_commands.run_timers(self)
+
+    def check_losses(self) -> None:
+        breaker_commands.check_losses(self)
+
+    def breakers_view(self) -> dict[str, Any]:
+        """Every circuit breaker's settings, state and live figures (internal units)."""
+        return breaker_commands.view(self)
 
     def original_seq(self, request_id: str) -> int | None:
         """The seq of the command a remembered request id belongs to."""
@@ -303,12 +323,13 @@ class Engine(MatchingCore):
             results=list(self.results.items()),
             resolved_holds=list(self._resolved_holds),
             ipo=self.ipo.state(),
+            breakers=breaker_commands.state(self),
         )
 
     @classmethod
     def restore(cls, blob: bytes, *, pool_slots: int = GROW_SLOTS) -> Engine:
         state = _state_decoder.decode(blob)
-        if state.version != STATE_VERSION:
+        if state.version not in READABLE_STATE_VERSIONS:
             raise ValueError(f"snapshot version {state.version}, expected {STATE_VERSION}")
         open_orders = sum(len(s.bids) + len(s.asks) + len(s.stops) for s in state.instruments)
         engine = cls(state.config, pool_slots=max(pool_slots, open_orders + 1))
@@ -338,6 +359,7 @@ class Engine(MatchingCore):
         )
         engine.ipo = IpoBook.from_state(state.ipo)
         engine.remember_all(dict(state.results))
+        breaker_commands.load(engine, state.breakers)
         return engine
 
     def _restore_order(self, inst: Instrument, order: Order) -> int:

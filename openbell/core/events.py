@@ -16,6 +16,8 @@ from openbell.core.figures import Figure
 from openbell.core.ipo.messages import IpoEvent
 from openbell.core.types import (
     AccountState,
+    Breaker,
+    BreakerScope,
     CancelReason,
     OrderStatus,
     OrderType,
@@ -228,6 +230,70 @@ class VenueHaltChanged(_Event, frozen=True):
     reason: str
 
 
+class ProtectionStarted(_Event, frozen=True):
+    """Surge protection tripped: ``rate_per_s`` commands this second against a baseline of
+    ``baseline_milli_per_s`` / 1000 per second (threshold ``threshold_per_s``)."""
+
+    scope: BreakerScope
+    account: int | None
+    rate_per_s: int
+    baseline_milli_per_s: int
+    threshold_per_s: int
+
+
+class ProtectionEnded(_Event, frozen=True):
+    scope: BreakerScope
+    account: int | None
+    rate_per_s: int  # the last second's count
+    baseline_milli_per_s: int
+    operator: str  # empty: ended by itself after the hold-down
+
+
+class LossLimitTripped(_Event, frozen=True):
+    """A red line crossed: ``loss_minor`` = ``peak_minor`` - ``value_minor`` > ``limit_minor``
+    (values net of deposits, in ``asset`` minor units)."""
+
+    scope: BreakerScope
+    account: int | None
+    asset: str
+    loss_minor: int
+    limit_minor: int
+    peak_minor: int
+    value_minor: int
+    cancelled: int  # the account's orders cancelled (0 for the house)
+
+
+class LossLimitReset(_Event, frozen=True):
+    scope: BreakerScope
+    account: int | None
+    asset: str
+    operator: str
+    reason: str
+
+
+class VolatilityInterruption(_Event, frozen=True):
+    """A trade at ``price_ticks`` would have printed outside ``[low_ticks, high_ticks]`` around
+    ``reference_ticks``: it did not, and ``symbol`` is in a volatility auction until
+    ``until_ns``."""
+
+    symbol: str
+    price_ticks: int
+    reference_ticks: int
+    low_ticks: int
+    high_ticks: int
+    until_ns: int
+
+
+class BreakerSettingsChanged(_Event, frozen=True):
+    """A breaker's settings as an operator set them (``subject``: account, symbol or asset)."""
+
+    breaker: Breaker
+    scope: BreakerScope
+    subject: str
+    settings: dict[str, int | str | bool | list[int]]
+    operator: str
+
+
 Event = (
     Rejected
     | DuplicateRequest
@@ -253,5 +319,11 @@ Event = (
     | AccountStateChanged
     | KillSwitchActivated
     | VenueHaltChanged
+    | ProtectionStarted
+    | ProtectionEnded
+    | LossLimitTripped
+    | LossLimitReset
+    | VolatilityInterruption
+    | BreakerSettingsChanged
     | IpoEvent
 )

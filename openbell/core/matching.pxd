@@ -4,6 +4,7 @@ cimport cython
 from openbell.core.pool cimport OrderPool
 from openbell.core.book cimport Book, Level
 from openbell.core.ledger cimport AssetBalances, Ledger
+from openbell.core.breakers cimport RateMeter, SurgeSettings, VolatilityBand
 
 cdef long long _BUY, _SELL, FIRST_USER
 cdef long long TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT
@@ -39,10 +40,17 @@ cdef class Instrument:
     cdef public bint band_free
     cdef public long long scan_high_ticks
     cdef public long long scan_low_ticks
+    cdef public VolatilityBand vol
+    cdef public long long vol_low_ticks
+    cdef public long long vol_high_ticks
 
     cpdef note_price(self, long long price_ticks)
     cpdef reset_scan(self)
-    @cython.locals(band=cython.longlong, width=cython.longlong)
+    @cython.locals(vol=VolatilityBand)
+    cpdef copy_band(self)
+    @cython.locals(vol=VolatilityBand)
+    cpdef band_now(self, long long now_s)
+    @cython.locals(band=cython.longlong, width=cython.longlong, vol=VolatilityBand)
     cpdef set_reference(self, long long price_ticks)
     @cython.locals(notional=cython.longlong)
     cpdef long long buy_hold(self, long long price, long long lots) except? -1
@@ -76,11 +84,34 @@ cdef class MatchingCore:
     cdef public dict touched
     cdef public dict handlers
     cdef public bint emit
+    cdef public long long ts_s
+    cdef public long long next_timer_ns
+    cdef public list pre_events
+    cdef public bint surge_on
+    cdef public SurgeSettings surge_venue
+    cdef public SurgeSettings surge_account
+    cdef public RateMeter venue_meter
+    cdef public list account_meters
+    cdef public dict market_makers
+    cdef public object loss
+    cdef public bint loss_on
 
     @cython.locals(events=list, kind=object)
     cpdef list apply(self, long long seq, long long ts_ns, object cmd)
-    @cython.locals(events=list, kind=object)
+    @cython.locals(events=list, kind=object, trades_before=cython.longlong)
     cdef list _apply(self, long long seq, long long ts_ns, object cmd)
+    cdef list _after_pre(self, list first)
+    cpdef _timers(self)
+    cpdef check_losses(self)
+    @cython.locals(meters=list, meter=RateMeter)
+    cpdef RateMeter meter_of(self, long long account)
+    @cython.locals(now_s=cython.longlong, venue=RateMeter, meter=RateMeter)
+    cdef void _surge(self, long long account, bint adds, bint buys) except *
+    @cython.locals(calm=cython.longlong)
+    cdef void _protection_started(self, RateMeter meter, object scope, object account,
+                                  long long now_s) except *
+    @cython.locals(vol=VolatilityBand, until=cython.longlong)
+    cpdef _volatility_trip(self, Instrument inst, long long price)
     @cython.locals(out=list, seq=cython.longlong, events=list)
     cpdef list apply_batch(self, long long first_seq, long long ts_ns, list commands, bint emit=*)
     @cython.locals(events=list, account=cython.longlong, bal=AssetBalances)
@@ -88,6 +119,7 @@ cdef class MatchingCore:
     @cython.locals(ring=list, at=cython.longlong)
     cdef void _remember(self, object request_id) except *
     cpdef remember_all(self, dict results)
+    cpdef flush_balances(self)
     cpdef touch(self, long long account, AssetBalances bal)
     cdef void _grow_open_counts(self, long long account) except *
     cpdef count_open_order(self, long long account)

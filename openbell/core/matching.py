@@ -22,6 +22,14 @@ from openbell.core import commands as c
 from openbell.core import events as e
 from openbell.core.auction import find_uncross
 from openbell.core.book import BUY_CODE, SELL_CODE, Book, Level, Order
+from openbell.core.breakers import (
+    NO_TIMER,
+    NS_PER_S,
+    LossGuard,
+    RateMeter,
+    VolatilityBand,
+    default_surge,
+)
 from openbell.core.commands import InstrumentSpec
 from openbell.core.errors import InvariantViolation, Reject
 from openbell.core.figures import lots as lots_of
@@ -36,6 +44,7 @@ from openbell.core.types import (
     MAX_PRICE_TICKS,
     MAX_QUANTITY_LOTS,
     AccountState,
+    BreakerScope,
     CancelReason,
     OrderStatus,
     OrderType,
@@ -55,6 +64,9 @@ CLOSED = Phase.CLOSED
 CONTINUOUS = Phase.CONTINUOUS
 HALTED = Phase.HALTED
 PRE_OPEN = Phase.PRE_OPEN
+VOLATILITY_AUCTION = Phase.VOLATILITY_AUCTION
+SCOPE_VENUE = BreakerScope.VENUE
+SCOPE_ACCOUNT = BreakerScope.ACCOUNT
 CR_ACCOUNT_SUSPENDED = CancelReason.ACCOUNT_SUSPENDED
 CR_IOC_REMAINDER = CancelReason.IOC_REMAINDER
 CR_MARKET_REMAINDER = CancelReason.MARKET_REMAINDER
@@ -100,6 +112,10 @@ _Trade = e.Trade
 _BookDelta = e.BookDelta
 _OrderCancelled = e.OrderCancelled
 _BalanceChanged = e.BalanceChanged
+_ProtectionStarted = e.ProtectionStarted
+# Commands whose balance changes are not trading: a red line counts them as deposits (flows).
+_NOT_FLOWS = frozenset({c.SetPhase, c.Tick, c.ResumeBreaker, c.SetLossLimit})
+NO_BAND_HIGH = MAX_PRICE_TICKS + 1  # no dynamic band: no price is above it
 
 
 def fee_of(notional: int, bps: int) -> int:
@@ -139,6 +155,11 @@ class Instrument:
         self.band_high_ticks = MAX_PRICE_TICKS
         # A newly listed IPO trades without a price band until its first close.
         self.band_free = False
+        # The volatility breaker's dynamic band (``breakers.VolatilityBand``): what ``_take``
+        # compares each level's price against; 0 and MAX + 1 when the instrument has none.
+        self.vol: VolatilityBand | None = None
+        self.vol_low_ticks = 0
+        self.vol_high_ticks = NO_BAND_HIGH
         self.set_reference(spec.reference_price_ticks)
         # Highest and lowest trade price since stops were last scanned (transient: always reset
         # before the command that set them ends, so never part of the state).
@@ -161,8 +182,14 @@ class Instrument:
         self.scan_low_ticks = MAX_PRICE_TICKS + 1
 
     def set_reference(self, price_ticks: int) -> None:
-        """New reference price; the price band (if any) moves with it."""
+        """New reference price; the price band (if any) moves with it, and so does a dynamic
+        band anchored on it."""
         self.reference_price_ticks = price_ticks
+        vol = self.vol
+        if vol is not None:
+            vol.anchor_ticks = price_ticks
+            vol.recompute()
+            self.copy_band()
         band = self.band_bps
         if band and price_ticks and not self.band_free:
             width = price_ticks * band // BPS_DENOMINATOR
@@ -171,6 +198,26 @@ class Instrument:
         else:
             self.band_low_ticks = 1
             self.band_high_ticks = MAX_PRICE_TICKS
+
+    def copy_band(self) -> None:
+        """Publish the dynamic band's current edges to the matching path."""
+        vol = self.vol
+        if vol is None:
+            self.vol_low_ticks = 0
+            self.vol_high_ticks = NO_BAND_HIGH
+        else:
+            self.vol_low_ticks = vol.low_ticks
+            self.vol_high_ticks = vol.high_ticks
+
+    def band_now(self, now_s: int) -> None:
+        """Move the dynamic band's window to ``now_s`` (trades older than the window leave the
+        average) and publish it. Within one second the band moves only after a take, so the
+        band a fill-or-kill order is checked against is the band it matches against."""
+        vol = self.vol
+        if vol is not None and now_s > vol.last_second:
+            if vol.advance(now_s):
+                vol.recompute()
+            self.copy_band()
 
     def buy_hold(self, price: int, lots: int) -> int:
         """What a buy order of ``lots`` at ``price`` freezes: notional plus the larger fee."""
@@ -242,6 +289,21 @@ class MatchingCore:
         self.touched: dict[tuple[int, str], AssetBalances] = {}
         self.handlers: dict[type, Callable[[Any], None]] = {}
         self.emit = True  # False while a replay applies commands without building events
+        # Circuit breakers (``breakers.py``; settings by the commands in
+        # ``breaker_commands.py``). Events a breaker emits before the command itself is
+        # decided (a timer, a surge trip) wait in ``pre_events``: they stay even when the
+        # command is refused, after its Rejected.
+        self.ts_s = 0
+        self.next_timer_ns = NO_TIMER
+        self.pre_events: list[Any] = []
+        self.surge_on = False
+        self.surge_venue = default_surge()
+        self.surge_account = default_surge()
+        self.venue_meter = RateMeter(self.surge_venue)
+        self.account_meters: list[RateMeter | None] = []
+        self.market_makers: dict[int, None] = {}
+        self.loss = LossGuard()
+        self.loss_on = False
 
     # ======================================================================================
     # Entry point
@@ -256,9 +318,13 @@ class MatchingCore:
         self.seq = seq
         self.seq_obj = seq  # the caller's int object, put in every event of the command
         self.ts_ns = ts_ns
+        self.ts_s = ts_ns // NS_PER_S
+        trades_before = self.next_trade_id
+        if ts_ns >= self.next_timer_ns:
+            self._timers()
         request_id = cmd.request_id
         if request_id and request_id in self.results:
-            return [e.DuplicateRequest(seq, request_id, self.results[request_id])]
+            return self._after_pre([e.DuplicateRequest(seq, request_id, self.results[request_id])])
         events: list[Any] = []
         self.events = events
         kind = type(cmd)
@@ -273,15 +339,29 @@ class MatchingCore:
                 handler = self.handlers.get(kind)
                 if handler is None:
                     raise Reject(R.INVALID_FIELD, f"unknown command {kind.__name__}")
-                handler(cmd)
+                if self.loss_on and kind not in _NOT_FLOWS:
+                    before = self.loss.gross_values(self)
+                    handler(cmd)
+                    self.loss.note_flows(before, self.loss.gross_values(self))
+                else:
+                    handler(cmd)
+            if self.loss_on and self.next_trade_id != trades_before:
+                self.check_losses()
         except Reject as reject:
             if events or self.touched:
                 self._fail(f"seq {seq}: rejected after a change ({reject.reason})")
-            return [
-                e.Rejected(
-                    seq, request_id, reject.reason, reject.detail, reject.template, reject.figures
-                )
-            ]
+            return self._after_pre(
+                [
+                    e.Rejected(
+                        seq,
+                        request_id,
+                        reject.reason,
+                        reject.detail,
+                        reject.template,
+                        reject.figures,
+                    )
+                ]
+            )
         except InvariantViolation as violation:
             self._fail(f"seq {seq}: {violation}")
         except BaseException as error:  # a bug or an interrupt mid-mutation: untrustworthy state
@@ -290,7 +370,111 @@ class MatchingCore:
             self._balance_events()
         if request_id:
             self._remember(request_id)
+        if self.pre_events:
+            events[0:0] = self.pre_events
+            self.pre_events.clear()
         return events
+
+    def _after_pre(self, first: list[Any]) -> list[Any]:
+        """A refused or repeated command's answer: its Rejected (or DuplicateRequest) first,
+        then what breakers said before it was decided."""
+        if self.pre_events:
+            first.extend(self.pre_events)
+            self.pre_events.clear()
+        return first
+
+    # ======================================================================================
+    # Circuit breakers: the hooks (the rules are in breakers.py and breaker_commands.py)
+    # ======================================================================================
+    def _timers(self) -> None:
+        """Run the breakers' timers that are due at this command's time: their events go to
+        ``pre_events``. Overridden by ``Engine`` (volatility auctions, protection ends)."""
+        self.next_timer_ns = NO_TIMER
+
+    def check_losses(self) -> None:
+        """After a command that traded: value the red lines. Overridden by ``Engine``."""
+
+    def meter_of(self, account: int) -> RateMeter:
+        meters = self.account_meters
+        if account >= len(meters):
+            meters.extend([None] * (account + 1 - len(meters)))
+        meter = meters[account]
+        if meter is None:
+            meter = RateMeter(self.surge_account)
+            meters[account] = meter
+        return meter
+
+    def _surge(self, account: int, adds: bool, buys: bool) -> None:
+        """Count one order-entry command of ``account``; refuse it when protection says so
+        (``adds``: it adds an order or quantity; ``buys``: on the buy side). A refused command
+        still counts: the meter measures traffic, and a runaway keeps its protection on."""
+        now_s = self.ts_s
+        venue = self.venue_meter
+        if self.surge_venue.enabled and venue.hit(now_s):
+            self._protection_started(venue, SCOPE_VENUE, None, now_s)
+        if not adds:
+            return
+        if self.surge_account.enabled:
+            meter = self.meter_of(account)
+            if meter.hit(now_s):
+                self._protection_started(meter, SCOPE_ACCOUNT, account, now_s)
+            if meter.protected:
+                raise Reject(
+                    R.PROTECTION_MODE,
+                    f"account {account} is in protection mode: new orders are refused, "
+                    "cancels are accepted",
+                )
+        if venue.protected and buys and account not in self.market_makers:
+            raise Reject(
+                R.PROTECTION_MODE,
+                "the venue is in protection mode: only market makers add orders; others may "
+                "sell or cancel",
+            )
+
+    def _protection_started(
+        self, meter: RateMeter, scope: BreakerScope, account: Any, now_s: int
+    ) -> None:
+        self.pre_events.append(
+            _ProtectionStarted(
+                self.seq_obj,
+                scope,
+                account,
+                meter.count,
+                meter.baseline_milli,
+                meter.threshold,
+            )
+        )
+        calm = meter.calm_from_ns()
+        if calm < self.next_timer_ns:
+            self.next_timer_ns = calm
+
+    def _volatility_trip(self, inst: Instrument, price: int) -> None:
+        """A trade at ``price`` would print outside the dynamic band: it does not happen, and
+        the instrument goes into a volatility auction until its time is up."""
+        vol = inst.vol
+        assert vol is not None
+        until = self.ts_ns + vol.auction_s * NS_PER_S
+        vol.auction_end_ns = until
+        inst.phase = VOLATILITY_AUCTION
+        if until < self.next_timer_ns:
+            self.next_timer_ns = until
+        if self.emit:
+            self.events.append(
+                e.VolatilityInterruption(
+                    self.seq_obj,
+                    inst.symbol,
+                    price,
+                    vol.reference_ticks(),
+                    inst.vol_low_ticks,
+                    inst.vol_high_ticks,
+                    until,
+                )
+            )
+            self.events.append(
+                e.PhaseChanged(
+                    self.seq_obj, inst.symbol, VOLATILITY_AUCTION, inst.reference_price_ticks
+                )
+            )
 
     def _remember(self, request_id: str) -> None:
         """Keep ``request_id`` in the idempotency window; the oldest id beyond the window is
@@ -351,6 +535,12 @@ class MatchingCore:
                 )
         self.touched.clear()
 
+    def flush_balances(self) -> None:
+        """Turn the balances changed so far into BalanceChanged events (a timer's changes,
+        reported before the command that brought the time)."""
+        if self.touched:
+            self._balance_events()
+
     def _grow_open_counts(self, account: int) -> None:
         arr = self.open_counts_arr
         size = max(account + 1, 2 * len(arr), 1024)
@@ -407,6 +597,8 @@ class MatchingCore:
         ):
             self._reject_order_fields(inst, cmd)
         side = _BUY if cmd.side is BUY else _SELL
+        if self.surge_on:
+            self._surge(account, True, side == _BUY)
         tif_obj = cmd.tif
         phase = inst.phase
         stop = 0
@@ -501,7 +693,7 @@ class MatchingCore:
                 inst.note_price(inst.last_price_ticks)  # already through its stop: fires now
                 self._after_trades(inst)
             return
-        if phase is PRE_OPEN:
+        if phase is PRE_OPEN or phase is VOLATILITY_AUCTION:
             self._rest(inst, slot)
             return
         self._take(inst, slot)
@@ -618,10 +810,16 @@ class MatchingCore:
         pool = self.pool
         cancel_oldest = cmd.stp is SelfTradePrevention.CANCEL_OLDEST
         account = cmd.account
+        # Levels beyond the dynamic band would stop the fill there: they do not count.
+        inst.band_now(self.ts_s)
         if side == _BUY:
+            if price > inst.vol_high_ticks:
+                price = inst.vol_high_ticks
             prices = [-k for k in reversed(book.ask_keys) if -k <= price]
             levels = book.asks
         else:
+            if price < inst.vol_low_ticks:
+                price = inst.vol_low_ticks
             prices = [p for p in reversed(book.bid_prices) if p >= price]
             levels = book.bids
         for level_price in prices:
@@ -674,9 +872,14 @@ class MatchingCore:
         maker_side_enum = SIDES[maker_side]
         aggressor = pool.side[taker]
         stopped = False
-        while pool.leaves[taker] and keys:
+        if inst.vol is not None:
+            inst.band_now(self.ts_s)
+        while pool.leaves[taker] and keys and inst.phase is CONTINUOUS:
             price = -keys[-1] if is_buy else keys[-1]
             if (price > limit) if is_buy else (price < limit):
+                break
+            if price < inst.vol_low_ticks or price > inst.vol_high_ticks:
+                self._volatility_trip(inst, price)
                 break
             price_obj = keys[-1] if not is_buy else price  # the level's price as an object
             level = levels[price_obj]
@@ -754,6 +957,8 @@ class MatchingCore:
         pool.cum[taker] += lots
         pool.cum_notional[taker] += notional_ticks
         inst.last_price_ticks = price
+        if inst.vol is not None:
+            inst.vol.note_trade(self.ts_s, price, lots)
         if price > inst.scan_high_ticks:
             inst.scan_high_ticks = price
         if price < inst.scan_low_ticks:
@@ -930,6 +1135,8 @@ class MatchingCore:
         self._after_trades(inst)
 
     def _after_trades(self, inst: Instrument) -> None:
+        if inst.vol is not None:
+            inst.copy_band()
         if inst.scan_high_ticks:
             if inst.stop_slots:
                 self._trigger_stops(inst)
@@ -998,6 +1205,8 @@ class MatchingCore:
         return slot
 
     def _cancel(self, cmd: c.CancelOrder) -> None:
+        if self.surge_on:
+            self._surge(0, False, False)  # counts for the venue; a cancel is never refused
         self._cancel_order(self._owned_order(cmd.account, cmd.order_id), CR_USER)
 
     def _withdraw(self, inst: Instrument, slot: int) -> int:
@@ -1053,8 +1262,9 @@ class MatchingCore:
             raise Reject(R.INVALID_ORDER_TYPE, "a pending stop order cannot be replaced")
         if self.venue_halted:
             raise Reject(R.VENUE_HALTED)
-        if inst.phase is not CONTINUOUS and inst.phase is not PRE_OPEN:
-            raise Reject(R.INSTRUMENT_HALTED if inst.phase is HALTED else R.WRONG_PHASE)
+        phase = inst.phase
+        if phase is not CONTINUOUS and phase is not PRE_OPEN and phase is not VOLATILITY_AUCTION:
+            raise Reject(R.INSTRUMENT_HALTED if phase is HALTED else R.WRONG_PHASE)
         price_obj = cmd.price_ticks
         self._check_price(inst, price_obj)
         price = price_obj
@@ -1079,6 +1289,9 @@ class MatchingCore:
         side = pool.side[slot]
         state = self.account_states.get(account)
         new_leaves = lots - cum
+        if self.surge_on:
+            adds = not (price == pool.price[slot] and new_leaves <= pool.leaves[slot])
+            self._surge(account, adds, side == _BUY)
         if state is ACCT_SUSPENDED:
             raise Reject(R.ACCOUNT_SUSPENDED)
         if state is ACCT_REDUCE_ONLY and new_leaves > pool.leaves[slot]:
@@ -1127,7 +1340,7 @@ class MatchingCore:
             self.events.append(
                 e.OrderReplaced(self.seq_obj, order_id, account, price, lots, new_leaves, False)
             )
-        if inst.phase is PRE_OPEN:
+        if phase is PRE_OPEN or phase is VOLATILITY_AUCTION:
             self._rest(inst, slot)
             return
         self._take(inst, slot)
@@ -1227,6 +1440,9 @@ class MatchingCore:
                     _BookDelta(self.seq_obj, inst.symbol, SIDES[side], level_price, lots_left)
                 )
         inst.set_reference(price)
+        if inst.vol is not None:
+            inst.vol.restart(price)  # the band starts again around the auction's price
+            inst.copy_band()
         if self.emit:
             self.events.append(
                 e.AuctionUncrossed(

@@ -63,6 +63,9 @@ class Phase(StrEnum):
     PRE_OPEN = "PRE_OPEN"  # call auction: orders rest, nothing matches
     CONTINUOUS = "CONTINUOUS"
     HALTED = "HALTED"  # only cancels
+    # A call auction the volatility breaker started: orders rest, nothing matches, and the
+    # instrument re-opens through the uncross when its time is up (``SetVolatilityBand``).
+    VOLATILITY_AUCTION = "VOLATILITY_AUCTION"
 
 
 class AccountState(StrEnum):
@@ -92,6 +95,7 @@ class CancelReason(StrEnum):
     DAY_EXPIRY = "DAY_EXPIRY"
     REPLACE = "REPLACE"
     ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"  # a pending stop of a suspended account triggered
+    LOSS_LIMIT = "LOSS_LIMIT"  # the account's floating loss crossed its red line
     SESSION_ENDED = "SESSION_ENDED"  # cancel-on-disconnect: the session that placed it ended
 
 
@@ -132,6 +136,7 @@ class RejectReason(StrEnum):
     HOLD_ALREADY_RESOLVED = "HOLD_ALREADY_RESOLVED"
     TOO_MANY_ACCOUNTS = "TOO_MANY_ACCOUNTS"
     SYSTEM_ACCOUNT = "SYSTEM_ACCOUNT"
+    PROTECTION_MODE = "PROTECTION_MODE"  # surge protection: new orders refused, cancels taken
     IPO_UNKNOWN_OFFERING = "IPO_UNKNOWN_OFFERING"
     IPO_DUPLICATE_OFFERING = "IPO_DUPLICATE_OFFERING"
     IPO_DUPLICATE_SUBSCRIPTION = "IPO_DUPLICATE_SUBSCRIPTION"
@@ -145,3 +150,25 @@ class RejectReason(StrEnum):
     IPO_PRICE_NOT_SET = "IPO_PRICE_NOT_SET"
     IPO_INVALID_BASIS = "IPO_INVALID_BASIS"
     IPO_PRICE_ALREADY_SET = "IPO_PRICE_ALREADY_SET"
+
+
+class BreakerScope(StrEnum):
+    """What a circuit breaker watches: the whole venue, one account, or the house accounts."""
+
+    VENUE = "VENUE"
+    ACCOUNT = "ACCOUNT"
+    HOUSE = "HOUSE"
+
+
+class Breaker(StrEnum):
+    SURGE = "SURGE"
+    LOSS_LIMIT = "LOSS_LIMIT"
+    VOLATILITY = "VOLATILITY"
+
+
+class BandReference(StrEnum):
+    """Where a volatility band is centred: the last auction's price, or the volume-weighted
+    average price of the instrument's trades over the band's window."""
+
+    AUCTION = "AUCTION"
+    AVERAGE = "AVERAGE"

@@ -54,6 +54,10 @@ OWNED_EVENTS: tuple[type[e.Event], ...] = (
     e.AccountStateChanged,
     e.KillSwitchActivated,
     e.HoldFrozen,
+    e.ProtectionStarted,  # the breakers' trips of one account (``account`` None: the venue's
+    e.ProtectionEnded,  # or the house's, which only operators see)
+    e.LossLimitTripped,
+    e.LossLimitReset,
 )
 """Events about one account, named by their ``account`` field."""
 
@@ -61,6 +65,7 @@ PUBLIC_EVENTS: tuple[type[e.Event], ...] = (
     e.BookDelta,
     e.PhaseChanged,
     e.AuctionUncrossed,
+    e.VolatilityInterruption,
     e.Rejected,  # the caller's own request (request ids are namespaced by key)
     e.DuplicateRequest,
 )
@@ -118,7 +123,7 @@ def event_view(
         return venue.event_json(event)
     rule = _RULES.get(type(event))
     if rule == _OWNED:
-        if event.account in viewer:  # type: ignore[union-attr]
+        if event.account in viewer:  # type: ignore[union-attr,operator]
             return venue.event_json(event)
         return None
     if rule == _PUBLIC:

@@ -182,7 +182,7 @@ class Hub:
         elif not self.account_subs:
             return
         elif isinstance(event, OWNED_EVENTS):
-            subs = self.account_subs.get(event.account)  # type: ignore[union-attr]
+            subs = self.account_subs.get(event.account)  # type: ignore[union-attr,arg-type]
             if subs:
                 message = self.bridge.venue.event_json(event)
                 for sub in subs:

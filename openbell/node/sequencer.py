@@ -29,7 +29,8 @@ from typing import Any
 
 import msgspec
 
-from openbell.core.commands import Command
+from openbell.core.breakers import NO_TIMER
+from openbell.core.commands import Command, Tick
 from openbell.core.engine import Engine
 from openbell.core.events import Event
 from openbell.journal.base import Journal
@@ -38,6 +39,13 @@ from openbell.node.codec import encode_batch
 log = logging.getLogger("openbell.node")
 
 Reply = Callable[[int, list[Event] | None, str], None]  # (seq, events, error)
+
+
+TIMER_POLL_S = 0.1  # how late a breaker's timer may fire when no command comes
+
+
+def _ignore_reply(seq: int, events: list[Event] | None, error: str) -> None:
+    """A Tick's answer: its events reach everyone through the event stream."""
 
 
 class Busy(Exception):
@@ -140,7 +148,11 @@ class Sequencer:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self._accepting = True
-        for name, target in (("sequencer", self._sequence_loop), ("journal", self._journal_loop)):
+        for name, target in (
+            ("sequencer", self._sequence_loop),
+            ("journal", self._journal_loop),
+            ("breaker-timers", self._timer_loop),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -203,6 +215,24 @@ class Sequencer:
             return self.durable_changed.wait_for(
                 lambda: self.durable_seq >= seq or self.failure is not None, timeout_s
             )
+
+    # -- the breakers' timers --------------------------------------------------------------------
+    def _timer_loop(self) -> None:
+        """Send a ``Tick`` when a circuit breaker's timer is due (a volatility auction's end, a
+        protection's hold-down) and no other command brings the time first: the core has no
+        clock, so an idle venue would otherwise never re-open. Each due time is ticked once; the
+        engine's field is read without a lock (one machine word, written by the sequencer)."""
+        ticked_for = NO_TIMER
+        while self._accepting and self.failure is None:
+            time.sleep(TIMER_POLL_S)
+            due = self.engine.next_timer_ns
+            if due in (NO_TIMER, ticked_for) or self._clock_ns() < due:
+                continue
+            ticked_for = due
+            try:
+                self.submit(Tick(), _ignore_reply)
+            except (Busy, NodeHalted):
+                ticked_for = NO_TIMER  # try again at the next poll
 
     # -- the sequencer thread --------------------------------------------------------------------
     def _sequence_loop(self) -> None:

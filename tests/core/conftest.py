@@ -46,6 +46,7 @@ class Driver:
         self.eng = Engine(config)
         self.check = check
         self.log: list[tuple[c.Command, list[e.Event]]] = []
+        self.clock_ns: int | None = None  # set: every command is stamped with it
 
     @property
     def seq(self) -> int:
@@ -53,7 +54,8 @@ class Driver:
 
     def __call__(self, cmd: c.Command) -> list[e.Event]:
         seq = self.eng.seq + 1
-        events = self.eng.apply(seq, 1_000_000 * seq, cmd)
+        ts_ns = 1_000_000 * seq if self.clock_ns is None else self.clock_ns
+        events = self.eng.apply(seq, ts_ns, cmd)
         if self.check:
             self.eng.check_invariants()
         self.log.append((cmd, events))

@@ -198,3 +198,82 @@ def test_ipo_through_listing_compiled_equals_interpreted(
     assert build == "interpreted"
     assert theirs == mine
     assert their_hash == engine.state_hash() and their_blob == engine.snapshot()
+
+
+def _breaker_stream(orders: list[tuple[int, int, int, int, int]]) -> list[c.Command]:
+    """Every breaker on, with thresholds the stream reaches (the worker stamps 1 ms per
+    command): surge for the venue and each account, a market maker, volatility bands of both
+    references, red lines on an account and on the house; orders at random prices and sizes,
+    cancels, and ticks."""
+    from openbell.core.types import BandReference, BreakerScope, Phase, Side
+
+    out: list[c.Command] = [
+        c.CreateAsset(asset="USD", scale=2),
+        c.CreateAsset(asset="ACME", scale=0),
+        c.CreateAsset(asset="BETA", scale=0),
+        c.CreateInstrument(spec=c.InstrumentSpec(symbol="ACME", base_asset="ACME",
+                                                 quote_asset="USD", reference_price_ticks=100,
+                                                 taker_fee_bps=20, lot_size=2, tick_value=3)),
+        c.CreateInstrument(spec=c.InstrumentSpec(symbol="BETA", base_asset="BETA",
+                                                 quote_asset="USD", reference_price_ticks=100)),
+        c.OpenAccounts(count=5),
+        c.DepositMany(first_account=16, count=5, asset="USD", amount_minor=10**9),
+        c.DepositMany(first_account=16, count=5, asset="ACME", amount_minor=10**6),
+        c.DepositMany(first_account=16, count=5, asset="BETA", amount_minor=10**6),
+        c.SetPhase(symbol="ACME", phase=Phase.CONTINUOUS),
+        c.SetPhase(symbol="BETA", phase=Phase.CONTINUOUS),
+        c.SetSurgeProtection(scope=BreakerScope.VENUE, floor_per_s=60, hold_down_s=1,
+                             baseline_window_s=5),
+        c.SetSurgeProtection(scope=BreakerScope.ACCOUNT, floor_per_s=25, hold_down_s=1,
+                             baseline_window_s=3),
+        c.SetMarketMaker(account=20),
+        c.SetVolatilityBand(symbol="ACME", band_bps=400, auction_s=1),
+        c.SetVolatilityBand(symbol="BETA", band_bps=300, reference=BandReference.AUCTION,
+                            auction_s=1, window_s=2),
+        c.SetLossLimit(account=17, asset="USD", limit_minor=3_000, window_s=2),
+        c.SetLossLimit(asset="USD", limit_minor=9_000_000, house_accounts=(18, 19)),
+    ]  # fmt: skip
+    for i, (account, side, price, lots, what) in enumerate(orders):
+        symbol = "BETA" if what % 5 == 0 else "ACME"
+        if what % 11 == 0:
+            out.append(c.Tick())
+        elif what % 13 == 0:
+            out.append(c.MassCancel(account=16 + account))
+        else:
+            out.append(
+                c.PlaceOrder(account=16 + account, symbol=symbol, client_order_id=f"o{i}",
+                             side=Side.BUY if side else Side.SELL, quantity_lots=lots,
+                             price_ticks=price)
+            )  # fmt: skip
+    return out
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 4),
+            st.integers(0, 1),
+            st.integers(80, 120),
+            st.integers(1, 30),
+            st.integers(0, 1_000),
+        ),
+        min_size=1,
+        max_size=400,
+    )
+)
+def test_breakers_compiled_equal_interpreted(
+    pure: PureCore, orders: list[tuple[int, int, int, int, int]]
+) -> None:
+    commands = _breaker_stream(orders)
+    engine = Engine()
+    mine = []
+    for cmd in commands:
+        seq = engine.seq + 1
+        mine.append(_encoder.encode(engine.apply(seq, 1_000_000 * seq, cmd)))
+    engine.check_invariants()
+    build, theirs, their_hash, their_blob = pure.run(commands, config=EngineConfig())
+    assert build == "interpreted"
+    assert theirs == mine
+    assert their_hash == engine.state_hash() and their_blob == engine.snapshot()
+    assert Engine.restore(their_blob).snapshot() == their_blob
