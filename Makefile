@@ -28,7 +28,7 @@ venv: $(CORE_BUILT)
 core: $(CORE_BUILT)
 
 run: $(CORE_BUILT)
-	$(VENV)/bin/openbell serve --demo
+	$(VENV)/bin/openbell serve --demo --fix-port 9878
 
 # The whole suite on the compiled core, then the core's own suite again on the interpreted
 # core (the reference the compiled one must equal).

@@ -22,6 +22,7 @@ from bench.backoffice_bench import run_all as bench_backoffice
 from bench.bare_book import run_bare
 from bench.cluster_bench import run_all as bench_cluster
 from bench.engine_bench import GcPauses, bench_engine, run_quiet, run_throughput
+from bench.fix_bench import bench_fix
 from bench.gateway_access_bench import bench_gateway_access
 from bench.gateway_bench import bench_gateway
 from bench.ipo_bench import run_all as bench_ipo
@@ -133,6 +134,9 @@ def main() -> None:
     console.print("gateway: HTTP servers compared, WebSocket order entry (own processes) ...")
     # after bench_gateway: gateway.http.orders_per_s is this bench's same-run figure
     results.update(bench_gateway_access(quick))
+
+    console.print("gateway: FIX 4.4 order entry, 8 sessions (server in its own process) ...")
+    results.update(bench_fix(seconds=3.0 if quick else 8.0))
 
     console.print("cluster: NATS JetStream R3 journal, leader and NATS-server kills ...")
     results.update(bench_cluster(setup, node_work, quick))

@@ -122,6 +122,13 @@ def serve(
             help="Serve the REST/WebSocket gateway on 127.0.0.1:PORT (0: any free; --demo: 8000)."
         ),
     ] = None,
+    fix_port: Annotated[
+        int | None,
+        typer.Option(
+            help="With the gateway: also a FIX 4.4 acceptor on 127.0.0.1:PORT (0: any free; "
+            "the usual FIX port is 9878). Default: no FIX.",
+        ),
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option(
@@ -181,6 +188,8 @@ def serve(
         _usage("--data is required (or use --demo)")
     if metrics_token_file is not None and http_port is None and not demo:
         _usage("--metrics-token-file needs the gateway (--http-port or --demo)")
+    if fix_port is not None and http_port is None and not demo:
+        _usage("--fix-port needs the gateway (--http-port or --demo)")
     if venue is not None and not venue.is_file():
         _usage(f"no venue file {venue}")
     temp_dir: Path | None = None
@@ -215,6 +224,7 @@ def serve(
                 data_dir=str(data),
                 port=8000 if http_port is None else http_port,
                 metrics_token=_read_secret(metrics_token_file),
+                fix_port=fix_port,
             )
             code = run_gateway(
                 gateway_config,

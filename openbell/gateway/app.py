@@ -40,6 +40,7 @@ from openbell.gateway.auth import Authenticator
 from openbell.gateway.bridge import Bridge
 from openbell.gateway.convert import order_json
 from openbell.gateway.errors import ApiError
+from openbell.gateway.fix.acceptor import FixAcceptor, FixConfig
 from openbell.gateway.handling import (  # shared with fastpath, ipo, history, orders, trade_ws
     ALL_ROLES,
     OPERATOR,
@@ -91,6 +92,9 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     # WebSocket order entry (openbell.gateway.trade_ws): messages per second per session
     trade_session_rate_per_s: float = 10_000.0
     trade_session_burst: int = 20_000
+    # -- FIX 4.4 acceptor (openbell.gateway.fix): None: off; 0: any free port --
+    fix_port: int | None = None
+    fix_comp_id: str = "OPENBELL"
 
 
 class Gateway:
@@ -126,6 +130,7 @@ class Gateway:
         self.limits = IpLimits(config.limits)
         self.started = threading.Event()
         self._key_watch: asyncio.Task[None] | None = None
+        self.fix: FixAcceptor | None = None  # FIX 4.4 acceptor, with config.fix_port
         self.app = build_app(self)
 
     def _queue_depth(self) -> float:
@@ -175,6 +180,14 @@ class Gateway:
         scales, specs, orders = await self.bridge.query(_venue_state)
         self.bridge.venue.load(scales, specs, orders)
         self._key_watch = loop.create_task(self._watch_keys())
+        # -- FIX 4.4 acceptor --
+        if self.config.fix_port is not None:
+            fix_config = FixConfig(
+                host=self.config.host, port=self.config.fix_port, comp_id=self.config.fix_comp_id
+            )
+            self.fix = FixAcceptor(self.bridge, self.auth, self.config.data_dir, fix_config)
+            await self.fix.start()
+        # -- end FIX --
         self.started.set()
 
     async def _watch_keys(self) -> None:
@@ -188,8 +201,12 @@ class Gateway:
             if keys.version != seen:  # re-read here or by a request since the last check
                 seen = keys.version
                 self.hub.drop_stale_keys(keys)
+                if self.fix is not None:  # FIX sessions too
+                    self.fix.drop_stale_keys(keys)
 
     async def shutdown(self) -> None:
+        if self.fix is not None:  # FIX sessions logged out (and their cancels sent) first
+            await self.fix.stop()
         self.bridge.stop_sweeper()
         if self._key_watch is not None:
             self._key_watch.cancel()

@@ -73,6 +73,7 @@ class Waiter:
     the answer shows (by default no account's: set it from the caller's key)."""
 
     __slots__ = ("_bucket", "_loop", "done", "viewer")
+    wants_json = True  # False: the answer's ``events`` stay empty (FIX reads ``raw`` only)
 
     def __init__(self, viewer: Viewer = frozenset()) -> None:
         self.done = False
@@ -209,9 +210,10 @@ class Bridge:
             is_waiter = isinstance(token, Waiter)
             converted: list[dict[str, Any]] = []
             viewer: Viewer = token.viewer if is_waiter else None
+            viewing = is_waiter and token.wants_json
             for index, event in enumerate(events):
                 before(event)
-                if is_waiter:
+                if viewing:
                     view = event_view(venue, events, index, viewer)
                     if view is not None:
                         converted.append(view)

@@ -105,6 +105,12 @@ def run_gateway(
                 flush=True,
             )
             halted_logged = False
+            if gateway.fix is not None:  # FIX 4.4 acceptor (--fix-port)
+                print(
+                    f"openbell fix: {host}:{gateway.fix.port} (FIX 4.4, TargetCompID "
+                    f"{gateway.fix.config.comp_id})",
+                    flush=True,
+                )
             while not stop.wait(POLL_S):
                 # A halted venue keeps answering (503 NODE_HALTED, /metrics openbell_node_halted
                 # 1) until the operator stops it, so the halt and its reason stay visible.
