@@ -482,3 +482,16 @@ def ws_headers(key_id: str, secret: str, path: str = "/v1/ws") -> dict[str, str]
     headers = signed_headers(key_id, secret, "GET", path, "", b"")
     headers.pop("Content-Type")
     return headers
+
+
+def ws_auth_message(key_id: str, secret: str, path: str = "/v1/ws") -> dict[str, str]:
+    """The signed first message that authenticates a WebSocket opened without signed handshake
+    headers (what a browser sends): the same four values, as ``{"op": "auth", ...}``."""
+    headers = ws_headers(key_id, secret, path)
+    return {
+        "op": "auth",
+        "key": headers["OB-KEY"],
+        "ts": headers["OB-TS"],
+        "nonce": headers["OB-NONCE"],
+        "signature": headers["OB-SIGNATURE"],
+    }
