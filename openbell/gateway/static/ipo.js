@@ -157,7 +157,7 @@ function drawPanel(o) {
   const d = o.draw;
   const parts = [h("h3", {}, "Draw result"),
     h("p", { class: "num" }, `${d.winners} winning numbers of ${d.units_subscribed} subscribed `
-      + `(${d.units_offered} on offer) · source ${d.source || "seed"}`)];
+      + `(${d.units_offered} on offer)`)];
   if (d.tails && d.tails.length) {
     parts.push(h("p", {}, "Winning tails (a number wins if it ends with one of these):"),
       h("div", { class: "tails num" }, d.tails.map((t) => h("code", {}, String(t)))));

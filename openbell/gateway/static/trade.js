@@ -18,9 +18,13 @@ const QUANTITY_FIELDS = new Set(["INVALID_QUANTITY", "MAX_QUANTITY_EXCEEDED",
                                  "INSUFFICIENT_POSITION", "FOK_NOT_FILLABLE",
                                  "MAX_OPEN_ORDERS_EXCEEDED"]);
 
+const ORDER_FIELDS = new Set(["INSTRUMENT_HALTED", "VENUE_HALTED", "WRONG_PHASE",
+                              "ACCOUNT_SUSPENDED", "REDUCE_ONLY", "UNKNOWN_INSTRUMENT"]);
+
 // which field of the order form an API error belongs to
 export function errorField(error) {
   const text = `${error.code} ${error.message}`;
+  if (ORDER_FIELDS.has(error.code)) return "order";
   if (/stop_price/.test(text)) return "stop";
   if (error.code === "INVALID_FIELD") {
     const match = /\$\.(\w+)/.exec(error.message);
@@ -31,7 +35,15 @@ export function errorField(error) {
   }
   if (PRICE_FIELDS.has(error.code)) return "price";
   if (QUANTITY_FIELDS.has(error.code)) return "quantity";
+  if (/\bquantity\b/i.test(error.message)) return "quantity"; // e.g. TOO_MANY_DECIMALS
+  if (/\bprice\b/i.test(error.message)) return "price";
   return "order";
+}
+
+// the API's code in words, then its message: "Instrument halted: WEBCO"
+export function describe(error) {
+  const words = error.code.replaceAll("_", " ").toLowerCase();
+  return `${words.charAt(0).toUpperCase()}${words.slice(1)}: ${error.message}`;
 }
 
 export class TradeScreen {
@@ -510,7 +522,7 @@ export class TradeScreen {
   showError(error) {
     const name = errorField(error);
     const slot = this.form.querySelector(`[data-error-for="${name}"]`);
-    slot.textContent = error.message;
+    slot.textContent = describe(error);
     slot.closest(".field").classList.add("invalid");
   }
 
