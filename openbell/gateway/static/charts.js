@@ -193,6 +193,13 @@ export class DepthChart extends Canvas {
     const prices = [...bids, ...asks].map(([p]) => geometry(p));
     let lo = Math.min(...prices);
     let hi = Math.max(...prices);
+    if (bids.length && asks.length) {
+      // symmetric around the mid, so one far order on one side does not squash the other
+      const mid = (geometry(bids[bids.length - 1][0]) + geometry(asks[0][0])) / 2;
+      const half = Math.min(mid - lo, hi - mid) || Math.max(mid - lo, hi - mid);
+      lo = mid - half;
+      hi = mid + half;
+    }
     if (hi === lo) {
       hi += 1;
       lo -= 1;
@@ -216,8 +223,13 @@ export class DepthChart extends Canvas {
       ctx.lineWidth = 1.5;
       ctx.stroke();
     };
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(0, 0, this.width, h);
+    ctx.clip();
     side(bids, COLORS.up, COLORS.upFill);
     side(asks, COLORS.down, COLORS.downFill);
+    ctx.restore();
     ctx.fillStyle = COLORS.text;
     ctx.fillText(lo.toFixed(2), 4, this.height - 4);
     ctx.textAlign = "right";

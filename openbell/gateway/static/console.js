@@ -41,14 +41,14 @@ export class ConsoleScreen {
         this.noteEl),
       panel("node", "Node", this.nodeEl),
       panel("venue", "Venue", this.venueEl),
+      panel("accounts", "Accounts", this.accountsEl),
       panel("instruments", "Instruments",
         h("div", { class: "scroll" }, h("table", { class: "grid" },
           h("thead", {}, h("tr", {}, ...["Symbol", "Phase", "Reference", "Last", ""]
             .map((t) => h("th", {}, t)))),
           this.instrumentsEl))),
-      panel("accounts", "Accounts", this.accountsEl),
-      panel("ipo", "IPO offerings", this.ipoEl),
       panel("rejects", "Rejects by reason", this.rejectsEl),
+      panel("ipo", "IPO offerings", this.ipoEl),
       this.breakersPanel));
   }
 
@@ -191,8 +191,9 @@ export class ConsoleScreen {
       h("div", { class: "scroll short" }, h("table", { class: "grid" }, h("tbody", {},
         d.recent_rejects.slice(0, 30).map((r) => h("tr", {},
           h("td", { class: "num muted" }, new Date(r.time_ms).toTimeString().slice(0, 8)),
-          h("td", {}, r.reason), h("td", { class: "muted" }, r.key_id ?? "—"),
-          h("td", {}, r.detail)))))),
+          h("td", { class: "wrap" }, h("div", {}, r.reason,
+            r.key_id ? h("span", { class: "muted" }, ` · key ${r.key_id}`) : null),
+            h("div", { class: "muted" }, r.detail))))))),
       h("h3", {}, "Gateway refusals"),
       h("table", { class: "grid" }, h("tbody", {}, Object.entries(d.refusals_by_code).map(
         ([code, count]) => h("tr", {}, h("td", {}, code),

@@ -66,6 +66,10 @@ export class IpoScreen {
     this.render();
   }
 
+  resync() {
+    return this.refresh();
+  }
+
   // the account channel: its own subscriptions and the balances settlement changes
   onMessage(m) {
     if (m.type === "IpoSubscribed" || m.type === "IpoSubscriptionCancelled"

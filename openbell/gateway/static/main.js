@@ -124,7 +124,11 @@ async function route() {
 }
 
 function start() {
+  let wasLive = false;
   feed = new Feed(api, (m) => screen && screen.onMessage(m), (state) => {
+    // back after a drop: what the account channel missed meanwhile is read again
+    if (state === "live" && wasLive && screen && screen.resync) screen.resync();
+    if (state === "live") wasLive = true;
     feedState = state;
     const el = document.getElementById("feed-state");
     if (el) {

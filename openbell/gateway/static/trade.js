@@ -9,6 +9,7 @@ import {
 } from "./util.js";
 
 const LADDER_LEVELS = 12;
+const ROW_PX = 20; // a ladder row's height (app.css .level)
 const TAPE_ROWS = 40;
 const FILL_ROWS = 50;
 const PRICE_FIELDS = new Set(["INVALID_PRICE", "PRICE_OUT_OF_BAND", "POST_ONLY_WOULD_TAKE",
@@ -38,6 +39,12 @@ export function errorField(error) {
   if (/\bquantity\b/i.test(error.message)) return "quantity"; // e.g. TOO_MANY_DECIMALS
   if (/\bprice\b/i.test(error.message)) return "price";
   return "order";
+}
+
+// an open order read over REST carries no status: it follows from what is filled
+function orderStatus(o) {
+  if (o.order_type === "STOP" || o.order_type === "STOP_LIMIT") return "PENDING_TRIGGER";
+  return o.cum_quantity && !isZero(o.cum_quantity) ? "PARTIALLY_FILLED" : "NEW";
 }
 
 // the API's code in words, then its message: "Instrument halted: WEBCO"
@@ -264,6 +271,13 @@ export class TradeScreen {
     }
   }
 
+  // after a WebSocket reconnect (the book comes back as a new snapshot by itself)
+  async resync() {
+    if (this.account !== null && this.account !== undefined) {
+      await Promise.all([this.loadOrders(), this.loadFills(), this.loadBalances()]);
+    }
+  }
+
   async loadOrders() {
     const orders = await this.api.get("/v1/orders", { account: this.account });
     this.orders.clear();
@@ -404,8 +418,10 @@ export class TradeScreen {
   // -- rendering ---------------------------------------------------------------------------
   renderBook() {
     const qs = this.qtyScale;
-    const bids = [...this.bids].sort((a, b) => cmp(b[0], a[0])).slice(0, LADDER_LEVELS);
-    const asks = [...this.asks].sort((a, b) => cmp(a[0], b[0])).slice(0, LADDER_LEVELS);
+    // as many levels as the ladder has room for (rows are ROW_PX high)
+    const room = (el) => Math.max(3, Math.floor(el.clientHeight / ROW_PX)) || LADDER_LEVELS;
+    const bids = [...this.bids].sort((a, b) => cmp(b[0], a[0])).slice(0, room(this.bidsEl));
+    const asks = [...this.asks].sort((a, b) => cmp(a[0], b[0])).slice(0, room(this.asksEl));
     const cumulate = (levels) => {
       let total = 0n;
       return levels.map(([p, q]) => {
@@ -458,7 +474,7 @@ export class TradeScreen {
       h("td", {}, `${o.order_type}${o.tif ? " " + o.tif : ""}`),
       h("td", { class: "num" }, o.price ?? o.stop_price ?? "MKT"),
       h("td", { class: "num" }, o.quantity), h("td", { class: "num" }, o.cum_quantity ?? "0"),
-      h("td", {}, o.status), actions);
+      h("td", {}, o.status ?? orderStatus(o)), actions);
     if (!this.readOnly) {
       actions.append(
         h("button", { type: "button", class: "small", title: "Replace",
