@@ -24,6 +24,7 @@ from openbell.core import events as e
 from openbell.core.engine import Engine
 from openbell.gateway.bridge import Bridge
 from openbell.gateway.ipo import OfferingRead, offering_json, subscription_json
+from openbell.gateway.ipo import _read as read_one
 from openbell.gateway.keys import Role
 
 if TYPE_CHECKING:
@@ -60,14 +61,10 @@ class RejectLog:
 
 
 def _offerings(engine: Engine, account: int | None) -> list[OfferingRead]:
-    book = engine.ipo
-    out = []
-    for symbol in book.offerings:
-        view = book.offering_view(symbol)
-        scale = engine.ledger.assets[view.spec.cash_asset].scale
-        sub = None if account is None else book.subscription_view(symbol, account)
-        out.append(OfferingRead(view, scale, sub))
-    return out
+    """Every offering as ``GET /v1/ipo/offerings/{symbol}`` reads it (with ``account``'s
+    subscription)."""
+    reads = (read_one(engine, symbol, account) for symbol in engine.ipo.offerings)
+    return [read for read in reads if read is not None]
 
 
 async def session(ctx: Ctx) -> Any:

@@ -44,7 +44,10 @@ subscription in that chunk and now settled (SETTLED or REFUNDED), and sends each
 ``BalanceChanged`` for the offering's cash asset and its share asset: the account's balances
 as of ``seq`` (the last command applied when read, >= the chunk's seq), placed in the channel
 exactly there (``Bridge.query_then``), so they are never older than a message sent before them.
-The draw (WIN / LOSE) changes no balance and is not pushed per account: read it with
+The draw (WIN / LOSE) changes no balance and is not pushed per account: every open account
+channel gets ``{"type": "ipo", "symbol", "event"}`` for each phase step of an offering
+(``IpoClosed``, ``IpoNumbered``, ``IpoPriceSet``, ``IpoDrawn``, ``IpoChunkSettled``,
+``IpoListed``: public facts), and reads its subscription with
 ``GET /v1/ipo/offerings/{symbol}/subscriptions/{account}``.
 
 The IPO amounts need the offering's cash asset: the hub learns it from every
@@ -77,7 +80,7 @@ from openbell.gateway.bridge import Bridge
 from openbell.gateway.errors import ApiError
 from openbell.gateway.ipo import ipo_event_json
 from openbell.gateway.keys import ApiKey, KeyStore
-from openbell.gateway.visibility import IPO_OWNED_EVENTS, OWNED_EVENTS
+from openbell.gateway.visibility import IPO_OWNED_EVENTS, IPO_PUBLIC_EVENTS, OWNED_EVENTS
 
 QUEUE_LIMIT = 10_000
 MAX_MESSAGE_BYTES = 4096
@@ -85,6 +88,8 @@ FULL_DEPTH = 1 << 30
 ACCOUNT_CHANNEL_EVENTS: tuple[type, ...] = (*OWNED_EVENTS, *IPO_OWNED_EVENTS)
 """What an account's private channel carries (besides the settlement balances, see above)."""
 _SETTLED = (m.SubscriptionStatus.SETTLED, m.SubscriptionStatus.REFUNDED)
+IPO_STEP_EVENTS: frozenset[type] = frozenset({*IPO_PUBLIC_EVENTS, m.IpoListed})
+"""An offering's phase steps: announced on every account channel (``{"type": "ipo"}``)."""
 log = logging.getLogger("openbell.gateway")
 
 
@@ -192,6 +197,11 @@ class Hub:
             self.offering_cash[event.symbol] = event.spec.cash_asset
         elif not self.account_subs:
             return
+        elif kind in IPO_STEP_EVENTS:
+            self._send_ipo_step(event)  # type: ignore[arg-type]
+            if kind is m.IpoChunkSettled:
+                assert isinstance(event, m.IpoChunkSettled)
+                self._send_settled_balances(event)
         elif isinstance(event, OWNED_EVENTS):
             subs = self.account_subs.get(event.account)  # type: ignore[union-attr]
             if subs:
@@ -206,9 +216,6 @@ class Hub:
                 if ipo_message is not None:
                     for sub in subs:
                         sub.send(ipo_message)
-        elif kind is m.IpoChunkSettled:
-            assert isinstance(event, m.IpoChunkSettled)
-            self._send_settled_balances(event)
 
     def _send_phase(self, event: e.Event) -> None:
         """An instrument's phase to its book subscribers; the venue halt to every one."""
@@ -228,6 +235,13 @@ class Hub:
             message = {"type": "venue", "halted": event.halted, "reason": event.reason}
             subs = set().union(*self.book_subs.values()) if self.book_subs else set()
         for sub in subs:
+            sub.send(message)
+
+    def _send_ipo_step(self, event: m.IpoEvent) -> None:
+        """An offering's phase step, to every open account channel (a public fact: the
+        subscribers re-read their subscription, e.g. WIN / LOSE after the draw)."""
+        message = {"type": "ipo", "symbol": event.symbol, "event": type(event).__name__}
+        for sub in set().union(*self.account_subs.values()):
             sub.send(message)
 
     def _ipo_json(

@@ -4,6 +4,7 @@ security headers."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
@@ -16,15 +17,7 @@ from openbell.gateway.client import GatewayError, ws_auth_message
 from openbell.gateway.security import WEB_CSP
 
 from .conftest import OTHER, TRADER, Venue
-
-
-def ws_url(venue: Venue) -> str:
-    return venue.url.replace("http://", "ws://") + "/v1/ws"
-
-
-def recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(ws.recv(timeout=timeout))
-    return message
+from .test_ws import recv, ws_url
 
 
 def recv_type(ws: ClientConnection, kind: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -84,6 +77,23 @@ def test_a_bad_or_late_auth_message_is_refused(venue: Venue) -> None:
         assert recv_type(ws, "error")["code"] == "INVALID_MESSAGE"
         ws.send(json.dumps({"op": "subscribe", "channel": "account", "account": TRADER}))
         assert recv_type(ws, "error")["code"] == "UNAUTHENTICATED"
+
+
+def test_account_channels_hear_of_ipo_phase_steps(venue: Venue) -> None:
+    key_id, secret = venue.trader_key
+    with connect(ws_url(venue), open_timeout=5) as ws:
+        ws.send(json.dumps(ws_auth_message(key_id, secret)))
+        assert recv(ws)["type"] == "authenticated"
+        ws.send(json.dumps({"op": "subscribe", "channel": "account", "account": TRADER}))
+        assert recv_type(ws, "subscribed")["account"] == TRADER
+        commitment = hashlib.sha256(b"seed").hexdigest()
+        venue.operator.ipo_create_offering(
+            "WEBWS", "USD", "1.00", 1, 5, 10, seed_commitment=commitment
+        )
+        venue.operator.ipo_close("WEBWS")
+        assert recv_type(ws, "ipo") == {"type": "ipo", "symbol": "WEBWS", "event": "IpoClosed"}
+        venue.operator.ipo_number("WEBWS")
+        assert recv_type(ws, "ipo")["event"] == "IpoNumbered"
 
 
 def test_the_book_channel_carries_phases_and_the_venue_halt(venue: Venue) -> None:

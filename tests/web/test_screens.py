@@ -251,6 +251,7 @@ def test_ipo_subscription_to_its_status(browser_context: object, site: Site) -> 
     site.operator.ipo_close(IPO)
     site.operator.ipo_number(IPO)
     site.operator.ipo_draw(IPO, SEED.hex())
+    expect(sub.locator(".badge")).to_have_text(re.compile("^(WIN|LOSE)$"))
     site.operator.ipo_settle_all(IPO)
     expect(sub.locator(".badge")).to_have_text(re.compile("^(SETTLED|REFUNDED)$"))
     expect(sub).to_contain_text("000000000001")  # the first subscriber's allotment numbers
@@ -285,7 +286,7 @@ def test_trading_screen_on_a_phone(browser_context: object, site: Site) -> None:
     page = open_page(browser_context, site, site.keys.trader, errors)
     page.set_viewport_size({"width": 390, "height": 844})
     page.select_option("#instrument", "ACME")
-    expect(page.locator(".ladder-side.asks .level").first).to_be_visible()
+    expect(page.locator(".ladder-side.asks .level").last).to_be_visible()  # the best ask
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways: {width} px"
     shot(page, "trading-phone")

@@ -70,9 +70,10 @@ export class IpoScreen {
     return this.refresh();
   }
 
-  // the account channel: its own subscriptions and the balances settlement changes
+  // the account channel: offering phase steps (the draw's WIN / LOSE), its own subscriptions,
+  // and the balances settlement changes
   onMessage(m) {
-    if (m.type === "IpoSubscribed" || m.type === "IpoSubscriptionCancelled"
+    if (m.type === "ipo" || m.type === "IpoSubscribed" || m.type === "IpoSubscriptionCancelled"
         || (m.type === "BalanceChanged" && m.account === this.account)) {
       this.refresh();
     }

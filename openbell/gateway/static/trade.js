@@ -154,6 +154,8 @@ export class TradeScreen {
       header, book, chart, entry, tape, depth, balances, orders, fills));
     this.candles = new CandleChart(this.chartBox);
     this.depth = new DepthChart(this.depthBox);
+    // the ladder shows as many levels as fit: a new size re-renders it
+    new ResizeObserver(() => this.dirtyBook()).observe(this.bidsEl);
   }
 
   buildEntry() {
