@@ -32,7 +32,10 @@ run: $(CORE_BUILT)
 
 # The whole suite on the compiled core, then the core's own suite again on the interpreted
 # core (the reference the compiled one must equal).
+# The browser tests (tests/web) drive Debian's chromium through Playwright (never a browser
+# download): installed here when missing, nothing to do when present.
 test: $(CORE_BUILT)
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	$(VENV)/bin/ruff check openbell tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest

@@ -27,7 +27,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -38,6 +38,7 @@ from openbell.core.engine import Engine, EngineConfig
 from openbell.gateway import schemas as s
 from openbell.gateway.auth import Authenticator
 from openbell.gateway.bridge import Bridge
+from openbell.gateway.console import RejectLog
 from openbell.gateway.convert import order_json
 from openbell.gateway.errors import ApiError
 from openbell.gateway.fix.acceptor import FixAcceptor, FixConfig
@@ -55,7 +56,7 @@ from openbell.gateway.handling import (  # shared with fastpath, ipo, history, o
     path_id,
     read_body,
 )
-from openbell.gateway.keys import KeyStore, Role
+from openbell.gateway.keys import ApiKey, KeyStore, Role
 from openbell.gateway.metrics import Metrics
 from openbell.gateway.orders import (
     cancel_found,
@@ -66,6 +67,7 @@ from openbell.gateway.orders import (
 from openbell.gateway.security import IpLimits, LimitsConfig, SecurityHeaders
 from openbell.gateway.trade_ws import trade_route
 from openbell.gateway.units import amount, amount_to_minor, instrument_spec
+from openbell.gateway.web import web_routes
 from openbell.gateway.ws import Hub, serve_ws
 from openbell.node.halt import read_halt
 from openbell.node.server import NodeServer
@@ -126,6 +128,7 @@ class Gateway:
         self.node_server = NodeServer(self.node)
         self.node_api = ""  # where the node's local API listens, once started
         self.hub = Hub(self.bridge)
+        self.rejects = RejectLog(self.bridge)  # the console's recent rejects
         self.auth = Authenticator(KeyStore(config.keys_dir or config.data_dir))
         self.limits = IpLimits(config.limits)
         self.started = threading.Event()
@@ -542,6 +545,7 @@ async def kill_switch(ctx: Ctx) -> Any:
 
 
 def endpoints() -> list[Endpoint]:
+    from openbell.gateway.console import console_endpoints  # reads for the web screens
     from openbell.gateway.history import history_endpoints  # read model (projections)
     from openbell.gateway.ipo import ipo_endpoints
 
@@ -589,6 +593,7 @@ def endpoints() -> list[Endpoint]:
         *order_endpoints(),  # batch, by client order id (openbell.gateway.orders)
         *ipo_endpoints(),
         *history_endpoints(),
+        *console_endpoints(),
     ]  # fmt: skip
 
 
@@ -678,15 +683,6 @@ def openapi(eps: list[Endpoint]) -> dict[str, Any]:
     }
 
 
-DOCS_HTML = """<!doctype html>
-<html><head><title>OpenBell gateway</title><meta charset="utf-8">
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head><body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-</body></html>"""
-
-
 def build_app(gateway: Gateway) -> Starlette:
     eps = endpoints()
     schema = msgspec.json.encode(openapi(eps))
@@ -700,9 +696,6 @@ def build_app(gateway: Gateway) -> Starlette:
 
     async def openapi_json(request: Request) -> Response:
         return public(request) or Response(schema, media_type="application/json")
-
-    async def docs(request: Request) -> Response:
-        return public(request) or HTMLResponse(DOCS_HTML)
 
     async def metrics(request: Request) -> Response:
         token = gateway.config.metrics_token
@@ -727,6 +720,19 @@ def build_app(gateway: Gateway) -> Starlette:
 
     async def websocket(ws: WebSocket) -> None:
         ip = client_ip(ws.scope)
+
+        def authenticate(key_id: str, ts: str, nonce: str, signature: str) -> ApiKey:
+            """A signed first message (``ws.serve_ws``), checked like a signed handshake."""
+            gateway.limits.check_logins(ip)
+            headers = {"ob-key": key_id, "ob-ts": ts, "ob-nonce": nonce,
+                       "ob-signature": signature}  # fmt: skip
+            try:
+                return gateway.auth.verify("GET", ws.url.path, "", headers, b"")
+            except ApiError as error:
+                if error.status == 401:
+                    gateway.limits.failed_login(ip)
+                raise
+
         refusal = gateway.limits.ws_admit(ip)
         if refusal:
             await refuse(ws, 1013, refusal)  # try again later
@@ -754,7 +760,7 @@ def build_app(gateway: Gateway) -> Starlette:
                 except ApiError as error:
                     await refuse(ws, 1013, f"{error.code}: {error.message}")
                     return
-            await serve_ws(ws, gateway.hub, key)
+            await serve_ws(ws, gateway.hub, key, authenticate)
         finally:
             gateway.limits.ws_closed(ip)
 
@@ -784,10 +790,10 @@ def build_app(gateway: Gateway) -> Starlette:
     routes: list[BaseRoute] = [_route(gateway, ep) for ep in eps]
     routes += [
         Route("/openapi.json", openapi_json),
-        Route("/docs", docs),
         Route("/metrics", metrics),
         WebSocketRoute("/v1/ws", websocket),
         trade_route(gateway),  # WebSocket order entry (openbell.gateway.trade_ws)
+        *web_routes(public),  # the screens at /, /docs, /static/ (openbell.gateway.web)
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}

@@ -643,3 +643,16 @@ class TradeSession:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def ws_auth_message(key_id: str, secret: str, path: str = "/v1/ws") -> dict[str, str]:
+    """The signed first message that authenticates a WebSocket opened without signed handshake
+    headers (what a browser sends): the same four values, as ``{"op": "auth", ...}``."""
+    headers = ws_headers(key_id, secret, path)
+    return {
+        "op": "auth",
+        "key": headers["OB-KEY"],
+        "ts": headers["OB-TS"],
+        "nonce": headers["OB-NONCE"],
+        "signature": headers["OB-SIGNATURE"],
+    }

@@ -47,6 +47,7 @@ class Services(Protocol):
     auth: Authenticator
     limits: IpLimits
     metrics: Metrics
+    rejects: Any  # console.RejectLog: the recent engine rejects the console lists
 
 
 _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}

@@ -99,7 +99,7 @@ def run_gateway(
                 flow.start()
             host = gateway_config.host
             print(
-                f"openbell gateway: http://{host}:{port} (docs /docs, metrics /metrics, "
+                f"openbell gateway: http://{host}:{port} (screens /, docs /docs, metrics /metrics, "
                 f"WebSocket /v1/ws); node API {gateway.node_api}; data {data_dir}; "
                 "SIGTERM or Ctrl-C stops",
                 flush=True,

@@ -1,8 +1,8 @@
 """What every HTTP answer carries, and the per-IP limits in front of the API.
 
 - ``SECURITY_HEADERS``: on every answer (the Starlette routes through ``SecurityHeaders``, the
-  fast path of ``POST /v1/orders`` writes the same bytes, ``/docs`` gets a policy that lets it
-  load Swagger UI);
+  fast path of ``POST /v1/orders`` writes the same bytes; the web screens, ``/docs`` and
+  ``/static/`` get ``WEB_CSP``, which lets them load their own scripts and styles);
 - ``IpLimits``: token buckets per client IP for the public endpoints (no signature needed) and
   for failed logins (a request whose signature check failed), plus the WebSocket connection
   caps (per IP and in total). The tables are bounded: the least recently seen IPs are forgotten
@@ -29,6 +29,7 @@ import msgspec
 
 from openbell.gateway.auth import TokenBucket
 from openbell.gateway.errors import ApiError
+from openbell.gateway.web import is_web_path
 
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("x-content-type-options", "nosniff"),
@@ -38,10 +39,11 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("cross-origin-opener-policy", "same-origin"),
     ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
 )
-DOCS_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src https://cdn.jsdelivr.net; img-src data: https://cdn.jsdelivr.net; "
-    "connect-src 'self'; frame-ancestors 'none'"
+# The web screens and /docs (openbell.gateway.web): scripts, styles and images from this origin
+# only (no inline script, nothing from a CDN), fetch and WebSocket to this origin only.
+WEB_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 SECURITY_HEADER_BYTES = b"".join(
     b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in SECURITY_HEADERS
@@ -171,20 +173,20 @@ class IpLimits:
 
 
 class SecurityHeaders:
-    """ASGI middleware: the security headers on every HTTP answer (``/docs``: its own CSP)."""
+    """ASGI middleware: the security headers on every HTTP answer (the web screens: WEB_CSP)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self._raw = [(n.encode(), v.encode()) for n, v in SECURITY_HEADERS]
-        self._docs = [
-            (n, DOCS_CSP.encode() if n == b"content-security-policy" else v) for n, v in self._raw
+        self._web = [
+            (n, WEB_CSP.encode() if n == b"content-security-policy" else v) for n, v in self._raw
         ]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self._docs if scope.get("path") == "/docs" else self._raw
+        extra = self._web if is_web_path(scope.get("path", "")) else self._raw
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -197,6 +199,7 @@ class SecurityHeaders:
 
 __all__ = [
     "SECURITY_HEADERS",
+    "WEB_CSP",
     "IpLimits",
     "LimitsConfig",
     "SecurityHeaders",

@@ -5,8 +5,16 @@ Client -> server (JSON text frames):
   {"op": "subscribe", "channel": "account", "account": 17}     (signed handshake needed)
   {"op": "unsubscribe", "channel": "book"|"account", "symbol"|"account": ...}
 
+  {"op": "auth", "key", "ts", "nonce", "signature"}   the FIRST message of a session opened
+      without a signed handshake (browsers cannot set handshake headers): the four OB-*
+      values of a signed ``GET /v1/ws`` with an empty query and body, checked the same way;
+      answered ``{"type": "authenticated", "key_id", "role", "accounts"}``, or the connection
+      is closed (1008) with the reason. Any later ``auth`` is refused.
+
 Server -> client:
-  {"type": "snapshot", "symbol", "seq", "bids": [[price, quantity], ...], "asks": [...]}
+  {"type": "snapshot", "symbol", "seq", "phase", "bids": [[price, quantity], ...], "asks": [...]}
+  {"type": "phase", "symbol", "phase", "reference_price"}   the instrument's phase changed
+  {"type": "venue", "halted", "reason"}   the venue halt changed (to every book subscriber)
   {"type": "delta", "symbol", "seq", "side", "price", "quantity"}  quantity "0": level gone
   {"type": "trade", "symbol", "seq", "trade_id", "price", "quantity", "aggressor"}
   {"type": "OrderAccepted"|"Execution"|..., "account", ...}  the account's own events
@@ -36,7 +44,10 @@ subscription in that chunk and now settled (SETTLED or REFUNDED), and sends each
 ``BalanceChanged`` for the offering's cash asset and its share asset: the account's balances
 as of ``seq`` (the last command applied when read, >= the chunk's seq), placed in the channel
 exactly there (``Bridge.query_then``), so they are never older than a message sent before them.
-The draw (WIN / LOSE) changes no balance and is not pushed per account: read it with
+The draw (WIN / LOSE) changes no balance and is not pushed per account: every open account
+channel gets ``{"type": "ipo", "symbol", "event"}`` for each phase step of an offering
+(``IpoClosed``, ``IpoNumbered``, ``IpoPriceSet``, ``IpoDrawn``, ``IpoChunkSettled``,
+``IpoListed``: public facts), and reads its subscription with
 ``GET /v1/ipo/offerings/{symbol}/subscriptions/{account}``.
 
 The IPO amounts need the offering's cash asset: the hub learns it from every
@@ -56,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -68,7 +80,7 @@ from openbell.gateway.bridge import Bridge
 from openbell.gateway.errors import ApiError
 from openbell.gateway.ipo import ipo_event_json
 from openbell.gateway.keys import ApiKey, KeyStore
-from openbell.gateway.visibility import IPO_OWNED_EVENTS, OWNED_EVENTS
+from openbell.gateway.visibility import IPO_OWNED_EVENTS, IPO_PUBLIC_EVENTS, OWNED_EVENTS
 
 QUEUE_LIMIT = 10_000
 MAX_MESSAGE_BYTES = 4096
@@ -76,6 +88,8 @@ FULL_DEPTH = 1 << 30
 ACCOUNT_CHANNEL_EVENTS: tuple[type, ...] = (*OWNED_EVENTS, *IPO_OWNED_EVENTS)
 """What an account's private channel carries (besides the settlement balances, see above)."""
 _SETTLED = (m.SubscriptionStatus.SETTLED, m.SubscriptionStatus.REFUNDED)
+IPO_STEP_EVENTS: frozenset[type] = frozenset({*IPO_PUBLIC_EVENTS, m.IpoListed})
+"""An offering's phase steps: announced on every account channel (``{"type": "ipo"}``)."""
 log = logging.getLogger("openbell.gateway")
 
 
@@ -176,11 +190,18 @@ class Hub:
                     }
                 for sub in subs:
                     sub.send(message)
+        elif kind is e.PhaseChanged or kind is e.VenueHaltChanged:
+            self._send_phase(event)
         elif kind is m.IpoOfferingCreated:
             assert isinstance(event, m.IpoOfferingCreated)
             self.offering_cash[event.symbol] = event.spec.cash_asset
         elif not self.account_subs:
             return
+        elif kind in IPO_STEP_EVENTS:
+            self._send_ipo_step(event)  # type: ignore[arg-type]
+            if kind is m.IpoChunkSettled:
+                assert isinstance(event, m.IpoChunkSettled)
+                self._send_settled_balances(event)
         elif isinstance(event, OWNED_EVENTS):
             subs = self.account_subs.get(event.account)  # type: ignore[union-attr,arg-type]
             if subs:
@@ -195,9 +216,33 @@ class Hub:
                 if ipo_message is not None:
                     for sub in subs:
                         sub.send(ipo_message)
-        elif kind is m.IpoChunkSettled:
-            assert isinstance(event, m.IpoChunkSettled)
-            self._send_settled_balances(event)
+
+    def _send_phase(self, event: e.Event) -> None:
+        """An instrument's phase to its book subscribers; the venue halt to every one."""
+        if type(event) is e.PhaseChanged:
+            assert isinstance(event, e.PhaseChanged)
+            units = self.bridge.venue.instruments.get(event.symbol)
+            ref = event.reference_price_ticks
+            message: dict[str, Any] = {
+                "type": "phase",
+                "symbol": event.symbol,
+                "phase": event.phase.value,
+                "reference_price": units.price(ref) if units is not None and ref else None,
+            }
+            subs: set[Subscriber] = self.book_subs.get(event.symbol, set())
+        else:
+            assert isinstance(event, e.VenueHaltChanged)
+            message = {"type": "venue", "halted": event.halted, "reason": event.reason}
+            subs = set().union(*self.book_subs.values()) if self.book_subs else set()
+        for sub in subs:
+            sub.send(message)
+
+    def _send_ipo_step(self, event: m.IpoEvent) -> None:
+        """An offering's phase step, to every open account channel (a public fact: the
+        subscribers re-read their subscription, e.g. WIN / LOSE after the draw)."""
+        message = {"type": "ipo", "symbol": event.symbol, "event": type(event).__name__}
+        for sub in set().union(*self.account_subs.values()):
+            sub.send(message)
 
     def _ipo_json(
         self, event: m.IpoSubscribed | m.IpoSubscriptionCancelled
@@ -264,7 +309,7 @@ class Hub:
 
     def subscribe_book(self, sub: Subscriber, symbol: str) -> None:
         def read(engine: Engine) -> Any:
-            return engine.l2(symbol, FULL_DEPTH)
+            return {**engine.l2(symbol, FULL_DEPTH), "phase": engine.instruments[symbol].phase}
 
         def on_loop(answer: Any, error: str) -> None:  # no await between read and register
             if error:
@@ -280,6 +325,7 @@ class Hub:
                     "type": "snapshot",
                     "symbol": symbol,
                     "seq": self.book_seq.get(symbol, 0),
+                    "phase": answer["phase"].value,
                     "bids": [[units.price(p), units.qty(q)] for p, q, _ in answer["bids"]],
                     "asks": [[units.price(p), units.qty(q)] for p, q, _ in answer["asks"]],
                 }
@@ -328,15 +374,29 @@ def _settled_balances(
 
 class _Op(msgspec.Struct, forbid_unknown_fields=True):
     op: str
-    channel: str
+    channel: str = ""
     symbol: str | None = None
     account: int | None = None
+    # op "auth" (the first message of a session opened without a signed handshake)
+    key: str = ""
+    ts: str = ""
+    nonce: str = ""
+    signature: str = ""
+
+
+Authenticate = Callable[[str, str, str, str], ApiKey]
+"""(key id, ts, nonce, signature) -> the key, or ``ApiError``: a signed first message checked
+exactly like a signed handshake (``Authenticator.verify`` of ``GET /v1/ws`` with no body)."""
 
 
 _op_decoder = msgspec.json.Decoder(_Op)
 
 
-async def serve_ws(websocket: WebSocket, hub: Hub, key: ApiKey | None) -> None:
+async def serve_ws(
+    websocket: WebSocket, hub: Hub, key: ApiKey | None, authenticate: Authenticate | None = None
+) -> None:
+    """``authenticate``: for a session opened without a signed handshake, how to check an
+    ``auth`` first message (browsers cannot set handshake headers)."""
     await websocket.accept()
     sub = Subscriber(key)
     if key is not None:
@@ -357,6 +417,7 @@ async def serve_ws(websocket: WebSocket, hub: Hub, key: ApiKey | None) -> None:
             await websocket.send_text(message.decode())
 
     writer_task = asyncio.create_task(writer())
+    may_auth = key is None
     try:
         while not sub.closed:
             frame = await websocket.receive()
@@ -369,8 +430,24 @@ async def serve_ws(websocket: WebSocket, hub: Hub, key: ApiKey | None) -> None:
             if len(text) > MAX_MESSAGE_BYTES:
                 sub.close(1009, f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
                 break
+            first, may_auth = may_auth, False
             try:
                 op = _op_decoder.decode(text)
+                if op.op == "auth":
+                    if not first or key is not None or authenticate is None:
+                        raise ApiError(400, "INVALID_MESSAGE", "auth must be the first message")
+                    try:
+                        key = authenticate(op.key, op.ts, op.nonce, op.signature)
+                    except ApiError as error:
+                        sub.close(1008, f"{error.code}: {error.message}"[:123])
+                        break
+                    sub.key = key
+                    hub.signed.add(sub)
+                    sub.send(
+                        {"type": "authenticated", "key_id": key.key_id, "role": key.role.value,
+                         "accounts": list(key.accounts)}
+                    )  # fmt: skip
+                    continue
                 _handle_op(hub, sub, key, op)
             except msgspec.DecodeError as error:
                 sub.send({"type": "error", "code": "INVALID_MESSAGE", "message": str(error)})
@@ -421,4 +498,4 @@ def _handle_op(hub: Hub, sub: Subscriber, key: ApiKey | None, op: _Op) -> None:
         raise ApiError(400, "INVALID_MESSAGE", f"unknown channel {op.channel!r}")
 
 
-__all__ = ["ACCOUNT_CHANNEL_EVENTS", "MAX_MESSAGE_BYTES", "Hub", "serve_ws"]
+__all__ = ["ACCOUNT_CHANNEL_EVENTS", "MAX_MESSAGE_BYTES", "Authenticate", "Hub", "serve_ws"]
