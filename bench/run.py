@@ -21,7 +21,14 @@ from rich.table import Table
 from bench.backoffice_bench import run_all as bench_backoffice
 from bench.bare_book import run_bare
 from bench.cluster_bench import run_all as bench_cluster
-from bench.engine_bench import GcPauses, bench_engine, run_quiet, run_throughput
+from bench.engine_bench import (
+    BREAKERS_TS_STEP_NS,
+    GcPauses,
+    bench_engine,
+    breakers_on,
+    run_quiet,
+    run_throughput,
+)
 from bench.fix_bench import bench_fix
 from bench.gateway_access_bench import bench_gateway_access
 from bench.gateway_bench import bench_gateway
@@ -67,6 +74,16 @@ def main() -> None:
 
     console.print("engine: matching only ...")
     results.update(bench_engine("engine.standard", False, setup, work))
+    console.print("engine: matching only, every circuit breaker on (thresholds not reached) ...")
+    results.update(
+        bench_engine(
+            "engine.standard_breakers", False, setup + breakers_on(), work,
+            latency=False, ts_step_ns=BREAKERS_TS_STEP_NS,
+        )
+    )  # fmt: skip
+    results["engine.standard_breakers.vs_off"] = float(
+        results["engine.standard_breakers.ops_per_s"]
+    ) / float(results["engine.standard.ops_per_s"])
     console.print("engine: matching + funds, holds, fees, risk, request ids ...")
     results.update(bench_engine("engine.standard_ledger", True, setup, work))
     console.print("engine: matching only, garbage collector left on ...")

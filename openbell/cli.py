@@ -768,6 +768,200 @@ def admin_phase(
     )  # fmt: skip
 
 
+breakers_app = typer.Typer(
+    no_args_is_help=True,
+    help="Circuit breakers: show their state and figures, set thresholds, resume after a trip.",
+)
+admin_app.add_typer(breakers_app, name="breakers")
+
+
+@breakers_app.command("show")
+def breakers_show(
+    data: AdminData = None, port: AdminPort = None, token_file: AdminToken = None
+) -> None:
+    """Every breaker's settings, state and live figures (JSON, in decimals)."""
+    import asyncio
+
+    import msgspec
+
+    from openbell.gateway.breakers import decimal_view
+    from openbell.gateway.units import InstrumentUnits
+    from openbell.node.client import NodeClient, NodeError
+    from openbell.venue import NodeView
+
+    if data is None and port is None:
+        _usage("say where the node is: --data DIR, or --port PORT --token-file FILE")
+
+    async def run() -> dict[str, Any]:
+        if port is not None:
+            if token_file is None:
+                _usage("--port needs --token-file (the node's DIR/node.token)")
+            client = await NodeClient.connect("127.0.0.1", port, token_file.read_text().strip())
+        else:
+            assert data is not None
+            client = await NodeClient.connect_data_dir(data)
+        try:
+            view = await NodeView.read(client)
+            raw: dict[str, Any] = await client.query("breakers")
+        finally:
+            await client.close()
+
+        def price(symbol: str, ticks: int) -> str:
+            spec = view.specs[symbol]
+            units = InstrumentUnits(
+                spec, view.scales[spec.base_asset], view.scales[spec.quote_asset]
+            )
+            return units.price(ticks)
+
+        return decimal_view(raw, view.scale, price)
+
+    try:
+        shown = asyncio.run(run())
+    except (OSError, NodeError) as error:
+        typer.echo(f"error: cannot reach the node: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(msgspec.json.format(msgspec.json.encode(shown), indent=2).decode())
+
+
+@breakers_app.command("surge")
+def breakers_surge(
+    scope: Annotated[str, typer.Argument(help="VENUE or ACCOUNT (every account).")],
+    off: Annotated[bool, typer.Option("--off", help="Turn this scope off.")] = False,
+    ratio_pct: Annotated[int, typer.Option(help="Trip above this % of the baseline.")] = 300,
+    floor_per_s: Annotated[int, typer.Option(help="Never trip at or under this rate.")] = 1_000,
+    baseline_window_s: Annotated[int, typer.Option(help="The baseline's EWMA window.")] = 300,
+    hold_down_s: Annotated[int, typer.Option(help="Calm seconds before it ends.")] = 30,
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Set surge protection for the venue or for every account."""
+    from openbell.core import commands as c
+    from openbell.core.types import BreakerScope
+
+    if scope.upper() not in ("VENUE", "ACCOUNT"):
+        _usage(f"scope {scope!r}: VENUE or ACCOUNT")
+    _admin(
+        data, port, token_file,
+        lambda view: c.SetSurgeProtection(
+            request_id=request_id, scope=BreakerScope(scope.upper()), enabled=not off,
+            ratio_pct=ratio_pct, floor_per_s=floor_per_s, baseline_window_s=baseline_window_s,
+            hold_down_s=hold_down_s, operator="cli",
+        ),
+    )  # fmt: skip
+
+
+@breakers_app.command("market-maker")
+def breakers_market_maker(
+    account: Annotated[int, typer.Argument(help="Account number.")],
+    off: Annotated[bool, typer.Option("--off", help="No longer a market maker.")] = False,
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Mark an account as a market maker (it may add orders while the venue is protected)."""
+    from openbell.core import commands as c
+
+    _admin(
+        data, port, token_file,
+        lambda view: c.SetMarketMaker(
+            request_id=request_id, account=account, market_maker=not off, operator="cli"
+        ),
+    )  # fmt: skip
+
+
+@breakers_app.command("loss-limit")
+def breakers_loss_limit(
+    asset: Annotated[str, typer.Option(help="The red line's asset (cash and quote).")],
+    limit: Annotated[str, typer.Option(help="Decimal loss that trips it; 0 removes it.")],
+    account: Annotated[int | None, typer.Option(help="An account's red line.")] = None,
+    house: Annotated[
+        str, typer.Option(help="Comma-separated house accounts (the house total's red line).")
+    ] = "",
+    window_s: Annotated[int, typer.Option(help="Rolling window.")] = 900,
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Set a floating-loss red line on an account (reduce-only when crossed) or on the house
+    total (the venue halts when crossed)."""
+    from openbell.core import commands as c
+    from openbell.gateway.units import amount_to_minor
+
+    if (account is None) == (not house):
+        _usage("name --account or --house, not both")
+    try:
+        house_accounts = tuple(int(a) for a in house.split(",") if a.strip())
+    except ValueError:
+        _usage(f"--house {house!r}: account numbers separated by commas")
+    _admin(
+        data, port, token_file,
+        lambda view: c.SetLossLimit(
+            request_id=request_id, asset=asset,
+            limit_minor=amount_to_minor(limit, view.scale(asset), "limit"), account=account,
+            house_accounts=house_accounts, window_s=window_s, operator="cli",
+        ),
+    )  # fmt: skip
+
+
+@breakers_app.command("volatility")
+def breakers_volatility(
+    symbol: Annotated[str, typer.Argument(help="Instrument.")],
+    band_bps: Annotated[int, typer.Option(help="Band half-width in basis points; 0: none.")],
+    reference: Annotated[str, typer.Option(help="AVERAGE or AUCTION.")] = "AVERAGE",
+    window_s: Annotated[int, typer.Option(help="Window of the average price.")] = 300,
+    auction_s: Annotated[int, typer.Option(help="Length of a volatility auction.")] = 120,
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """Set an instrument's dynamic band (a trade beyond it starts a volatility auction)."""
+    from openbell.core import commands as c
+    from openbell.core.types import BandReference
+
+    if reference.upper() not in ("AVERAGE", "AUCTION"):
+        _usage(f"reference {reference!r}: AVERAGE or AUCTION")
+    _admin(
+        data, port, token_file,
+        lambda view: c.SetVolatilityBand(
+            request_id=request_id, symbol=symbol, band_bps=band_bps,
+            reference=BandReference(reference.upper()), window_s=window_s,
+            auction_s=auction_s, operator="cli",
+        ),
+    )  # fmt: skip
+
+
+@breakers_app.command("resume")
+def breakers_resume(
+    breaker: Annotated[str, typer.Argument(help="SURGE, LOSS_LIMIT or VOLATILITY.")],
+    account: Annotated[int | None, typer.Option(help="The account (none: venue/house).")] = None,
+    asset: Annotated[str, typer.Option(help="A red line's asset.")] = "",
+    symbol: Annotated[str, typer.Option(help="The instrument in a volatility auction.")] = "",
+    reason: Annotated[str, typer.Option(help="Why (journaled).")] = "",
+    request_id: RequestIdOption = "",
+    data: AdminData = None,
+    port: AdminPort = None,
+    token_file: AdminToken = None,
+) -> None:
+    """End a trip: protection mode, a red line, or a volatility auction."""
+    from openbell.core import commands as c
+    from openbell.core.types import Breaker
+
+    if breaker.upper() not in Breaker.__members__:
+        _usage(f"breaker {breaker!r}: SURGE, LOSS_LIMIT or VOLATILITY")
+    _admin(
+        data, port, token_file,
+        lambda view: c.ResumeBreaker(
+            request_id=request_id, breaker=Breaker(breaker.upper()), account=account,
+            asset=asset, symbol=symbol, operator="cli", reason=reason,
+        ),
+    )  # fmt: skip
+
+
 @admin_app.command("apply")
 def admin_apply(
     venue_file: Annotated[Path, typer.Argument(help="Venue file (TOML).")],

@@ -37,6 +37,7 @@ from openbell.core.book import Order
 from openbell.core.engine import Engine, EngineConfig
 from openbell.gateway import schemas as s
 from openbell.gateway.auth import Authenticator
+from openbell.gateway.breakers import breaker_figures
 from openbell.gateway.bridge import Bridge
 from openbell.gateway.console import RejectLog
 from openbell.gateway.convert import order_json
@@ -149,6 +150,7 @@ class Gateway:
             "ipo_lane_queue_depth": float(len(lane)),
             "ipo_lane_refused_rate": float(lane.refused_rate),
             "ipo_lane_refused_full": float(lane.refused_full),
+            **breaker_figures(sequencer.engine),
         }
 
     def _on_durable(self, first_seq: int, batch: list[Any], results: list[list[e.Event]]) -> None:
@@ -545,6 +547,7 @@ async def kill_switch(ctx: Ctx) -> Any:
 
 
 def endpoints() -> list[Endpoint]:
+    from openbell.gateway.breakers import breaker_endpoints  # circuit breakers (operators)
     from openbell.gateway.console import console_endpoints  # reads for the web screens
     from openbell.gateway.history import history_endpoints  # read model (projections)
     from openbell.gateway.ipo import ipo_endpoints
@@ -594,6 +597,7 @@ def endpoints() -> list[Endpoint]:
         *ipo_endpoints(),
         *history_endpoints(),
         *console_endpoints(),
+        *breaker_endpoints(),
     ]  # fmt: skip
 
 

@@ -106,6 +106,14 @@ class Metrics:
             ("ipo_lane_queue_depth", "IPO commands waiting in their own admission lane"),
             ("ipo_lane_refused_rate", "IPO subscriptions refused by the lane's rate limit"),
             ("ipo_lane_refused_full", "IPO subscriptions refused because the lane was full"),
+            ("surge_venue_protected", "1 while the venue is in surge protection mode"),
+            ("surge_venue_rate_per_s", "Order-entry commands in the venue's last closed second"),
+            ("surge_venue_threshold_per_s", "Commands per second that trip venue protection"),
+            ("surge_accounts_protected", "Accounts in surge protection mode"),
+            ("loss_limits", "Floating-loss red lines set"),
+            ("loss_limits_tripped", "Red lines tripped and not yet resumed"),
+            ("volatility_bands", "Instruments with a dynamic volatility band"),
+            ("volatility_auctions", "Instruments in a volatility auction"),
         ):
             gauge = Gauge(f"openbell_node_{key}", documentation, registry=self.registry)
             gauge.set_function(lambda key=key: figures().get(key, 0.0))  # type: ignore[misc]

@@ -3,6 +3,8 @@
 Client -> server (JSON text frames):
   {"op": "subscribe", "channel": "book", "symbol": "ACME"}
   {"op": "subscribe", "channel": "account", "account": 17}     (signed handshake needed)
+  {"op": "subscribe", "channel": "breakers"}   (operator or auditor key: every breaker's trips,
+                                               resets and settings, {"type": "breaker", "event"})
   {"op": "unsubscribe", "channel": "book"|"account", "symbol"|"account": ...}
 
   {"op": "auth", "key", "ts", "nonce", "signature"}   the FIRST message of a session opened
@@ -79,13 +81,25 @@ from openbell.core.ipo import messages as m
 from openbell.gateway.bridge import Bridge
 from openbell.gateway.errors import ApiError
 from openbell.gateway.ipo import ipo_event_json
-from openbell.gateway.keys import ApiKey, KeyStore
+from openbell.gateway.keys import ApiKey, KeyStore, Role
 from openbell.gateway.visibility import IPO_OWNED_EVENTS, IPO_PUBLIC_EVENTS, OWNED_EVENTS
 
 QUEUE_LIMIT = 10_000
 MAX_MESSAGE_BYTES = 4096
 FULL_DEPTH = 1 << 30
 ACCOUNT_CHANNEL_EVENTS: tuple[type, ...] = (*OWNED_EVENTS, *IPO_OWNED_EVENTS)
+BREAKER_EVENTS = frozenset(
+    {
+        e.ProtectionStarted,
+        e.ProtectionEnded,
+        e.LossLimitTripped,
+        e.LossLimitReset,
+        e.VolatilityInterruption,
+        e.BreakerSettingsChanged,
+    }
+)
+"""Every breaker's trips, resets and settings: to the operators' ``breakers`` channel (and
+an account's own trips to its private channel)."""
 """What an account's private channel carries (besides the settlement balances, see above)."""
 _SETTLED = (m.SubscriptionStatus.SETTLED, m.SubscriptionStatus.REFUNDED)
 IPO_STEP_EVENTS: frozenset[type] = frozenset({*IPO_PUBLIC_EVENTS, m.IpoListed})
@@ -141,6 +155,7 @@ class Hub:
         self.book_seq: dict[str, int] = {}
         self.book_subs: dict[str, set[Subscriber]] = {}
         self.account_subs: dict[int, set[Subscriber]] = {}
+        self.breaker_subs: set[Subscriber] = set()  # operators' and auditors' "breakers" channel
         # offering symbol -> its cash asset (for the decimals of IPO events)
         self.offering_cash: dict[str, str] = {}
         self.offerings_loaded = False
@@ -192,6 +207,15 @@ class Hub:
                     sub.send(message)
         elif kind is e.PhaseChanged or kind is e.VenueHaltChanged:
             self._send_phase(event)
+        elif kind in BREAKER_EVENTS:
+            if self.breaker_subs:
+                breaker_message = {"type": "breaker", "event": self.bridge.venue.event_json(event)}
+                for sub in self.breaker_subs:
+                    sub.send(breaker_message)
+            if isinstance(event, OWNED_EVENTS) and self.account_subs:
+                account_subs = self.account_subs.get(event.account)  # type: ignore[union-attr,arg-type]
+                for sub in account_subs or ():
+                    sub.send(self.bridge.venue.event_json(event))
         elif kind is m.IpoOfferingCreated:
             assert isinstance(event, m.IpoOfferingCreated)
             self.offering_cash[event.symbol] = event.spec.cash_asset
@@ -334,6 +358,7 @@ class Hub:
         self.bridge.query_then(read, on_loop)
 
     def unsubscribe_all(self, sub: Subscriber) -> None:
+        self.breaker_subs.discard(sub)
         sub.closed = True
         self.signed.discard(sub)
         for symbol in sub.books:
@@ -492,6 +517,16 @@ def _handle_op(hub: Hub, sub: Subscriber, key: ApiKey | None, op: _Op) -> None:
         elif op.op == "unsubscribe":
             hub.account_subs.get(account, set()).discard(sub)
             sub.accounts.discard(account)
+        else:
+            raise ApiError(400, "INVALID_MESSAGE", f"unknown op {op.op!r}")
+    elif op.channel == "breakers":
+        if key is None or key.role not in (Role.OPERATOR, Role.AUDITOR):
+            raise ApiError(403, "FORBIDDEN", "the breakers channel is for operators, auditors")
+        if op.op == "subscribe":
+            hub.breaker_subs.add(sub)
+            sub.send({"type": "subscribed", "channel": "breakers"})
+        elif op.op == "unsubscribe":
+            hub.breaker_subs.discard(sub)
         else:
             raise ApiError(400, "INVALID_MESSAGE", f"unknown op {op.op!r}")
     else:

@@ -108,6 +108,8 @@ def _answer_query(what: str, args: dict[str, str | int], engine: Engine) -> Any:
         return {"seq": engine.seq, "failure": engine.failure or "", "halted": ""}
     if what == "ledger_totals":
         return msgspec.to_builtins(engine_totals(engine))
+    if what == "breakers":
+        return engine.breakers_view()
     if what == "state_hash":
         return {"seq": engine.seq, "state_hash": engine.state_hash()}
     if what == "l2":

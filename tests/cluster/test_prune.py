@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from nats.js.errors import NoKeysError
 
 from openbell.journal.nats import NatsJournal
 from openbell.node.cluster import Cluster, ClusterClient, make_cluster_spec
@@ -95,7 +96,10 @@ def _checkpoints(cluster: Cluster, name: str) -> dict[int, str]:
     journal = NatsJournal(cluster.nats.urls, cluster.spec.stream, node="probe")
     try:
         kv = journal.key_value(f"{cluster.spec.stream}_ckpt", ttl_s=3600.0)
-        keys = journal.loop.run(kv.keys(), 30)
+        try:
+            keys = journal.loop.run(kv.keys(), 30)
+        except NoKeysError:  # none published (yet): the caller waits for them
+            keys = []
         out: dict[int, str] = {}
         for key in keys:
             if key.startswith("s") and key.endswith(f".{name}"):
