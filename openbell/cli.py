@@ -901,7 +901,8 @@ def breakers_loss_limit(
         data, port, token_file,
         lambda view: c.SetLossLimit(
             request_id=request_id, asset=asset,
-            limit_minor=amount_to_minor(limit, view.scale(asset), "limit"), account=account,
+            limit_minor=amount_to_minor(limit, view.scale(asset), "limit", zero_allowed=True),
+            account=account,
             house_accounts=house_accounts, window_s=window_s, operator="cli",
         ),
     )  # fmt: skip

@@ -578,7 +578,7 @@ def view(engine: Engine) -> dict[str, Any]:
             {
                 "symbol": inst.symbol,
                 "band_bps": inst.vol.band_bps,
-                "reference": "AVERAGE" if inst.vol.average else "AUCTION",
+                "band_reference": "AVERAGE" if inst.vol.average else "AUCTION",
                 "window_s": inst.vol.window_s,
                 "auction_s": inst.vol.auction_s,
                 "reference_ticks": inst.vol.reference_ticks(),

@@ -138,7 +138,7 @@ async def set_loss_limit(ctx: Ctx) -> Any:
         c.SetLossLimit(
             request_id=ctx.request_id(body.request_id),
             asset=body.asset,
-            limit_minor=amount_to_minor(body.limit, scale, "limit"),
+            limit_minor=amount_to_minor(body.limit, scale, "limit", zero_allowed=True),
             account=body.account,
             house_accounts=tuple(body.house_accounts),
             window_s=body.window_s,

@@ -22,6 +22,9 @@ PRICE_KEYS = {
     "last_price_ticks": "last_price",
     "stop_price_ticks": "stop_price",
     "reference_price_ticks": "reference_price",
+    "reference_ticks": "reference",  # VolatilityInterruption: the band's centre and edges
+    "low_ticks": "low",
+    "high_ticks": "high",
 }
 LOT_KEYS = {
     "quantity_lots": "quantity",
@@ -39,6 +42,10 @@ ASSET_AMOUNT_KEYS = {
     "frozen_minor": "frozen",
     "posted_minor": "posted",
     "released_minor": "released",
+    "loss_minor": "loss",  # LossLimitTripped: the red line's figures, in its asset
+    "limit_minor": "limit",
+    "peak_minor": "peak",
+    "value_minor": "value",
 }
 QUOTE_AMOUNT_KEYS = {"buy_fee_minor": "buy_fee", "sell_fee_minor": "sell_fee"}
 

@@ -179,11 +179,17 @@ def amount(minor: int, scale: int) -> str:
     return _format_scaled(minor, scale)
 
 
-def amount_to_minor(text: object, scale: int, what: str = "amount") -> int:
+def amount_to_minor(
+    text: object, scale: int, what: str = "amount", *, zero_allowed: bool = False
+) -> int:
+    """A decimal amount in ``scale``'s minor units: positive (or zero with ``zero_allowed``,
+    e.g. a limit that "0" removes), exact, within 64 bits; a 400 otherwise."""
     digits, decimals = parse_decimal(text, "INVALID_AMOUNT", what)
     if decimals > scale:
         raise bad_request("TOO_MANY_DECIMALS", f"{what} {text} has more than {scale} decimals")
     minor: int = digits * 10 ** (scale - decimals)
+    if minor == 0 and zero_allowed:
+        return 0
     if minor <= 0:
         raise bad_request("INVALID_AMOUNT", f"{what} must be positive")
     if minor > MAX_AMOUNT_MINOR:

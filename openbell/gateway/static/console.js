@@ -85,12 +85,12 @@ export class ConsoleScreen {
     try {
       const breakers = await this.api.get("/v1/admin/breakers");
       this.breakersPanel.hidden = false;
-      const rows = Array.isArray(breakers) ? breakers : breakers.breakers || [];
+      const rows = breakerRows(breakers);
       clear(this.breakersEl, rows.length
         ? h("table", { class: "grid" }, h("tbody", {}, rows.map((b) =>
             h("tr", {}, Object.entries(b).map(([k, v]) =>
               h("td", {}, h("span", { class: "muted" }, `${k} `), String(v)))))))
-        : h("p", { class: "muted" }, "No breakers tripped."));
+        : h("p", { class: "muted" }, "No breakers set."));
     } catch (error) {
       this.breakersPanel.hidden = true; // 404: this gateway has no breakers endpoint yet
     }
@@ -224,4 +224,32 @@ export class ConsoleScreen {
         + `${group(s.paid)} · fee ${group(s.fee)} · released ${group(s.released)}`),
       this.readOnly ? null : h("div", { class: "buttons" }, (steps[o.phase] || []).flat()));
   }
+}
+
+// GET /v1/admin/breakers as rows: each brake, its state and the figures that drive it.
+function breakerRows(b) {
+  const rows = [];
+  const venue = b.surge.venue;
+  if (venue.enabled) {
+    rows.push({ brake: "surge (venue)", state: venue.protected ? "PROTECTION" : "ok",
+      rate_per_s: venue.rate_per_s, threshold_per_s: venue.threshold_per_s,
+      baseline_per_s: (venue.baseline_milli_per_s / 1000).toFixed(1) });
+  }
+  if (b.surge.accounts.enabled) {
+    rows.push({ brake: "surge (accounts)", state: `${b.surge.protected_accounts.length} protected`,
+      floor_per_s: b.surge.accounts.floor_per_s, ratio_pct: b.surge.accounts.ratio_pct });
+  }
+  for (const p of b.surge.protected_accounts) {
+    rows.push({ brake: `surge account ${p.account}`, state: "PROTECTION",
+      rate_per_s: p.rate_per_s, threshold_per_s: p.threshold_per_s });
+  }
+  for (const l of b.loss_limits) {
+    rows.push({ brake: `red line ${l.scope === "HOUSE" ? "house" : l.account} ${l.asset}`,
+      state: l.tripped ? "TRIPPED" : "ok", loss: l.loss, limit: l.limit, value: l.value });
+  }
+  for (const v of b.volatility) {
+    rows.push({ brake: `volatility ${v.symbol}`, state: v.in_auction ? "AUCTION" : "ok",
+      reference: v.reference, band: `${v.low} – ${v.high}` });
+  }
+  return rows;
 }
