@@ -578,6 +578,25 @@ RequestIdOption = Annotated[
 ]
 
 
+def _node_target(data: Path | None, port: int | None, token_file: Path | None) -> None:
+    """Refuse, as usage, an admin command that does not say where the node is."""
+    if data is None and port is None:
+        _usage("say where the node is: --data DIR, or --port PORT --token-file FILE")
+    if port is not None and token_file is None:
+        _usage("--port needs --token-file (the node's DIR/node.token)")
+
+
+async def _connect_node(data: Path | None, port: int | None, token_file: Path | None) -> Any:
+    """A NodeClient for the node named by ``_node_target``'s arguments (checked there)."""
+    from openbell.node.client import NodeClient
+
+    if port is not None:
+        assert token_file is not None
+        return await NodeClient.connect("127.0.0.1", port, token_file.read_text().strip())
+    assert data is not None
+    return await NodeClient.connect_data_dir(data)
+
+
 def _admin(
     data: Path | None,
     port: int | None,
@@ -588,21 +607,13 @@ def _admin(
     changed; a reject prints its reason and detail in decimals and exits 1."""
     import asyncio
 
-    from openbell.node.client import NodeClient, NodeError
+    from openbell.node.client import NodeError
     from openbell.venue import NodeView, VenueError, check, events_summary
 
-    if data is None and port is None:
-        _usage("say where the node is: --data DIR, or --port PORT --token-file FILE")
-    if port is not None and token_file is None:
-        _usage("--port needs --token-file (the node's DIR/node.token)")
+    _node_target(data, port, token_file)
 
     async def run() -> str:
-        if port is not None:
-            assert token_file is not None
-            client = await NodeClient.connect("127.0.0.1", port, token_file.read_text().strip())
-        else:
-            assert data is not None
-            client = await NodeClient.connect_data_dir(data)
+        client = await _connect_node(data, port, token_file)
         try:
             view = await NodeView.read(client)
             commands = build(view)
@@ -785,21 +796,13 @@ def breakers_show(
     import msgspec
 
     from openbell.gateway.breakers import decimal_view
-    from openbell.gateway.units import InstrumentUnits
-    from openbell.node.client import NodeClient, NodeError
+    from openbell.node.client import NodeError
     from openbell.venue import NodeView
 
-    if data is None and port is None:
-        _usage("say where the node is: --data DIR, or --port PORT --token-file FILE")
+    _node_target(data, port, token_file)
 
     async def run() -> dict[str, Any]:
-        if port is not None:
-            if token_file is None:
-                _usage("--port needs --token-file (the node's DIR/node.token)")
-            client = await NodeClient.connect("127.0.0.1", port, token_file.read_text().strip())
-        else:
-            assert data is not None
-            client = await NodeClient.connect_data_dir(data)
+        client = await _connect_node(data, port, token_file)
         try:
             view = await NodeView.read(client)
             raw: dict[str, Any] = await client.query("breakers")
@@ -807,11 +810,7 @@ def breakers_show(
             await client.close()
 
         def price(symbol: str, ticks: int) -> str:
-            spec = view.specs[symbol]
-            units = InstrumentUnits(
-                spec, view.scales[spec.base_asset], view.scales[spec.quote_asset]
-            )
-            return units.price(ticks)
+            return view.decimals.instruments[symbol].price(ticks)
 
         return decimal_view(raw, view.scale, price)
 

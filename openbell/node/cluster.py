@@ -527,6 +527,20 @@ def make_cluster_spec(
     )
 
 
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a cluster member in its own session, its output appended to ``log_path`` (the
+    child keeps the file open; ours is closed at once)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            args,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 class Cluster:
     """Starts, kills, restarts and stops the NATS servers and the OpenBell node processes.
 
@@ -585,8 +599,6 @@ class Cluster:
 
     def start_gateway(self, name: str) -> None:
         node = next(n for n in self.spec.nodes if n.name == name)
-        Path(node.data_dir).mkdir(parents=True, exist_ok=True)
-        log_file = open(Path(node.data_dir) / "gateway.log", "ab")  # noqa: SIM115 - the child's
         args = [
             sys.executable,
             "-m",
@@ -598,16 +610,7 @@ class Cluster:
             "--data-dirs",
             ",".join(n.data_dir for n in self.spec.nodes),
         ]
-        try:
-            self.gateways[name] = subprocess.Popen(
-                args,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            log_file.close()
+        self.gateways[name] = _spawn(args, Path(node.data_dir) / "gateway.log")
 
     def wait_gateways(self, timeout_s: float = 60.0) -> None:
         """Until every gateway answers ``/_cluster/leader`` with a leader."""
@@ -627,8 +630,6 @@ class Cluster:
 
     def start_node(self, name: str) -> None:
         node = next(n for n in self.spec.nodes if n.name == name)
-        Path(node.data_dir).mkdir(parents=True, exist_ok=True)
-        log_file = open(Path(node.data_dir) / "node.log", "ab")  # noqa: SIM115 - the child's
         args = [
             sys.executable,
             "-m",
@@ -658,16 +659,7 @@ class Cluster:
             args.append("--no-prune")
         if self.spec.dr is not None:
             args += ["--dr-nats", ",".join(self.spec.dr.urls)]
-        try:
-            self.nodes[name] = subprocess.Popen(
-                args,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            log_file.close()
+        self.nodes[name] = _spawn(args, Path(node.data_dir) / "node.log")
         self.starts[name] = self.starts.get(name, 0) + 1
 
     def stop_supervising(self) -> None:

@@ -69,6 +69,16 @@ def test_venue_file_admin_and_idempotent_restart(serving: list[Serve], tmp_path:
     ]  # fmt: skip
     halted = admin("phase", "GLOBEX", "HALTED", "--data", data)
     assert halted.stdout.strip() == "GLOBEX: HALTED"
+    # breakers in decimals: ACMEX's band is 2 % around its reference price of 99.50
+    banded = admin("breakers", "volatility", "ACMEX", "--band-bps", "200", "--reference",
+                   "AUCTION", "--data", data)  # fmt: skip
+    assert banded.returncode == 0, banded.stderr
+    shown = admin("breakers", "show", "--data", data)
+    assert shown.returncode == 0, shown.stderr
+    (band,) = json.loads(shown.stdout)["volatility"]
+    assert (band["symbol"], band["low"], band["high"]) == ("ACMEX", "97.55", "101.45")
+    no_place = admin("breakers", "show")
+    assert no_place.returncode == 2 and "say where the node is" in no_place.stderr
     duplicate = admin("asset", "USD", "--scale", "2", "--data", data)
     assert duplicate.returncode == 1 and "DUPLICATE_ASSET" in duplicate.stderr
 
