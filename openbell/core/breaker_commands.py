@@ -121,7 +121,7 @@ def state(engine: Engine) -> BreakersState:
                 line.window_ns // NS_PER_S,
                 line.flows_minor,
                 line.tripped,
-                [list(p) for p in line.peaks],
+                line.peaks_list(),
             )
             for line in engine.loss.lines.values()
         ],
@@ -156,7 +156,7 @@ def load(engine: Engine, saved: BreakersState) -> None:
         )
         line.flows_minor = saved_line.flows_minor
         line.tripped = saved_line.tripped
-        line.peaks.extend([list(p) for p in saved_line.peaks])
+        line.load_peaks([list(p) for p in saved_line.peaks])
         engine.loss.lines[line.key] = line
     engine.loss.plan(engine)
     _refresh_switches(engine)

@@ -1,6 +1,9 @@
 # Cython declarations that augment breakers.py when it is compiled (pure-Python mode).
-# LossLine and LossGuard stay Python classes: they run on Python integers, off the hot path.
+# LossGuard stays a Python class: it plans, off the hot path.
 cimport cython
+from openbell.core.ledger cimport AssetBalances
+
+cdef long long _MAX_SUM, _BPS, _MAX_PRICE, _NO_TIMER, _RING_START
 
 cdef class SurgeSettings:
     cdef public bint enabled
@@ -63,3 +66,56 @@ cdef class VolatilityBand:
     @cython.locals(i=cython.longlong)
     cpdef list window_state(self)
     cpdef load_window(self, list values)
+
+cdef class LossLine:
+    cdef public object account
+    cdef public tuple accounts
+    cdef public object account_ids
+    cdef long long[::1] accounts_view
+    cdef public str asset
+    cdef public object limit_minor
+    cdef public long long window_ns
+    cdef public object flows_minor
+    cdef public bint tripped
+    cdef public object last_value
+    cdef public long long last_gross
+    cdef public bint gross_known
+    cdef public object peak_ts
+    cdef public object peak_until
+    cdef long long[::1] ts_view
+    cdef long long[::1] until_view
+    cdef public list peak_values
+    cdef public long long ring_mask
+    cdef public long long head
+    cdef public long long size
+    cdef public object quote
+    cdef public list marks
+    cdef public list mark_bases
+    cdef public object mark_prices
+    cdef public object mark_tick_values
+    cdef public object mark_lot_sizes
+    cdef long long[::1] prices_view
+    cdef long long[::1] tick_values_view
+    cdef long long[::1] lot_sizes_view
+
+    cpdef set_marks(self, object quote, list marks)
+    @cython.locals(quote=AssetBalances, accounts="long long[::1]", bases=list,
+                   base=AssetBalances, gross=cython.longlong, k=cython.Py_ssize_t,
+                   j=cython.Py_ssize_t, account=cython.longlong, held=cython.longlong)
+    cpdef long long gross(self) except? -1
+
+    cpdef _new_ring(self, long long capacity)
+    @cython.locals(mask=cython.longlong, head=cython.longlong, size=cython.longlong,
+                   values=list, at=cython.longlong, start=cython.longlong, peak=object)
+    cpdef object note(self, long long ts_ns, object value)
+    cpdef _grow(self)
+    cpdef object peak(self)
+    cpdef restart(self, long long ts_ns, object value)
+    @cython.locals(mask=cython.longlong, k=cython.longlong, i=cython.longlong, out=list)
+    cpdef list peaks_list(self)
+    @cython.locals(capacity=cython.longlong, i=cython.longlong)
+    cpdef load_peaks(self, list peaks)
+
+cdef class LossGuard:
+    cdef public dict lines
+    cdef public long long planned_for

@@ -1,3 +1,4 @@
+# cython: overflowcheck=True
 """Circuit breakers: the core's own brakes, decided on command time (``ts_ns``) and sequenced data
 only, so a replay of the journal reproduces every trip and every reset (compiled,
 ``breakers.pxd``).
@@ -17,9 +18,11 @@ Three meters live here; ``matching.py`` calls them at fixed points and acts on w
 - ``LossGuard`` (floating-loss red lines): a few watched accounts (and the house total), valued
   after each command that traded: cash in the red line's asset plus positions in the
   instruments quoted in that asset, marked at their last trade price, minus net deposits. The
-  loss is the drop from the highest value in the rolling window, kept in a monotonic deque of
-  (time, value, until) so the peak is O(1) amortised. Values are Python integers (positions
-  times prices can exceed 64 bits); this runs only when a red line exists and a trade happened.
+  loss is the drop from the highest value in the rolling window, kept in a monotonic queue of
+  (time, value, until) in a ring so the peak is O(1) amortised. Values are Python integers
+  (positions times prices can exceed 64 bits; ``matching.line_value`` adds them up in C and
+  falls back to Python integers on overflow); this runs only when a red line exists and a
+  trade happened.
 
 All arithmetic is on integers; division is Python's floor division in both builds.
 """
@@ -27,7 +30,6 @@ All arithmetic is on integers; division is Python's floor division in both build
 from __future__ import annotations
 
 from array import array
-from collections import deque
 from typing import Any
 
 from openbell.core.types import BPS_DENOMINATOR, MAX_PRICE_TICKS
@@ -40,6 +42,11 @@ MAX_RATE_PER_S = 1_000_000_000
 MAX_RATIO_PCT = 100_000
 _MAX_SUM = 1 << 62  # running sums stay within signed 64 bits
 _IDLE_DECAY_LIMIT = 16  # idle windows after which a baseline is taken as zero
+# C integers when compiled (``breakers.pxd``): no module lookup, no Python arithmetic.
+_BPS = BPS_DENOMINATOR
+_MAX_PRICE = MAX_PRICE_TICKS
+_NO_TIMER = NO_TIMER
+_RING_START = 16  # a red line's first ring of peak candidates (a power of two)
 
 
 class SurgeSettings:
@@ -174,7 +181,7 @@ class VolatilityBand:
         self.last_second = -1
         self.auction_end_ns = 0  # 0: no volatility auction running
         self.low_ticks = 1
-        self.high_ticks = MAX_PRICE_TICKS
+        self.high_ticks = _MAX_PRICE
         self.recompute()
 
     def reference_ticks(self) -> int:
@@ -186,13 +193,13 @@ class VolatilityBand:
         ref = self.reference_ticks()
         if ref <= 0:
             self.low_ticks = 1
-            self.high_ticks = MAX_PRICE_TICKS
+            self.high_ticks = _MAX_PRICE
             return
-        width = ref * self.band_bps // BPS_DENOMINATOR
+        width = ref * self.band_bps // _BPS
         low = ref - width
         high = ref + width
         self.low_ticks = low if low > 1 else 1
-        self.high_ticks = high if high < MAX_PRICE_TICKS else MAX_PRICE_TICKS
+        self.high_ticks = high if high < _MAX_PRICE else _MAX_PRICE
 
     def advance(self, now_s: int) -> bool:
         """Move the window to end at ``now_s``, dropping the seconds that left it; True when
@@ -267,7 +274,15 @@ class VolatilityBand:
 
 
 class LossLine:
-    """One red line: an account's, or the house total over ``accounts``."""
+    """One red line: an account's, or the house total over ``accounts``.
+
+    The peak of the window is kept in a monotonic queue of candidates (values strictly
+    decreasing from the oldest, the window's peak, to the newest, the last value noted). Layout:
+    a ring of ``2^k`` slots, the times as C integers (``peak_ts``: since when the value held,
+    ``peak_until``: until when, ``NO_TIMER`` for the newest) and the values as Python integers
+    (a value may exceed 64 bits). A note costs O(1) amortised: it drops the candidates it
+    dominates from the new end and those that left the window from the old end; the ring
+    doubles when full (it holds at most one candidate per note in the window)."""
 
     def __init__(
         self, account: int | None, accounts: tuple[int, ...], asset: str, limit_minor: int,
@@ -275,18 +290,71 @@ class LossLine:
     ) -> None:  # fmt: skip
         self.account = account
         self.accounts = accounts
+        self.account_ids: array[int] = array("q", accounts)
+        self.accounts_view = self.account_ids
         self.asset = asset
         self.limit_minor = limit_minor
         self.window_ns = window_s * NS_PER_S
         self.flows_minor = 0  # net deposits since the line was set, valued when they came
         self.tripped = False
-        # (ts_ns, value, until_ns): candidates for the window's peak, values decreasing.
-        self.peaks: deque[list[int]] = deque()
-        self.last_value: int | None = None  # a value equal to the last adds nothing
-        # Where the value comes from (set by ``LossGuard.plan``): the asset's balances and the
-        # instruments quoted in it, one per base asset, whose positions are marked.
-        self.quote: Any = None
-        self.marks: list[Any] = []
+        self.last_value: int | None = None  # the newest candidate's: a value equal adds nothing
+        # The gross value (before flows) last computed in 64 bits: equal again, nothing it is
+        # valued on moved and the line is skipped (``matching.check_losses``).
+        self.last_gross = 0
+        self.gross_known = False
+        self._new_ring(_RING_START)
+        # Where the value comes from (``set_marks``, by ``LossGuard.plan``).
+        self.set_marks(None, [])
+
+    def set_marks(self, quote: Any, marks: list[Any]) -> None:
+        """The line's asset's balances, and the instruments quoted in it (one per base asset)
+        whose positions are marked: their base balances, tick values and lot sizes, and a row
+        that ``matching.line_value`` fills with their mark prices before each valuation."""
+        self.quote = quote
+        self.marks = marks
+        self.gross_known = False
+        self.mark_bases: list[Any] = [inst.base for inst in marks]
+        self.mark_prices: array[int] = array("q", bytes(8 * len(marks)))
+        self.mark_tick_values: array[int] = array("q", [inst.tick_value for inst in marks])
+        self.mark_lot_sizes: array[int] = array("q", [inst.lot_size for inst in marks])
+        self.prices_view = self.mark_prices
+        self.tick_values_view = self.mark_tick_values
+        self.lot_sizes_view = self.mark_lot_sizes
+
+    def gross(self) -> int:
+        """Cash in the line's asset plus positions at the mark prices set in ``mark_prices``,
+        over its accounts. Compiled, in C integers with overflow checks: beyond 64 bits it
+        raises OverflowError and the caller adds up again on Python integers."""
+        quote = self.quote
+        accounts = self.accounts_view
+        bases = self.mark_bases
+        gross = 0
+        for k in range(len(accounts)):
+            account = accounts[k]
+            if account < len(quote.av):
+                gross += quote.av[account] + quote.fr[account]
+            for j in range(len(bases)):
+                base = bases[j]
+                if account < len(base.av):
+                    held = base.av[account] + base.fr[account]
+                    if held:
+                        gross += (
+                            held
+                            * self.prices_view[j]
+                            * self.tick_values_view[j]
+                            // self.lot_sizes_view[j]
+                        )
+        return gross
+
+    def _new_ring(self, capacity: int) -> None:
+        self.peak_ts: array[int] = array("q", bytes(8 * capacity))
+        self.peak_until: array[int] = array("q", bytes(8 * capacity))
+        self.ts_view = self.peak_ts
+        self.until_view = self.peak_until
+        self.peak_values: list[int] = [0] * capacity
+        self.ring_mask = capacity - 1
+        self.head = 0
+        self.size = 0
 
     @property
     def key(self) -> str:
@@ -295,26 +363,79 @@ class LossLine:
     def note(self, ts_ns: int, value: int) -> int:
         """Record the line's value (net of flows) at ``ts_ns``; returns the loss from the
         highest value in the window ending now."""
-        peaks = self.peaks
-        self.last_value = value
-        if peaks:
-            peaks[-1][2] = ts_ns  # the previous value held until now
-        while peaks and peaks[-1][1] <= value:
-            peaks.pop()
-        peaks.append([ts_ns, value, NO_TIMER])
+        mask = self.ring_mask
+        head = self.head
+        size = self.size
+        values = self.peak_values
+        if size:
+            self.until_view[(head + size - 1) & mask] = ts_ns  # the previous value held till now
+            while size and values[(head + size - 1) & mask] <= value:
+                size -= 1
+        if size > mask:
+            self.size = size
+            self._grow()
+            mask = self.ring_mask
+            head = 0
+            values = self.peak_values
+        at = (head + size) & mask
+        self.ts_view[at] = ts_ns
+        self.until_view[at] = _NO_TIMER
+        values[at] = value
+        size += 1
         start = ts_ns - self.window_ns
-        while peaks[0][2] <= start:
-            peaks.popleft()
-        return peaks[0][1] - value
+        while self.until_view[head] <= start:  # the newest is never out: its until is NO_TIMER
+            head = (head + 1) & mask
+            size -= 1
+        self.head = head
+        self.size = size
+        self.last_value = value
+        peak: int = values[head]
+        return peak - value
+
+    def _grow(self) -> None:
+        """Twice the ring, its candidates moved to the front in order."""
+        kept = self.peaks_list()
+        self._new_ring(2 * (self.ring_mask + 1))
+        self.load_peaks(kept)
 
     def peak(self) -> int:
-        return self.peaks[0][1] if self.peaks else 0
+        if not self.size:
+            return 0
+        peak: int = self.peak_values[self.head]
+        return peak
 
     def restart(self, ts_ns: int, value: int) -> None:
-        self.last_value = value
-        self.peaks.clear()
-        self.peaks.append([ts_ns, value, NO_TIMER])
+        self.gross_known = False
+        self.size = 0
+        self.head = 0
+        self.last_value = None
+        self.note(ts_ns, value)
         self.tripped = False
+
+    def peaks_list(self) -> list[list[int]]:
+        """The candidates, oldest first: [since ts_ns, value, until ts_ns] each (snapshots)."""
+        mask = self.ring_mask
+        out: list[list[int]] = []
+        for k in range(self.size):
+            i = (self.head + k) & mask
+            out.append([self.ts_view[i], self.peak_values[i], self.until_view[i]])
+        return out
+
+    def load_peaks(self, peaks: list[list[int]]) -> None:
+        """Put back ``peaks_list``'s candidates (into an empty ring)."""
+        assert self.size == 0, "load_peaks into a ring in use"
+        capacity = self.ring_mask + 1
+        while capacity < len(peaks):
+            capacity *= 2
+        if capacity != self.ring_mask + 1:
+            self._new_ring(capacity)
+        for i, (since, value, until) in enumerate(peaks):
+            self.ts_view[i] = since
+            self.peak_values[i] = value
+            self.until_view[i] = until
+        self.head = 0
+        self.size = len(peaks)
+        self.last_value = peaks[-1][1] if peaks else None
 
 
 class LossGuard:
@@ -335,8 +456,7 @@ class LossGuard:
                 bases.add(key)
                 marked.setdefault(inst.quote.asset, []).append(inst)
         for line in self.lines.values():
-            line.quote = engine.ledger.assets[line.asset]
-            line.marks = marked.get(line.asset, [])
+            line.set_marks(engine.ledger.assets[line.asset], marked.get(line.asset, []))
 
     def planned(self, engine: Any) -> None:
         if self.planned_for != len(engine.inst_list):
@@ -357,3 +477,4 @@ class LossGuard:
         settlement): the change is not profit or loss."""
         for line, was, now in zip(self.lines.values(), before, after, strict=True):
             line.flows_minor += now - was
+            line.gross_known = False

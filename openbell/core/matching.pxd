@@ -4,7 +4,7 @@ cimport cython
 from openbell.core.pool cimport OrderPool
 from openbell.core.book cimport Book, Level
 from openbell.core.ledger cimport AssetBalances, Ledger
-from openbell.core.breakers cimport RateMeter, SurgeSettings, VolatilityBand
+from openbell.core.breakers cimport LossGuard, LossLine, RateMeter, SurgeSettings, VolatilityBand
 
 cdef long long _BUY, _SELL, FIRST_USER
 cdef long long TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT
@@ -93,7 +93,7 @@ cdef class MatchingCore:
     cdef public RateMeter venue_meter
     cdef public list account_meters
     cdef public dict market_makers
-    cdef public object loss
+    cdef public LossGuard loss
     cdef public bint loss_on
 
     @cython.locals(events=list, kind=object)
@@ -102,15 +102,21 @@ cdef class MatchingCore:
     cdef list _apply(self, long long seq, long long ts_ns, object cmd)
     cdef list _after_pre(self, list first)
     cpdef _timers(self)
-    @cython.locals(crossed=list, now=cython.longlong)
-    cpdef check_losses(self)
+    @cython.locals(guard=LossGuard, crossed=list, now=cython.longlong, line=LossLine,
+                   gross=cython.longlong)
+    cdef void check_losses(self) except *
     cpdef trip_lines(self, list crossed)
-    @cython.locals(meters=list, meter=RateMeter)
     cpdef RateMeter meter_of(self, long long account)
-    @cython.locals(quote=AssetBalances, marks=list, account=cython.longlong, inst=Instrument,
-                   base=AssetBalances, held=cython.longlong, mark=cython.longlong,
-                   held_obj=object, value=object)
-    cpdef object line_value(self, object line)
+    @cython.locals(meters=list, meter=RateMeter)
+    cdef RateMeter _meter_of(self, long long account)
+    cpdef object line_value(self, LossLine line)
+    @cython.locals(marks=list, prices="long long[::1]", j=cython.Py_ssize_t, inst=Instrument)
+    cdef void _mark(self, LossLine line) except *
+    @cython.locals(gross=object, value=object)
+    cdef object _line_value(self, LossLine line)
+    @cython.locals(quote=AssetBalances, inst=Instrument, base=AssetBalances, gross=object,
+                   held=object, mark=object)
+    cpdef object _line_gross_wide(self, LossLine line)
     @cython.locals(now_s=cython.longlong, venue=RateMeter, meter=RateMeter)
     cdef void _surge(self, long long account, bint adds, bint buys) except *
     @cython.locals(calm=cython.longlong)

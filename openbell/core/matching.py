@@ -26,6 +26,7 @@ from openbell.core.breakers import (
     NO_TIMER,
     NS_PER_S,
     LossGuard,
+    LossLine,
     RateMeter,
     VolatilityBand,
     default_surge,
@@ -400,10 +401,22 @@ class MatchingCore:
             guard.plan(self)
         now = self.ts_ns
         crossed: list[Any] = []
-        for line in guard.lines.values():
+        for line_obj in guard.lines.values():
+            line: LossLine = line_obj
             if line.tripped:
                 continue
-            value = self.line_value(line)
+            self._mark(line)
+            try:
+                gross = line.gross()
+            except OverflowError:
+                value = self._line_gross_wide(line) - line.flows_minor
+                line.gross_known = False
+            else:
+                if line.gross_known and gross == line.last_gross:
+                    continue  # nothing it is valued on moved (flows clear gross_known)
+                line.last_gross = gross
+                line.gross_known = True
+                value = gross - line.flows_minor
             if value == line.last_value:
                 continue
             loss = line.note(now, value)
@@ -415,28 +428,52 @@ class MatchingCore:
     def trip_lines(self, crossed: list[Any]) -> None:
         """Act on red lines crossed: (line, loss, value) each. Overridden by ``Engine``."""
 
-    def line_value(self, line: Any) -> int:
+    def line_value(self, line: LossLine) -> int:
         """A red line's value net of flows (``breakers.LossLine``, planned): cash in its asset
-        plus positions marked at their instruments' last trade prices, on Python integers
-        (positions times prices may not fit 64 bits). Typed reads of the ledger's columns."""
-        quote = line.quote
+        plus positions marked at their instruments' last trade prices (or reference prices
+        before the first trade). Added up in C integers by ``LossLine.gross``; a sum beyond 64
+        bits is added up again on Python integers (``_line_gross_wide``)."""
+        return self._line_value(line)
+
+    def _mark(self, line: LossLine) -> None:
+        """Set the mark prices ``LossLine.gross`` values positions at."""
         marks = line.marks
-        value: int = -line.flows_minor
-        for account_obj in line.accounts:
-            account = account_obj
-            if account < len(quote.av):
-                value += quote.av[account] + quote.fr[account]
-            for inst in marks:
-                base = inst.base
-                if account < len(base.av):
-                    held = base.av[account] + base.fr[account]
-                    if held:
-                        mark = inst.last_price_ticks or inst.reference_price_ticks
-                        held_obj = held
-                        value += held_obj * mark * inst.tick_value // inst.lot_size
+        prices = line.prices_view
+        for j in range(len(marks)):
+            inst: Instrument = marks[j]
+            prices[j] = inst.last_price_ticks or inst.reference_price_ticks
+
+    def _line_value(self, line: LossLine) -> int:
+        self._mark(line)
+        try:
+            gross = line.gross()
+        except OverflowError:
+            gross = self._line_gross_wide(line)
+        value: int = gross - line.flows_minor
         return value
 
+    def _line_gross_wide(self, line: LossLine) -> int:
+        """``LossLine.gross`` on Python integers (positions times prices beyond 64 bits)."""
+        quote: AssetBalances = line.quote
+        gross: int = 0
+        for account in line.accounts:
+            if account < len(quote.available):
+                gross += quote.available[account] + quote.frozen[account]
+            for inst_obj in line.marks:
+                inst: Instrument = inst_obj
+                base = inst.base
+                if account < len(base.available):
+                    held: int = base.available[account] + base.frozen[account]
+                    if held:
+                        mark: int = inst.last_price_ticks or inst.reference_price_ticks
+                        gross += held * mark * inst.tick_value // inst.lot_size
+        return gross
+
     def meter_of(self, account: int) -> RateMeter:
+        """The surge meter of ``account`` (made on first use)."""
+        return self._meter_of(account)
+
+    def _meter_of(self, account: int) -> RateMeter:
         meters = self.account_meters
         if account >= len(meters):
             meters.extend([None] * (account + 1 - len(meters)))
@@ -457,7 +494,7 @@ class MatchingCore:
         if not adds:
             return
         if self.surge_account.enabled:
-            meter = self.meter_of(account)
+            meter = self._meter_of(account)
             if meter.hit(now_s):
                 self._protection_started(meter, SCOPE_ACCOUNT, account, now_s)
             if meter.protected:
