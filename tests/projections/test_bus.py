@@ -202,7 +202,7 @@ def test_small_blocks_and_a_small_payload_limit_split_the_same_way_every_time(
     its first event: every event once, in order, and a second run adds nothing."""
     from openbell.projections import bus as bus_module
 
-    data, engine = sample
+    data, _engine = sample
     monkeypatch.setattr(bus_module, "BLOCK_MESSAGES", 7)
     monkeypatch.setattr(bus_module, "MAX_UNACKED_BLOCKS", 2)
 
