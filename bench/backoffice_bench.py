@@ -190,9 +190,10 @@ def _bus(data: Path) -> dict[str, float]:
         timed = Timed(BusPublisher(data, server.url))
         Projector(data, [timed], chunk_commands=5_000).catch_up()
         timed.close()
-        published = timed.sink.published
+        published, messages = timed.sink.published, timed.sink.messages
     return {"bus.publish.events_per_s": published / timed.seconds,
-            "bus.publish.messages": float(published)}  # fmt: skip
+            "bus.publish.events": float(published),
+            "bus.publish.messages": float(messages)}  # fmt: skip
 
 
 def synthetic_ledger(rows: int, accounts: int = 1_000_000, seed: int = 3) -> Ledger:

@@ -12,7 +12,8 @@ neither loses nor doubles anything:
   subscriptions; the gateway's history endpoints read it (``openbell.gateway.history``);
 - ``audit.AuditLog``: the hash-chained audit trail (file and SQL) with state-hash anchors;
   ``audit.verify`` recomputes it from the journal;
-- ``bus.BusPublisher``: every event on NATS JetStream subjects, ``Nats-Msg-Id`` = seq/index
+- ``bus.BusPublisher``: every event on NATS JetStream subjects, a command's events for one
+  subject in one message (a JSON array), ``Nats-Msg-Id`` = seq/index of the first
   (``consumer_example`` shows the subjects from nats-py);
 - ``olap``: Parquet per trading day and DuckDB daily reports.
 

@@ -9,15 +9,17 @@ durable event to the JetStream stream ``OPENBELL``:
     openbell.ipo.<offering>  IPO events
     openbell.admin           halts, phases, kill switches, account states
 
-Each message is the event as JSON (integers: ticks, lots, minor units) with ``Nats-Msg-Id`` =
-``<seq>/<index>``; a durable consumer resumes where it stopped, and ``seq`` orders events
-across subjects. The essential part::
+A message holds one command's events for its subject, in order, as a JSON array (integers:
+ticks, lots, minor units), with ``Nats-Msg-Id`` = ``<seq>/<index of its first event>``; a
+durable consumer resumes where it stopped, and ``seq`` orders events across subjects. The
+essential part::
 
     nc = await nats.connect("nats://127.0.0.1:4222")
     js = nc.jetstream()
     sub = await js.subscribe("openbell.md.ACME", durable="acme-tape")
     async for msg in sub.messages:
-        event = json.loads(msg.data)          # {"type": "Trade", "seq": ..., "price_ticks": ...}
+        for event in json.loads(msg.data):  # [{"type": "Trade", "price_ticks": ...}, ...]
+            ...
         seq, index = msg.headers["Nats-Msg-Id"].split("/")
         await msg.ack()
 """
@@ -44,10 +46,10 @@ async def follow(url: str, symbol: str, account: int, limit: int) -> None:
     async def pump(sub: nats.js.JetStreamContext.PushSubscription) -> None:
         nonlocal seen
         async for msg in sub.messages:
-            event = json.loads(msg.data)
             msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
-            print(f"{msg.subject:<28} {msg_id:<12} {event['type']}")
-            seen += 1
+            for event in json.loads(msg.data):
+                print(f"{msg.subject:<28} {msg_id:<12} {event['type']}")
+                seen += 1
             if seen >= limit:
                 return
 

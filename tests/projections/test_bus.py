@@ -1,6 +1,7 @@
 """The event bus against a real nats-server (JetStream, 127.0.0.1): every durable event once, on
-its subject, with Nats-Msg-Id seq/index; kill -9 of the publisher at random points publishes
-nothing twice and loses nothing."""
+its subject, in order, one message per command and subject with Nats-Msg-Id seq/index of its
+first event; kill -9 of the publisher at random points publishes nothing twice and loses
+nothing."""
 
 from __future__ import annotations
 
@@ -28,18 +29,37 @@ from openbell.projections.source import FileJournalTail, Replayer, engine_config
 from openbell.testing.servers import NatsServer
 
 
-def expected_messages(data: Path) -> dict[str, str]:
-    """msg id -> subject of every event the journal's commands produce."""
-    out: dict[str, str] = {}
+def expected_messages(data: Path) -> dict[str, tuple[str, list[str]]]:
+    """msg id -> (subject, its events' types in order) of every message the journal's commands
+    give: one per command and subject, with the index of the subject's first event."""
+    out: dict[str, tuple[str, list[str]]] = {}
 
     def collect(seq: int, ts: int, cmd: Any, events: list[Any], eng: Engine) -> None:
+        first: dict[str, str] = {}
         for index, event in enumerate(events):
             subject = subject_of(event)
             if subject is not None:
-                out[f"{seq}/{index}"] = subject
+                msg_id = first.setdefault(subject, f"{seq}/{index}")
+                out.setdefault(msg_id, (subject, []))[1].append(type(event).__name__)
 
     Replayer(FileJournalTail(data / "journal"), engine_config(data)).pump(collect)
     return out
+
+
+def as_messages(stored: list[tuple[str, str, bytes]]) -> dict[str, tuple[str, list[str]]]:
+    return {
+        msg_id: (subject, [event["type"] for event in msgspec.json.decode(data)])
+        for subject, msg_id, data in stored
+    }
+
+
+def stored_events(stored: list[tuple[str, str, bytes]], prefix: str = "") -> list[Any]:
+    return [
+        event
+        for subject, _, data in stored
+        if subject.startswith(prefix)
+        for event in msgspec.json.decode(data)
+    ]
 
 
 async def _read_all(url: str) -> list[tuple[str, str, bytes]]:
@@ -86,13 +106,14 @@ def test_every_durable_event_is_published_once_on_its_subject(
     assert publisher.slow_chunks == 0 and publisher.duplicates == 0  # every ack, first time
     stored = asyncio.run(_read_all(bus))
     expected = expected_messages(data)
-    assert len(stored) == len(expected)
-    assert {msg_id: subject for subject, msg_id, _ in stored} == expected
+    assert len(stored) == len(expected) == publisher.messages
+    assert as_messages(stored) == expected  # every event once, on its subject, in order
+    assert publisher.published == sum(len(types) for _, types in expected.values())
+    assert publisher.messages < publisher.published  # a command's events share messages
     subjects = Counter(subject.split(".")[1] for subject, _, _ in stored)
     assert set(subjects) == {"md", "exec", "ipo", "admin"}
-    trades = [msgspec.json.decode(d) for s, _, d in stored if s.startswith("openbell.md.")]
-    trades = [t for t in trades if t["type"] == "Trade"]
-    assert len(trades) == engine.next_trade_id - 1
+    trades = [t for t in stored_events(stored, "openbell.md.") if t["type"] == "Trade"]
+    assert [t["trade_id"] for t in trades] == list(range(1, engine.next_trade_id))
     # the README's consumer example reads the subjects
     from openbell.projections.consumer_example import follow
 
@@ -139,9 +160,8 @@ def test_kill9_of_the_publisher_is_exactly_once(tmp_path: Path, bus: str) -> Non
     ids = Counter(msg_id for _, msg_id, _ in stored)
     assert max(ids.values()) == 1  # nothing twice
     expected = expected_messages(data)
-    assert set(ids) == set(expected)  # nothing lost
-    trades = [msgspec.json.decode(d) for s, _, d in stored if b'"type":"Trade"' in d]
-    assert len(trades) == engine.next_trade_id - 1
+    assert as_messages(stored) == expected  # nothing lost
+    trades = [t for t in stored_events(stored) if t["type"] == "Trade"]
     assert sorted(t["trade_id"] for t in trades) == list(range(1, engine.next_trade_id))
 
 
@@ -169,6 +189,47 @@ def test_a_chunk_whose_stream_seqs_do_not_add_up_is_republished_acknowledged(
     assert publisher.slow_chunks == 1 and publisher.duplicates > 0
     stored = asyncio.run(_read_all(bus))
     expected = expected_messages(data)
-    ours = [(subject, msg_id) for subject, msg_id, _ in stored if msg_id != "foreign"]
+    ours = [message for message in stored if message[1] != "foreign"]
     assert len(ours) == len(expected) == len(stored) - 1
-    assert dict((msg_id, subject) for subject, msg_id in ours) == expected
+    assert as_messages(ours) == expected
+
+
+def test_small_blocks_and_a_small_payload_limit_split_the_same_way_every_time(
+    sample: tuple[Path, Engine], bus: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many acknowledged blocks per chunk (at most a few unacknowledged), and a command's
+    events on one subject too big for one message split into several, each with the index of
+    its first event: every event once, in order, and a second run adds nothing."""
+    from openbell.projections import bus as bus_module
+
+    data, _engine = sample
+    monkeypatch.setattr(bus_module, "BLOCK_MESSAGES", 7)
+    monkeypatch.setattr(bus_module, "MAX_UNACKED_BLOCKS", 2)
+
+    def small(publisher: BusPublisher) -> BusPublisher:
+        publisher._max_payload_bytes = 600
+        return publisher
+
+    publisher = small(BusPublisher(data, bus))
+    Projector(data, [publisher], chunk_commands=700).catch_up()
+    publisher.close()
+    assert publisher.slow_chunks == 0 and publisher.duplicates == 0
+    stored = asyncio.run(_read_all(bus))
+    grouped = expected_messages(data)
+    assert len(stored) == publisher.messages > len(grouped)  # some commands split
+    assert all(len(data) <= 600 or data.count(b'"type"') == 1 for _, _, data in stored)
+    events = [(s, t["type"]) for s, _, d in stored for t in msgspec.json.decode(d)]
+    assert sorted(events) == sorted((s, t) for s, types in grouped.values() for t in types)
+    by_subject: dict[str, list[str]] = {}
+    for subject, msg_id, _ in stored:
+        by_subject.setdefault(subject, []).append(msg_id)
+    for ids in by_subject.values():  # each subject in journal order
+        keys = [tuple(int(x) for x in msg_id.split("/")) for msg_id in ids]
+        assert keys == sorted(keys)
+    # republished from the start (position lost): the same ids, all dropped as duplicates
+    (data / "projections" / "bus.position").unlink()
+    again = small(BusPublisher(data, bus))
+    Projector(data, [again], chunk_commands=700).catch_up()
+    again.close()
+    assert again.duplicates == again.messages == publisher.messages
+    assert len(asyncio.run(_read_all(bus))) == len(stored)
