@@ -1,7 +1,8 @@
 """The event bus: the events of every durable batch, published to NATS JetStream subjects.
 
 The journal is the outbox: the publisher is a projection sink, so it only ever sees durable
-commands. Subjects (``openbell.>``, one JetStream stream ``OPENBELL``):
+commands. Subjects (``openbell.>``, one JetStream stream ``OPENBELL_EVENTS``, apart from the
+NATS journal's ``OPENBELL`` so both may live on one server):
 
 - ``openbell.md.<symbol>``: trades, book deltas, auction results;
 - ``openbell.exec.<account>``: execution reports, balance changes, holds, transfers;
@@ -55,7 +56,8 @@ from openbell.journal.fsutil import write_atomic
 log = logging.getLogger("openbell.projections.bus")
 
 SINK_NAME = "bus"
-STREAM = "OPENBELL"
+STREAM = "OPENBELL_EVENTS"
+SUBJECTS = ["openbell.>"]
 DUPLICATE_WINDOW_S = 600.0
 POSITION_FILE = "bus.position"
 BLOCK_MESSAGES = 2_000  # messages per write, the last one acknowledged ...
@@ -149,6 +151,10 @@ def _unframe(frame: bytes) -> tuple[str, bytes, str]:
     return subject.decode(), rest[int(header_bytes) : -2], msg_id.decode()
 
 
+class BusError(RuntimeError):
+    """The bus cannot publish where it was told to (its stream is another's)."""
+
+
 class _Chunk:
     """A chunk published and not yet settled: its frames, events, seq, and the acknowledgement
     (a future) due for each of its blocks with the stream seq it must carry."""
@@ -177,7 +183,12 @@ class BusPublisher:
         self._loop = asyncio.new_event_loop()
         self._nc: Any = self._run(nats.connect(url, max_reconnect_attempts=5))
         self._js = self._nc.jetstream(timeout=timeout_s)
-        self._run(self._ensure_stream())
+        try:
+            self._run(self._ensure_stream())
+        except BaseException:
+            self._run(self._nc.close())
+            self._loop.close()
+            raise
         self._encode = msgspec.json.Encoder().encode
         # under the server's limit (1 MB by default) with room for the frame's header
         self._max_payload_bytes = min(MAX_PAYLOAD_BYTES, int(self._nc.max_payload) - 256)
@@ -195,15 +206,22 @@ class BusPublisher:
 
     async def _ensure_stream(self) -> None:
         try:
-            await self._js.stream_info(self.stream)
+            info = await self._js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
             await self._js.add_stream(
                 api.StreamConfig(
                     name=self.stream,
-                    subjects=["openbell.>"],
+                    subjects=SUBJECTS,
                     storage=api.StorageType.FILE,
                     duplicate_window=DUPLICATE_WINDOW_S,
                 )
+            )
+            return
+        subjects = list(info.config.subjects or [])
+        if subjects != SUBJECTS:  # another stream by that name (a journal's): do not write to it
+            raise BusError(
+                f"stream {self.stream} exists with subjects {subjects}, not {SUBJECTS}: "
+                "give the bus a stream of its own"
             )
 
     def position(self) -> int:

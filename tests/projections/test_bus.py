@@ -22,10 +22,11 @@ import nats
 import pytest
 
 from openbell.core.engine import Engine
-from openbell.projections.bus import STREAM, BusPublisher, subject_of
+from openbell.projections.bus import STREAM, BusError, BusPublisher, subject_of
 from openbell.projections.projector import Projector
 from openbell.projections.sample import build_journal
 from openbell.projections.source import FileJournalTail, Replayer, engine_config
+from openbell.journal.nats import DEFAULT_STREAM as JOURNAL_STREAM
 from openbell.testing.servers import NatsServer
 
 
@@ -83,8 +84,17 @@ async def _delete_stream(url: str) -> None:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_stream(STREAM)
+        for name in (STREAM, JOURNAL_STREAM):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
+
+
+async def _add_stream(url: str, name: str, subjects: list[str]) -> None:
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().add_stream(name=name, subjects=subjects)
     finally:
         await nc.close()
 
@@ -233,3 +243,20 @@ def test_small_blocks_and_a_small_payload_limit_split_the_same_way_every_time(
     again.close()
     assert again.duplicates == again.messages == publisher.messages
     assert len(asyncio.run(_read_all(bus))) == len(stored)
+
+
+def test_the_bus_shares_a_server_with_a_nats_journal_and_refuses_a_foreign_stream(
+    tmp_path: Path, bus: str
+) -> None:
+    data = tmp_path / "data"
+    engine = build_journal(data, commands=300, seed=5)
+    asyncio.run(_add_stream(bus, JOURNAL_STREAM, [f"{JOURNAL_STREAM}.>"]))  # a journal's stream
+    publisher = BusPublisher(data, bus)
+    Projector(data, [publisher]).catch_up()
+    publisher.close()
+    assert publisher.position() == engine.seq
+    assert len(asyncio.run(_read_all(bus))) == publisher.messages > 0
+    asyncio.run(_delete_stream(bus))
+    asyncio.run(_add_stream(bus, STREAM, ["elsewhere.>"]))  # the bus's name, not its subjects
+    with pytest.raises(BusError, match="give the bus a stream of its own"):
+        BusPublisher(tmp_path / "other", bus)
