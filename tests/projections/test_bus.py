@@ -22,11 +22,11 @@ import nats
 import pytest
 
 from openbell.core.engine import Engine
+from openbell.journal.nats import DEFAULT_STREAM as JOURNAL_STREAM
 from openbell.projections.bus import STREAM, BusError, BusPublisher, subject_of
 from openbell.projections.projector import Projector
 from openbell.projections.sample import build_journal
 from openbell.projections.source import FileJournalTail, Replayer, engine_config
-from openbell.journal.nats import DEFAULT_STREAM as JOURNAL_STREAM
 from openbell.testing.servers import NatsServer
 
 
