@@ -400,7 +400,7 @@ class MatchingCore:
         if guard.planned_for != len(self.inst_list):
             guard.plan(self)
         now = self.ts_ns
-        crossed: list[Any] = []
+        crossed: list[Any] | None = None
         for line_obj in guard.lines.values():
             line: LossLine = line_obj
             if line.tripped:
@@ -421,8 +421,10 @@ class MatchingCore:
                 continue
             loss = line.note(now, value)
             if loss > line.limit_minor:
+                if crossed is None:
+                    crossed = []
                 crossed.append((line, loss, value))
-        if crossed:
+        if crossed is not None:
             self.trip_lines(crossed)
 
     def trip_lines(self, crossed: list[Any]) -> None:
