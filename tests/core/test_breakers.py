@@ -20,6 +20,8 @@ from openbell.core.types import (
 from tests.core.conftest import (
     BUY,
     SELL,
+    SHARE_FUNDING,
+    SHARES,
     SYM,
     USD,
     A,
@@ -303,6 +305,26 @@ def test_house_red_line_halts_the_venue_and_nothing_trades_after_it() -> None:
     assert all(not of(events, e.Trade) for _, events in d.log[halt_seq:])
     d(c.ResumeBreaker(breaker=Breaker.LOSS_LIMIT, asset=USD, operator="ops"))
     assert not d.eng.venue_halted
+
+
+def test_a_red_line_beyond_64_bits_is_valued_exactly() -> None:
+    """Positions times marks may pass 64 bits (the ledger's balances never do): the compiled
+    core adds the line up again on Python integers, so its figures stay exact."""
+    d = make_venue(tick_value=10**6)  # one tick of one share: 10,000.00 USD
+    at(d, 0)
+    d(c.Deposit(account=A, asset=SHARES, amount_minor=10**15))
+    held = 10**15 + SHARE_FUNDING
+    d(c.SetLossLimit(account=A, asset=USD, limit_minor=10**18))
+    d.rest(B, SELL, 1, 100)
+    d.place(C, BUY, 1, 100)  # the mark: 100
+    view = d.eng.breakers_view()["loss_limits"][0]
+    cash = d.eng.ledger.assets[USD].available[A]
+    assert view["value_minor"] == cash + held * 100 * 10**6 > 2**63
+    at(d, 1)
+    d.rest(B, SELL, 1, 99)
+    events = d.place(D, BUY, 1, 99)  # the mark falls one tick: A's shares lose 10**21 minor
+    trip = one(events, e.LossLimitTripped)
+    assert trip.loss_minor == held * 10**6 and trip.value_minor == cash + held * 99 * 10**6
 
 
 # ==============================================================================================
