@@ -77,7 +77,6 @@ cdef class LossLine:
     cdef public long long window_ns
     cdef public object flows_minor
     cdef public bint tripped
-    cdef public object last_value
     cdef public long long last_gross
     cdef public bint gross_known
     cdef public object peak_ts
@@ -103,6 +102,9 @@ cdef class LossLine:
                    base=AssetBalances, gross=cython.longlong, k=cython.Py_ssize_t,
                    j=cython.Py_ssize_t, account=cython.longlong, held=cython.longlong)
     cpdef long long gross(self) except? -1
+    @cython.locals(gross=object, account=object, held=object)
+    cpdef object gross_wide(self)
+    cpdef object last_value(self)
 
     cpdef _new_ring(self, long long capacity)
     @cython.locals(mask=cython.longlong, head=cython.longlong, size=cython.longlong,

@@ -20,8 +20,8 @@ Three meters live here; ``matching.py`` calls them at fixed points and acts on w
   instruments quoted in that asset, marked at their last trade price, minus net deposits. The
   loss is the drop from the highest value in the rolling window, kept in a monotonic queue of
   (time, value, until) in a ring so the peak is O(1) amortised. Values are Python integers
-  (positions times prices can exceed 64 bits; ``matching.line_value`` adds them up in C and
-  falls back to Python integers on overflow); this runs only when a red line exists and a
+  (positions times prices can exceed 64 bits; ``LossLine.gross`` adds them up in C and
+  ``gross_wide`` again on Python integers on overflow); this runs only when a red line exists and a
   trade happened.
 
 All arithmetic is on integers; division is Python's floor division in both builds.
@@ -297,7 +297,6 @@ class LossLine:
         self.window_ns = window_s * NS_PER_S
         self.flows_minor = 0  # net deposits since the line was set, valued when they came
         self.tripped = False
-        self.last_value: int | None = None  # the newest candidate's: a value equal adds nothing
         # The gross value (before flows) last computed in 64 bits: equal again, nothing it is
         # valued on moved and the line is skipped (``matching.check_losses``).
         self.last_gross = 0
@@ -346,6 +345,25 @@ class LossLine:
                         )
         return gross
 
+    def gross_wide(self) -> int:
+        """``gross`` on Python integers (compiled, when it overflowed 64 bits)."""
+        quote = self.quote
+        gross = 0
+        for account in self.accounts:
+            if account < len(quote.available):
+                gross += quote.available[account] + quote.frozen[account]
+            for j, base in enumerate(self.mark_bases):
+                if account < len(base.available):
+                    held = base.available[account] + base.frozen[account]
+                    if held:
+                        gross += (
+                            held
+                            * self.mark_prices[j]
+                            * self.mark_tick_values[j]
+                            // self.mark_lot_sizes[j]
+                        )
+        return gross
+
     def _new_ring(self, capacity: int) -> None:
         self.peak_ts: array[int] = array("q", bytes(8 * capacity))
         self.peak_until: array[int] = array("q", bytes(8 * capacity))
@@ -388,7 +406,6 @@ class LossLine:
             size -= 1
         self.head = head
         self.size = size
-        self.last_value = value
         peak: int = values[head]
         return peak - value
 
@@ -397,6 +414,14 @@ class LossLine:
         kept = self.peaks_list()
         self._new_ring(2 * (self.ring_mask + 1))
         self.load_peaks(kept)
+
+    def last_value(self) -> int | None:
+        """The value noted last (the newest candidate: a note drops those it dominates), None
+        before the first; a value equal to it adds nothing."""
+        if not self.size:
+            return None
+        last: int = self.peak_values[(self.head + self.size - 1) & self.ring_mask]
+        return last
 
     def peak(self) -> int:
         if not self.size:
@@ -408,7 +433,6 @@ class LossLine:
         self.gross_known = False
         self.size = 0
         self.head = 0
-        self.last_value = None
         self.note(ts_ns, value)
         self.tripped = False
 
@@ -435,7 +459,6 @@ class LossLine:
             self.until_view[i] = until
         self.head = 0
         self.size = len(peaks)
-        self.last_value = peaks[-1][1] if peaks else None
 
 
 class LossGuard:

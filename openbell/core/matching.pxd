@@ -114,9 +114,6 @@ cdef class MatchingCore:
     cdef void _mark(self, LossLine line) except *
     @cython.locals(gross=object, value=object)
     cdef object _line_value(self, LossLine line)
-    @cython.locals(quote=AssetBalances, inst=Instrument, base=AssetBalances, gross=object,
-                   held=object, mark=object)
-    cpdef object _line_gross_wide(self, LossLine line)
     @cython.locals(now_s=cython.longlong, venue=RateMeter, meter=RateMeter)
     cdef void _surge(self, long long account, bint adds, bint buys) except *
     @cython.locals(calm=cython.longlong)

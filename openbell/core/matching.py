@@ -409,7 +409,7 @@ class MatchingCore:
             try:
                 gross = line.gross()
             except OverflowError:
-                value = self._line_gross_wide(line) - line.flows_minor
+                value = line.gross_wide() - line.flows_minor
                 line.gross_known = False
             else:
                 if line.gross_known and gross == line.last_gross:
@@ -417,7 +417,7 @@ class MatchingCore:
                 line.last_gross = gross
                 line.gross_known = True
                 value = gross - line.flows_minor
-            if value == line.last_value:
+            if value == line.last_value():
                 continue
             loss = line.note(now, value)
             if loss > line.limit_minor:
@@ -434,7 +434,7 @@ class MatchingCore:
         """A red line's value net of flows (``breakers.LossLine``, planned): cash in its asset
         plus positions marked at their instruments' last trade prices (or reference prices
         before the first trade). Added up in C integers by ``LossLine.gross``; a sum beyond 64
-        bits is added up again on Python integers (``_line_gross_wide``)."""
+        bits is added up again on Python integers (``LossLine.gross_wide``)."""
         return self._line_value(line)
 
     def _mark(self, line: LossLine) -> None:
@@ -450,26 +450,9 @@ class MatchingCore:
         try:
             gross = line.gross()
         except OverflowError:
-            gross = self._line_gross_wide(line)
+            gross = line.gross_wide()
         value: int = gross - line.flows_minor
         return value
-
-    def _line_gross_wide(self, line: LossLine) -> int:
-        """``LossLine.gross`` on Python integers (positions times prices beyond 64 bits)."""
-        quote: AssetBalances = line.quote
-        gross: int = 0
-        for account in line.accounts:
-            if account < len(quote.available):
-                gross += quote.available[account] + quote.frozen[account]
-            for inst_obj in line.marks:
-                inst: Instrument = inst_obj
-                base = inst.base
-                if account < len(base.available):
-                    held: int = base.available[account] + base.frozen[account]
-                    if held:
-                        mark: int = inst.last_price_ticks or inst.reference_price_ticks
-                        gross += held * mark * inst.tick_value // inst.lot_size
-        return gross
 
     def meter_of(self, account: int) -> RateMeter:
         """The surge meter of ``account`` (made on first use)."""
