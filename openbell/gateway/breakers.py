@@ -56,36 +56,36 @@ def decimal_view(
 class SurgeBody(s._Body):
     scope: BreakerScope
     enabled: bool = True
-    ratio_pct: int = 300
-    floor_per_s: int = 1_000
-    baseline_window_s: int = 300
-    hold_down_s: int = 30
+    ratio_pct: s.Int64 = 300
+    floor_per_s: s.Int64 = 1_000
+    baseline_window_s: s.Int64 = 300
+    hold_down_s: s.Int64 = 30
 
 
 class MarketMakerBody(s._Body):
-    account: int
+    account: s.AccountNo
     market_maker: bool = True
 
 
 class LossLimitBody(s._Body):
     asset: str
     limit: str  # decimal, in the asset's units; "0" removes the red line
-    account: int | None = None  # None: the house total over house_accounts
-    house_accounts: list[int] = msgspec.field(default_factory=list)
-    window_s: int = 900
+    account: s.AccountNo | None = None  # None: the house total over house_accounts
+    house_accounts: list[s.AccountNo] = msgspec.field(default_factory=list)
+    window_s: s.Int64 = 900
 
 
 class VolatilityBody(s._Body):
     symbol: str
-    band_bps: int
+    band_bps: s.Int64
     reference: BandReference = BandReference.AVERAGE
-    window_s: int = 300
-    auction_s: int = 120
+    window_s: s.Int64 = 300
+    auction_s: s.Int64 = 120
 
 
 class ResumeBody(s._Body):
     breaker: Breaker
-    account: int | None = None
+    account: s.AccountNo | None = None
     asset: str = ""
     symbol: str = ""
     reason: str = ""

@@ -26,6 +26,8 @@ from openbell.core.types import (
 RequestId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,40}$", description="idempotency key")]
 ClientOrderId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,40}$")]
 AccountNo = Annotated[int, Meta(ge=0, le=(1 << 31) - 1)]
+# a setting the core range-checks in the user's words; beyond 64 bits it could not even be sent
+Int64 = Annotated[int, Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
 Decimal = Annotated[str, Meta(max_length=40, examples=["101.25"], description="decimal string")]
 Symbol = Annotated[str, Meta(min_length=1, max_length=16)]
 Asset = Annotated[str, Meta(min_length=1, max_length=16)]

@@ -44,6 +44,13 @@ def test_operators_read_and_set_breakers_and_traders_may_not(venue: Venue) -> No
             json={"asset": "USD", "limit": "1.001", "account": OTHER, "request_id": rid()},
         )  # fmt: skip
     assert err.value.status in (400, 422)
+    with pytest.raises(GatewayError) as err:  # beyond 64 bits: refused at the edge, not a 503
+        venue.operator.request(
+            "POST", "/v1/admin/breakers/volatility",
+            json={"symbol": "ACME", "band_bps": 300, "auction_s": -(10**34), "request_id": rid()},
+        )  # fmt: skip
+    assert err.value.status in (400, 422)
+    assert breakers(venue)["volatility"] == []
     venue.operator.request(
         "POST", "/v1/admin/breakers/loss-limits",
         json={"asset": "USD", "limit": "2500.00", "account": OTHER, "request_id": rid()},
