@@ -373,3 +373,120 @@ def test_a_pipelined_append_that_overtook_its_predecessor_is_asked_again(
     assert journal.retries == retries  # no transient retry: the second try was the fence's
     records = list(make_journal().read(last + 1))
     assert records == [JournalRecord(last + 1, 1, b"k"), JournalRecord(last + 2, 1, b"k+1")]
+
+
+def _deposit(n: int) -> Any:
+    from openbell.core import commands as c
+
+    return c.Deposit(account=16, asset="USD", amount_minor=1, request_id=f"d{n}")
+
+
+def _venue_journal(make_journal: MakeJournal) -> tuple[NatsJournal, Any]:
+    """A journal holding the venue's set-up, and an engine that applied it."""
+    from openbell.core import commands as c
+    from openbell.core.engine import Engine
+    from openbell.node.codec import encode_batch
+
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    setup = [c.CreateAsset(asset="USD", scale=2, request_id="a"), c.OpenAccounts(count=2)]
+    engine = Engine()
+    for seq, command in enumerate(setup, start=1):
+        engine.apply(seq, 0, command)
+    journal.append(0, 1, len(setup), encode_batch(0, setup))
+    return journal, engine
+
+
+def test_the_sequencer_pipelines_and_answers_only_what_is_durable(
+    make_journal: MakeJournal,
+) -> None:
+    from openbell.core.engine import Engine
+    from openbell.node.replica import replay
+    from openbell.node.sequencer import Pending, Sequencer
+
+    journal, engine = _venue_journal(make_journal)
+    durable: list[tuple[int, int, int, int]] = []  # first seq, count, journal's last, in flight
+
+    def on_durable(first_seq: int, batch: list[Pending], results: list[Any]) -> None:
+        durable.append((first_seq, len(batch), journal.last_seq, journal.in_flight))
+
+    sequencer = Sequencer(engine, journal, on_durable=on_durable, max_batch=50)
+    assert sequencer.max_appends_in_flight == MAX_IN_FLIGHT
+    sequencer.start()
+    for n in range(3000):
+        sequencer.submit(_deposit(n), lambda seq, events, error: None)
+    sequencer.stop()
+    assert sequencer.failure is None
+    assert sum(count for _, count, _, _ in durable) == 3000
+    for (first, count, _, _), (next_first, _, _, _) in itertools.pairwise(durable):
+        assert next_first == first + count  # in order, none missing
+    assert all(last >= first + count - 1 for first, count, last, _ in durable)  # durable first
+    assert max(in_flight for *_, in_flight in durable) > 0  # it did pipeline
+    replayed = Engine()
+    replay(replayed, list(make_journal().read(1)))
+    assert replayed.state_hash() == engine.state_hash()
+
+
+def test_a_deposed_sequencer_halts_and_answers_nothing_that_is_not_durable(
+    make_journal: MakeJournal,
+) -> None:
+    """A successor claims the stream while the old leader's sequencer pipelines a flood: the
+    old one is fenced and halts; every command it answered OK is in the stream at the seq it
+    was answered with, and nothing of it follows the successor's epoch record."""
+    from openbell.node.codec import decode_batch
+    from openbell.node.sequencer import Busy, NodeHalted, Sequencer
+
+    journal, engine = _venue_journal(make_journal)
+    answered: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def reply(seq: int, events: Any, error: str) -> None:
+        with lock:
+            answered[seq] = error
+
+    sequencer = Sequencer(engine, journal, max_batch=20)
+    sequencer.start()
+    successor = make_journal()
+    assert isinstance(successor, NatsJournal)
+    claimed = threading.Event()
+
+    def claim() -> None:
+        while journal.last_seq < 500:
+            threading.Event().wait(0.005)
+        # The old leader stops sending (as if SIGSTOPped; what it has in flight goes on) while
+        # the successor catches up and claims, as a standby does, until it gets in first.
+        with journal._mutex:
+            for _attempt in range(50):
+                successor.refresh()
+                try:
+                    successor.append_epoch()
+                except FencedError:
+                    continue
+                claimed.set()
+                return
+
+    claimer = threading.Thread(target=claim)
+    claimer.start()
+    n = 0
+    while sequencer.failure is None and n < 200_000:
+        try:
+            sequencer.submit(_deposit(n), reply)
+            n += 1
+        except Busy:
+            threading.Event().wait(0.001)
+        except NodeHalted:
+            break
+    claimer.join(60)
+    assert claimed.is_set()
+    sequencer.stop()
+    assert sequencer.failure is not None and isinstance(sequencer.failure, FencedError)
+    entries = list(successor.entries(1, successor.stream_seq))
+    first_epoch_record = next(i for i, e in enumerate(entries) if e.is_epoch)
+    assert all(e.is_epoch for e in entries[first_epoch_record:])  # nothing of the old leader's
+    stored: set[int] = set()
+    for entry in entries[:first_epoch_record]:
+        assert len(decode_batch(entry.payload).commands) == entry.count
+        stored.update(range(entry.first_seq, entry.first_seq + entry.count))
+    ok = {seq for seq, error in answered.items() if not error}
+    assert ok and ok <= stored  # answered OK only once durable
+    assert {error for error in answered.values() if error} <= {"NODE_HALTED"}
