@@ -1,8 +1,9 @@
 """Cluster benchmarks: the NATS JetStream journal (R3, fsync always) and failover.
 
-- ``journal.nats_r3.*``: the journal's own figures (1,000 commands x 40 bytes a message, one
-  synchronous append at a time, as the sequencer's journal thread makes them): the max rate,
-  and the acknowledgement latency with 100,000 commands/s offered;
+- ``journal.nats_r3.*``: the journal's own figures (1,000 commands x 40 bytes a message, up to
+  ``MAX_IN_FLIGHT`` appends in flight, as the sequencer's journal thread makes them): the max
+  rate, and the acknowledgement latency with 100,000 commands/s offered; ``*_one_at_a_time``
+  is the max rate waiting for each acknowledgement before the next append;
 - ``cluster.nats_r3.*``: the sequencer and the engine on the NATS journal with the standard
   workload (engine-bound until the compiled core lands);
 - ``failover.leader_kill.rto_s_p50|p99``: kill -9 of the leader under load, longest time
@@ -21,7 +22,9 @@ import signal
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ import numpy as np
 from openbell.core import commands as c
 from openbell.core.engine import Engine
 from openbell.core.events import Event
-from openbell.journal.nats import Follower, NatsJournal
+from openbell.journal.nats import MAX_IN_FLIGHT, Follower, NatsJournal
 from openbell.node.cluster import Cluster, ClusterClient, make_cluster_spec
 from openbell.node.codec import encode_batch
 from openbell.node.dr import DR_DOMAIN, PRIMARY_DOMAIN, create_mirror
@@ -42,23 +45,46 @@ def _noop(seq: int, events: list[Event] | None, error: str) -> None:
 
 
 def bench_raw(
-    journal: NatsJournal, appends: int, offered_cmd_per_s: int | None = None
+    journal: NatsJournal,
+    appends: int,
+    offered_cmd_per_s: int | None = None,
+    in_flight: int = MAX_IN_FLIGHT,
 ) -> dict[str, float]:
-    """Appends of 1,000 commands x 40 bytes, one at a time (as the sequencer's journal thread
-    makes them): as fast as they go, or paced at ``offered_cmd_per_s``."""
+    """Appends of 1,000 commands x 40 bytes with up to ``in_flight`` unacknowledged (as the
+    sequencer's journal thread makes them; 1: each waits for the previous one's ack): as fast
+    as they go, or paced at ``offered_cmd_per_s``. An append's latency runs from its send to
+    the moment this thread sees it durable (it and every earlier one)."""
     payload = os.urandom(1000 * 40)
     latencies = np.empty(appends, dtype=np.float64)
+    sent: deque[tuple[int, Future[int], float]] = deque()
+
+    def settle(timeout_s: float | None = None) -> bool:
+        index, future, t0 = sent[0]
+        try:
+            future.result(timeout_s)
+        except TimeoutError:
+            return False
+        latencies[index] = (time.perf_counter() - t0) * 1000
+        sent.popleft()
+        return True
+
+    last = journal.last_seq
     started = time.perf_counter()
     for index in range(appends):
         if offered_cmd_per_s is not None:
             slot = started + index * 1000 / offered_cmd_per_s
-            pause = slot - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
+            while (pause := slot - time.perf_counter()) > 0:
+                if not sent:
+                    time.sleep(pause)
+                else:
+                    settle(pause)
+        while sent and (sent[0][1].done() or len(sent) >= in_flight):
+            settle()
         t0 = time.perf_counter()
-        last = journal.last_seq
-        journal.append(last, last + 1, 1000, payload)
-        latencies[index] = (time.perf_counter() - t0) * 1000
+        sent.append((index, journal.append_async(last, last + 1, 1000, payload), t0))
+        last += 1000
+    while sent:
+        settle()
     seconds = time.perf_counter() - started
     return {
         "appends_per_s": appends / seconds,
@@ -136,6 +162,11 @@ def bench_journal(
                 raw = bench_raw(journal, 100 if quick else 500, 100_000)
             results["journal.nats_r3.ack_ms_p50_at_100k"] = raw["ack_ms_p50"]
             results["journal.nats_r3.ack_ms_p99_at_100k"] = raw["ack_ms_p99"]
+            # one append at a time (each waits for the previous ack): what pipelining adds
+            with NatsJournal(nats.urls, "BENCHRAW1", node="bench") as journal:
+                raw = bench_raw(journal, 200 if quick else 2000, in_flight=1)
+            results["journal.nats_r3.cmd_per_s_max_one_at_a_time"] = raw["cmd_per_s"]
+            results["journal.nats_r3.ack_ms_p50_at_max_one_at_a_time"] = raw["ack_ms_p50"]
             # the sequencer and the engine on it (engine-bound until the compiled core lands)
             seconds = 1.0 if quick else 4.0
             with NatsJournal(nats.urls, "BENCHMAX", node="bench") as journal:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 import msgspec
 
@@ -55,6 +56,20 @@ class Journal(Protocol):
 
     def close(self) -> None:
         """Release files and locks. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class PipelinedJournal(Journal, Protocol):
+    """A journal that takes the next batch before the previous one is durable (a replicated
+    log, whose round trip is most of an append's time)."""
+
+    def append_async(
+        self, expected_last_seq: int, first_seq: int, count: int, payload: bytes
+    ) -> Future[int]:
+        """Send one batch; ``expected_last_seq`` is the last seq *sent*. The future is set once
+        this batch and every one sent before it are durable, in order; after a failure every
+        later one fails too."""
         ...
 
 

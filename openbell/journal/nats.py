@@ -12,6 +12,24 @@ believes is last), the only fence. A deposed writer's append fails with ``Fenced
 journal refuses everything after it. ``Nats-Msg-Id`` makes a retried append (after a timeout,
 a lost connection or a NATS leader change) land once.
 
+Pipelining: ``append_async`` sends a batch without waiting for the previous one's
+acknowledgement (the sequencer keeps up to ``MAX_IN_FLIGHT`` unanswered; one round trip through
+three fsyncing servers is most of an append's time). Such an append names the stream sequence
+its predecessor *will* get. A sequence alone is a prediction: had a new leader's epoch record
+taken the predecessor's place (the predecessor refused), the successor would find the sequence
+it names and be stored behind the new leader's record. So a leader's epoch record is an
+atomic batch of ``MAX_IN_FLIGHT`` messages (one raft entry, consecutive sequences, all or
+nothing): every append a deposed writer can have in flight names a sequence at most
+``MAX_IN_FLIGHT - 1`` past the last one it saw confirmed, which is at or before the place the
+epoch batch was fenced at, so all of them find the stream further on and are refused. (The
+message-id fence, ``Nats-Expected-Last-Msg-Id``, would say the same per message, but nats-server
+2.15 checks it only when the raft entry is applied and takes a mismatch there for a critical
+write error that leaves the stream without a leader; tested.) Appends complete in order: one
+is durable only once it and every earlier one are; after the first failure every later one
+fails. A successor refused only because its predecessor was not stored yet when it arrived
+(the predecessor's first try was lost and retried) is asked once more after the predecessor is
+confirmed, exactly as an append made then would be; that answer is final.
+
 nats-py is asyncio and the sequencer is a thread: the journal runs its own event loop on a
 dedicated thread, and every method here is a synchronous facade over it.
 
@@ -27,6 +45,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -67,6 +86,7 @@ DEFAULT_STREAM = "OPENBELL"
 DUPLICATE_WINDOW_S = 120.0
 APPEND_DEADLINE_S = 30.0  # retries of one append (a NATS leader change stalls 4-7 s)
 READ_CHUNK = 512
+MAX_IN_FLIGHT = 4  # appends the sequencer keeps in flight (measured: 2 -> 4 still gains)
 
 
 class StreamEntry(msgspec.Struct, frozen=True, gc=False):
@@ -95,6 +115,44 @@ class StoredSnapshot(msgspec.Struct, frozen=True):
     seq: int
     state_hash: str
     state: bytes
+
+
+class _Append:
+    """One append in the pipeline (a batch or an epoch record), from its send to its answer."""
+
+    __slots__ = (
+        "count",
+        "done",
+        "expected",
+        "first_seq",
+        "future",
+        "headers",
+        "payload",
+        "prev",
+        "settled",
+        "subject",
+    )
+
+    def __init__(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        expected: int,
+        first_seq: int,
+        count: int,
+        prev: _Append | None,
+    ) -> None:
+        self.subject = subject
+        self.payload = payload
+        self.headers = headers
+        self.expected = expected  # the stream seq that must be last when it is stored
+        self.first_seq = first_seq
+        self.count = count
+        self.prev = prev  # the append before it, if still unanswered when this one was made
+        self.future: Future[int] = Future()  # its stream seq, set in order
+        self.settled: asyncio.Future[None] | None = None  # the same, for the next append
+        self.done = False  # answered (success or failure); read by the writing thread
 
 
 def _entry(msg: Msg, stream_seq: int) -> StreamEntry:
@@ -277,6 +335,16 @@ class NatsJournal(ClosingJournal):
         self.writer_id = f"{node or 'w'}-{uuid.uuid4().hex[:12]}"
         self.appends = 0
         self.retries = 0
+        # Durable position (what the stream confirmed) and the tail of what was sent: they
+        # differ while appends are in flight. _tail is the last append sent (None once
+        # answered or after a reposition), _tail_msg_id its message id.
+        self._stream_seq = 0
+        self._last_seq = 0
+        self._sent_stream_seq = 0
+        self._sent_last_seq = 0
+        self._tail: _Append | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._window: deque[_Append] = deque()  # sent, maybe unanswered (writing thread's)
         try:
             self.loop.run(self._open(connect_deadline_s), connect_deadline_s + 30)
         except BaseException:
@@ -295,15 +363,19 @@ class NatsJournal(ClosingJournal):
             num_replicas=self.replicas,
             duplicate_window=DUPLICATE_WINDOW_S,
             max_msg_size=8 << 20,
+            allow_atomic=True,  # the epoch batch (module docstring)
         )
         deadline = connect_deadline_s
         try:
-            await retry_api(self.js.stream_info, deadline, self.stream)
+            info = await retry_api(self.js.stream_info, deadline, self.stream)
         except nats.js.errors.NotFoundError:
             await retry_api(self.js.add_stream, deadline, config)
-        stream_seq, last_seq, epoch = await self._tail()
-        self._stream_seq = stream_seq
-        self._last_seq = last_seq
+        else:  # a stream made before the epoch batch (not a mirror: that one only copies)
+            if not info.config.allow_atomic and info.config.mirror is None:
+                info.config.allow_atomic = True
+                await retry_api(self.js.update_stream, deadline, info.config)
+        stream_seq, last_seq, epoch = await self._tail_position()
+        self._set_position(stream_seq, last_seq)
         self.epoch = epoch
 
     async def _get(self, stream_seq: int) -> StreamEntry:
@@ -323,7 +395,7 @@ class NatsJournal(ClosingJournal):
         info = await retry_api(self.js.stream_info, self.timeout_s * 4, self.stream)
         return int(info.state.first_seq), int(info.state.last_seq)
 
-    async def _tail(self) -> tuple[int, int, int]:
+    async def _tail_position(self) -> tuple[int, int, int]:
         """(last stream seq, last command seq, last epoch) as stored now."""
         _first, last = await self._state()
         if last == 0:
@@ -362,23 +434,43 @@ class NatsJournal(ClosingJournal):
 
         self.loop.run(wait(), timeout_s + 30)
 
+    def _set_position(self, stream_seq: int, last_seq: int) -> None:
+        """Durable and sent position alike (nothing in flight)."""
+        self._stream_seq = self._sent_stream_seq = stream_seq
+        self._last_seq = self._sent_last_seq = last_seq
+        self._tail = None
+
+    def _drain(self) -> None:
+        """Wait until every append sent so far is answered (errors are the appender's)."""
+        tail = self._tail
+        if tail is not None:
+            with contextlib.suppress(Exception):
+                tail.future.result(APPEND_DEADLINE_S * 2)
+
     def refresh(self) -> tuple[int, int]:
         """Re-read the stream's tail: (stream seq, command seq); for a reader or a new leader."""
         with self._mutex:
-            self._stream_seq, self._last_seq, self.epoch = self.loop.run(
-                self._tail(), self.timeout_s * 8
+            self._drain()
+            stream_seq, last_seq, self.epoch = self.loop.run(
+                self._tail_position(), self.timeout_s * 8
             )
+            self._set_position(stream_seq, last_seq)
             return self._stream_seq, self._last_seq
 
     def adopt(self, stream_seq: int, last_seq: int, epoch: int) -> None:
         """Take the position a follower has applied up to as this writer's fence."""
         with self._mutex:
-            self._stream_seq = stream_seq
-            self._last_seq = last_seq
+            self._drain()
+            self._set_position(stream_seq, last_seq)
             self.epoch = epoch
             self._failure = None
 
     # -- writing ----------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Appends sent and not answered yet (0 or more; the sequencer's pipeline depth)."""
+        return self._sent_stream_seq - self._stream_seq
 
     def _check_open(self) -> None:
         if self._closed:
@@ -387,15 +479,16 @@ class NatsJournal(ClosingJournal):
             raise JournalError(f"journal failed earlier ({self._failure}); reopen it")
 
     def _fence(self) -> dict[str, str]:
-        """The fence headers: the stream's last sequence must be the one this writer knows.
-        The server ignores ``Nats-Expected-Last-Sequence: 0``, so the first message of an
-        empty stream is fenced with "no message on any of the stream's subjects" instead."""
-        if self._stream_seq == 0:
+        """The fence headers: the stream's last sequence must be the one this writer sent
+        last (the module docstring says why that is enough with appends in flight). The
+        server ignores ``Nats-Expected-Last-Sequence: 0``, so the first message of an empty
+        stream is fenced with "no message on any of the stream's subjects" instead."""
+        if self._sent_stream_seq == 0:
             return {
                 "Nats-Expected-Last-Subject-Sequence": "0",
                 "Nats-Expected-Last-Subject-Sequence-Subject": f"{self.stream}.*",
             }
-        return {"Nats-Expected-Last-Sequence": str(self._stream_seq)}
+        return {"Nats-Expected-Last-Sequence": str(self._sent_stream_seq)}
 
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
         """Publish with retries (same Nats-Msg-Id); the stream sequence it was stored at."""
@@ -433,58 +526,193 @@ class NatsJournal(ClosingJournal):
             self.retries += 1
             await asyncio.sleep(0.05)
 
-    def append(self, expected_last_seq: int, first_seq: int, count: int, payload: bytes) -> None:
+    async def _run(self, op: _Append) -> None:
+        """Send ``op``, then answer it once its predecessor is answered (in order)."""
+        assert op.settled is not None
+        try:
+            try:
+                stream_seq = await self._publish(op.subject, op.payload, op.headers)
+                refused: FencedError | None = None
+            except FencedError as error:
+                refused = error
+            prev = op.prev
+            if prev is not None:
+                if not prev.done:
+                    assert prev.settled is not None
+                    await asyncio.shield(prev.settled)
+                if prev.future.exception() is not None:
+                    raise JournalError(f"an earlier append failed: {prev.future.exception()!r}")
+                if refused is not None:
+                    # Refused while the predecessor was unconfirmed: it may have arrived first
+                    # (its first try was lost). Now that it is stored, ask again as an append
+                    # made now would; this answer is final.
+                    stream_seq = await self._publish(op.subject, op.payload, op.headers)
+                    refused = None
+            if refused is not None:
+                raise refused
+        except BaseException as error:
+            self._failure = self._failure or repr(error)
+            op.done = True
+            op.prev = None  # the pipeline holds only what is in flight
+            op.future.set_exception(error)
+            op.settled.set_result(None)
+            if not isinstance(error, Exception):
+                raise
+            return
+        self._stream_seq = stream_seq
+        self._last_seq = op.first_seq + op.count - 1
+        self.appends += 1
+        op.done = True
+        op.prev = None
+        op.future.set_result(stream_seq)
+        op.settled.set_result(None)
+
+    def _send(self, payload: bytes, first_seq: int, count: int) -> _Append:
+        """Under the mutex: fence, number and send one batch; returns it in flight."""
+        tail = self._tail
+        prev = tail if tail is not None and not tail.done else None
+        # After reading ``done``: a tail that failed recorded its failure before it was done,
+        # and nothing may follow it (its successor's fence would name a seq it never got).
+        self._check_open()
+        headers = {
+            **self._fence(),
+            "Nats-Msg-Id": f"{self.writer_id}:{first_seq}",
+            H_FIRST: str(first_seq),
+            H_COUNT: str(count),
+            H_EPOCH: str(self.epoch),
+            H_NODE: self.node,
+        }
+        op = _Append(
+            self.batch_subject, payload, headers, self._sent_stream_seq, first_seq, count, prev
+        )
+        self._sent_stream_seq += 1
+        self._sent_last_seq = first_seq + count - 1
+        # made here, before the successor can look at it (only ever set on the loop)
+        op.settled = self.loop.loop.create_future()
+        self._tail = op
+        self.loop.loop.call_soon_threadsafe(self._start, op)
+        return op
+
+    def _start(self, op: _Append) -> None:
+        """On the loop: run one append."""
+        task = self.loop.loop.create_task(self._run(op))
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
+    def append_async(
+        self, expected_last_seq: int, first_seq: int, count: int, payload: bytes
+    ) -> Future[int]:
+        """Send one batch without waiting; the future is set (to its stream seq) once it and
+        every batch sent before it are durable, or fails (then so does every later one, and
+        the journal refuses everything after). ``expected_last_seq`` is the last seq *sent*."""
         with self._mutex:
             self._check_open()
-            if expected_last_seq != self._last_seq:
+            if expected_last_seq != self._sent_last_seq:
                 raise FencedError(
-                    f"expected last_seq {expected_last_seq} but the journal is at {self._last_seq}"
+                    f"expected last_seq {expected_last_seq} but the journal is at "
+                    f"{self._sent_last_seq}"
                 )
-            if first_seq != self._last_seq + 1:
+            if first_seq != self._sent_last_seq + 1:
                 raise FencedError(
-                    f"batch starts at seq {first_seq}; the next seq is {self._last_seq + 1}"
+                    f"batch starts at seq {first_seq}; the next seq is {self._sent_last_seq + 1}"
                 )
             if count < 1:
                 raise ValueError(f"count must be >= 1, got {count}")
-            headers = {
-                **self._fence(),
-                "Nats-Msg-Id": f"{self.writer_id}:{first_seq}",
-                H_FIRST: str(first_seq),
-                H_COUNT: str(count),
-                H_EPOCH: str(self.epoch),
-                H_NODE: self.node,
-            }
+            # At most MAX_IN_FLIGHT unanswered: the epoch batch's size rests on it.
+            window = self._window
+            while window and window[0].done:
+                window.popleft()
+            if len(window) >= MAX_IN_FLIGHT:
+                with contextlib.suppress(Exception):  # its failure fails this one in _send
+                    window[0].future.result(APPEND_DEADLINE_S * 2)
+                window.popleft()
+            op = self._send(payload, first_seq, count)
+            window.append(op)
+            return op.future
+
+    def append(self, expected_last_seq: int, first_seq: int, count: int, payload: bytes) -> None:
+        future = self.append_async(expected_last_seq, first_seq, count, payload)
+        try:
+            future.result(APPEND_DEADLINE_S + 10)
+        except BaseException as error:
+            self._failure = self._failure or repr(error)
+            raise
+
+    async def _publish_epoch(self, headers: dict[str, str], payload: bytes, expected: int) -> int:
+        """The epoch batch: ``MAX_IN_FLIGHT`` copies of the record as one atomic batch, the
+        fence on the first; retried whole (a new batch id) through timeouts and elections.
+        Returns the stream seq of its last message."""
+        deadline = time.monotonic() + APPEND_DEADLINE_S
+        while True:
+            batch_id = uuid.uuid4().hex
             try:
-                stream_seq = self.loop.run(
-                    self._publish(self.batch_subject, payload, headers), APPEND_DEADLINE_S + 10
-                )
-            except BaseException as error:
-                self._failure = repr(error)
-                raise
-            self._stream_seq = stream_seq
-            self._last_seq = first_seq + count - 1
-            self.appends += 1
+                for index in range(1, MAX_IN_FLIGHT + 1):
+                    message = {
+                        **(headers if index == 1 else {}),
+                        **{k: v for k, v in headers.items() if k.startswith("Ob-")},
+                        "Nats-Batch-Id": batch_id,
+                        "Nats-Batch-Sequence": str(index),
+                    }
+                    if index < MAX_IN_FLIGHT:
+                        await self.nc.publish(self.epoch_subject, payload, headers=message)
+                        continue
+                    message["Nats-Batch-Commit"] = "1"
+                    ack = await self.js.publish(
+                        self.epoch_subject, payload, timeout=self.timeout_s, headers=message
+                    )
+            except nats.js.errors.APIError as error:
+                if error.err_code == WRONG_LAST_SEQUENCE:
+                    raise FencedError(
+                        f"stream {self.stream}: epoch batch expected last stream seq {expected} "
+                        f"({error.description})"
+                    ) from None
+                if error.code not in (503, 500) or time.monotonic() > deadline:
+                    raise
+            except (
+                TimeoutError,
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.js.errors.NoStreamResponseError,
+                nats.errors.ConnectionClosedError,
+            ):
+                if time.monotonic() > deadline:
+                    raise
+            else:
+                if ack.seq != expected + MAX_IN_FLIGHT:
+                    raise FencedError(
+                        f"stream {self.stream}: epoch batch ends at {ack.seq}, expected "
+                        f"{expected + MAX_IN_FLIGHT}"
+                    )
+                return int(ack.seq)
+            self.retries += 1
+            await asyncio.sleep(0.05)
 
     def append_epoch(self, epoch: int | None = None) -> int:
-        """Record that this node leads from now on; returns its epoch (fenced like a batch)."""
+        """Record that this node leads from now on; returns its epoch. Fenced like a batch,
+        and ``MAX_IN_FLIGHT`` messages long, so that nothing a deposed writer has in flight
+        can be stored after it (module docstring). A retry after a lost acknowledgement finds
+        its own batch in the way: FencedError, as for any writer that got in first (the
+        caller catches up and claims the next epoch)."""
         with self._mutex:
+            self._check_open()
+            self._drain()
             self._check_open()
             new_epoch = self.epoch + 1 if epoch is None else epoch
             headers = {
                 **self._fence(),
-                "Nats-Msg-Id": f"{self.writer_id}:epoch:{new_epoch}",
-                H_FIRST: str(self._last_seq + 1),
+                H_FIRST: str(self._sent_last_seq + 1),
                 H_COUNT: "0",
                 H_EPOCH: str(new_epoch),
                 H_NODE: self.node,
             }
             payload = msgspec.msgpack.encode(
-                {"epoch": new_epoch, "node": self.node, "last_seq": self._last_seq}
+                {"epoch": new_epoch, "node": self.node, "last_seq": self._sent_last_seq}
             )
             stream_seq = self.loop.run(
-                self._publish(self.epoch_subject, payload, headers), APPEND_DEADLINE_S + 10
+                self._publish_epoch(headers, payload, self._sent_stream_seq),
+                APPEND_DEADLINE_S + 10,
             )
-            self._stream_seq = stream_seq
+            self._set_position(stream_seq, self._sent_last_seq)
             self.epoch = new_epoch
             return new_epoch
 

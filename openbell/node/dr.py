@@ -91,6 +91,7 @@ def promote(dr_servers: list[str], stream: str, deadline_s: float = 60.0) -> int
                 num_replicas=info.config.num_replicas,
                 duplicate_window=DUPLICATE_WINDOW_S,
                 max_msg_size=8 << 20,
+                allow_atomic=True,  # a new leader's epoch record is an atomic batch
             )
             deadline = time.monotonic() + deadline_s
             while True:

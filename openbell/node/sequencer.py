@@ -10,7 +10,9 @@ Two threads share the work so that the engine never waits for the disk:
   cutting the batch: fewer, larger batches mean fewer thread handoffs, fsyncs and wake-ups
   per command (like Kafka's ``linger.ms``); a lone command is never held back;
 - the *journal* thread appends each encoded batch with one fsync (group commit) and only then
-  releases the batch's results to the callers.
+  releases the batch's results to the callers. On a replicated journal (``PipelinedJournal``)
+  it sends up to ``max_appends_in_flight`` batches before the first is acknowledged and
+  releases each batch's results once it, and every batch before it, is durable.
 
 Applying before the fsync is safe because nothing leaves the node before it is durable: results
 are released, and snapshots written, only after the journal holds the batch. If the append
@@ -24,11 +26,14 @@ front of trading commands.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import msgspec
@@ -37,7 +42,7 @@ from openbell.core.breakers import NO_TIMER
 from openbell.core.commands import Command, Tick
 from openbell.core.engine import Engine
 from openbell.core.events import Event
-from openbell.journal.base import Journal
+from openbell.journal.base import Journal, PipelinedJournal
 from openbell.node.codec import encode_batch
 from openbell.node.halt import ConsistencyHalt, HaltReason, RecentCommands
 from openbell.node.lanes import Busy, IpoLane, IpoLaneConfig, LaneBusy, is_ipo
@@ -128,6 +133,7 @@ class Sequencer:
         max_linger_us: int = 0,
         queue_capacity: int = 100_000,
         max_batches_in_flight: int = 4,
+        max_appends_in_flight: int = 4,
         on_durable: DurableCallback = reply_each,
         clock_ns: Callable[[], int] = time.time_ns,
         snapshot_policy: SnapshotPolicy | None = None,
@@ -146,7 +152,8 @@ class Sequencer:
         self.ipo_lane = IpoLane(ipo_lane or IpoLaneConfig())
         self._ipo_wake_pending = False
         self._ipo_waits_for_journal = False  # the journal thread wakes the sequencer when done
-        self._to_journal: queue.Queue[_Sequenced | _Answered | None]
+        self.max_appends_in_flight = max_appends_in_flight
+        self._to_journal: queue.Queue[_Sequenced | _Answered | _Settle | None]
         self._to_journal = queue.Queue(maxsize=max_batches_in_flight)
         self._on_durable = on_durable
         self._clock_ns = clock_ns
@@ -177,7 +184,12 @@ class Sequencer:
         self._accepting = True
         for name, target in (
             ("sequencer", self._sequence_loop),
-            ("journal", self._journal_loop),
+            (
+                "journal",
+                self._pipelined_journal_loop
+                if isinstance(self.journal, PipelinedJournal) and self.max_appends_in_flight > 1
+                else self._journal_loop,
+            ),
             ("breaker-timers", self._timer_loop),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -520,6 +532,87 @@ class Sequencer:
                 self.durable_changed.notify_all()
             self._on_durable(item.first_seq, item.batch, item.results)
 
+    def _pipelined_journal_loop(self) -> None:
+        """The journal thread on a ``PipelinedJournal``: up to ``max_appends_in_flight``
+        batches sent ahead; each one's results leave only once the journal says it (and so
+        every batch before it) is durable. A query is answered after every batch before it."""
+        journal = self.journal
+        assert isinstance(journal, PipelinedJournal)
+        to_journal = self._to_journal
+        depth = self.max_appends_in_flight
+        in_flight: deque[tuple[_Sequenced, Future[int], int]] = deque()
+        journal_failed = False
+
+        def wake(_future: Future[int]) -> None:  # on the journal's own thread: settle it
+            with contextlib.suppress(queue.Full):  # full: this thread has items to wake it
+                to_journal.put_nowait(_SETTLE)
+
+        def fail(error: BaseException) -> None:
+            nonlocal journal_failed
+            if not journal_failed:
+                journal_failed = True
+                self._halt(error, HaltReason.JOURNAL_APPEND_FAILED, [])
+
+        def settle_oldest() -> None:
+            item, future, started = in_flight.popleft()
+            try:
+                future.result()
+            except BaseException as error:
+                fail(error)
+            if journal_failed:
+                for pending in item.batch:
+                    pending.reply(0, None, "NODE_HALTED")
+            else:
+                self.fsync_ns_total += time.perf_counter_ns() - started
+                count = len(item.batch)
+                self.batches += 1
+                self.commands += count
+                with self.durable_changed:
+                    self.durable_seq = item.first_seq + count - 1
+                    self.durable_changed.notify_all()
+                self._on_durable(item.first_seq, item.batch, item.results)
+            if self._ipo_waits_for_journal:  # the IPO lane may have a batch of its own now
+                self._ipo_waits_for_journal = False
+                self._inbound.put(_WAKE)
+
+        while True:
+            while in_flight and (in_flight[0][1].done() or len(in_flight) >= depth):
+                settle_oldest()
+            item = to_journal.get()
+            if item is _SETTLE:
+                continue
+            if item is None:
+                while in_flight:
+                    settle_oldest()
+                return
+            if self._ipo_waits_for_journal:
+                self._ipo_waits_for_journal = False
+                self._inbound.put(_WAKE)
+            if type(item) is _Answered:
+                while in_flight:
+                    settle_oldest()
+                if journal_failed:
+                    item.query.reply(None, "NODE_HALTED")
+                else:
+                    item.query.reply(item.answer, item.error)
+                continue
+            assert type(item) is _Sequenced
+            if not journal_failed:
+                try:
+                    future = journal.append_async(
+                        item.first_seq - 1, item.first_seq, len(item.batch), item.payload
+                    )
+                except BaseException as error:
+                    while in_flight:  # what was sent before is answered as it turns out
+                        settle_oldest()
+                    fail(error)
+                else:
+                    in_flight.append((item, future, time.perf_counter_ns()))
+                    future.add_done_callback(wake)
+                    continue
+            for pending in item.batch:
+                pending.reply(0, None, "NODE_HALTED")
+
     def _halt(
         self, error: BaseException, reason: HaltReason, failed_batch: list[Command] | None = None
     ) -> None:
@@ -549,6 +642,13 @@ class _Sequenced:
         self.payload = payload
         self.batch = batch
         self.results = results
+
+
+class _Settle:
+    """Put on the journal queue when an append in flight is answered (wakes the thread)."""
+
+
+_SETTLE = _Settle()
 
 
 class _Answered:

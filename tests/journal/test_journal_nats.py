@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import itertools
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_journal_file import (  # the shared cases: collected here again, on NATS
@@ -23,7 +25,7 @@ from test_journal_file import (  # the shared cases: collected here again, on NA
 )
 
 from openbell.journal import FencedError, JournalError, JournalRecord, SeqUnavailableError
-from openbell.journal.nats import NatsJournal
+from openbell.journal.nats import MAX_IN_FLIGHT, NatsJournal
 from openbell.node.natsd import NatsCluster, make_spec
 
 __all__ = [
@@ -253,3 +255,238 @@ def test_a_state_hash_mismatch_halts_the_venue_with_a_diagnostic_bundle(
     finally:
         for checkpointer in checkpointers:
             checkpointer.stop()
+
+
+# -- pipelined appends (several in flight, as the sequencer sends them) ------------------------
+
+
+def test_pipelined_appends_are_durable_in_order(make_journal: MakeJournal) -> None:
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    fill(journal, 2)
+    start_stream_seq = journal.stream_seq
+    sent: list[JournalRecord] = []
+    futures = []
+    last = journal.last_seq
+    for index in range(40):
+        count = 1 + index % 3
+        record = JournalRecord(last + 1, count, payload_for(last + 1, count, 200))
+        futures.append(journal.append_async(last, last + 1, count, record.payload))
+        sent.append(record)
+        last += count
+    stream_seqs = [future.result(30) for future in futures]
+    assert stream_seqs == list(range(start_stream_seq + 1, start_stream_seq + 41))
+    assert journal.last_seq == last and journal.stream_seq == stream_seqs[-1]
+    assert journal.in_flight == 0
+    assert list(make_journal().read(sent[0].first_seq)) == sent
+
+
+def test_a_deposed_writer_with_appends_in_flight_is_fenced(make_journal: MakeJournal) -> None:
+    """A zombie sends MAX_IN_FLIGHT appends back to back, each naming the stream seq the one
+    before it will get, after a successor's epoch record went in first. With a one-message
+    record, the zombie's second append would find the seq it names (the record's) and be
+    stored behind it; the epoch record is an atomic batch of MAX_IN_FLIGHT messages, so every
+    one is refused, nothing of the zombie's follows the record, and the successor goes on."""
+    zombie = make_journal()
+    successor = make_journal()
+    assert isinstance(zombie, NatsJournal) and isinstance(successor, NatsJournal)
+    fill(zombie, 3)
+    successor.refresh()
+    last, stream_seq = zombie.last_seq, zombie.stream_seq
+    epoch = successor.append_epoch()
+    futures = [
+        zombie.append_async(last + i, last + i + 1, 1, f"zombie {i}".encode())
+        for i in range(MAX_IN_FLIGHT)
+    ]
+    with pytest.raises(FencedError):
+        futures[0].result(30)
+    for future in futures[1:]:
+        with pytest.raises(JournalError):  # FencedError is one too
+            future.result(30)
+    with pytest.raises(JournalError):  # and the zombie refuses everything after
+        zombie.append(last + MAX_IN_FLIGHT, last + MAX_IN_FLIGHT + 1, 1, b"more")
+    tail = make_journal()
+    assert isinstance(tail, NatsJournal)
+    stored = [e.payload for e in tail.entries(stream_seq + 1, tail.stream_seq)]
+    assert not [p for p in stored if p.startswith(b"zombie")], stored  # nothing after the record
+    successor.append(last, last + 1, 1, b"from the successor")
+    entries = list(successor.entries(stream_seq + 1, successor.stream_seq))
+    assert [(e.epoch, e.count, e.node) for e in entries] == [(epoch, 0, "t")] * MAX_IN_FLIGHT + [
+        (epoch, 1, "t")
+    ]
+    assert list(successor.read(last + 1)) == [JournalRecord(last + 1, 1, b"from the successor")]
+
+
+def test_a_writer_keeps_at_most_max_in_flight_appends_unanswered(
+    make_journal: MakeJournal,
+) -> None:
+    """The epoch batch's size rests on it: the next append waits for the oldest answer."""
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    loop = journal.loop.loop
+    start = journal._start
+    held: list[Any] = []
+    journal._start = held.append  # type: ignore[assignment, method-assign]
+    futures = [journal.append_async(i, i + 1, 1, b"x") for i in range(MAX_IN_FLIGHT)]
+    assert journal.in_flight == MAX_IN_FLIGHT
+    blocked = threading.Thread(
+        target=journal.append, args=(MAX_IN_FLIGHT, MAX_IN_FLIGHT + 1, 1, b"y")
+    )
+    blocked.start()
+    blocked.join(0.5)
+    assert blocked.is_alive() and journal.in_flight == MAX_IN_FLIGHT  # waits for the oldest
+    journal._start = start  # type: ignore[method-assign]
+    for op in held:
+        loop.call_soon_threadsafe(start, op)
+    blocked.join(30)
+    assert not blocked.is_alive()
+    assert [f.result(0) for f in futures] == list(range(1, MAX_IN_FLIGHT + 1))
+    assert journal.last_seq == MAX_IN_FLIGHT + 1 and journal.in_flight == 0
+
+
+def test_a_pipelined_append_that_overtook_its_predecessor_is_asked_again(
+    make_journal: MakeJournal,
+) -> None:
+    """k+1 reaches the stream before k (as when k's first try is lost and retried): refused
+    by its fence, it is sent again once k is stored, and both land in order."""
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    fill(journal, 2)
+    loop = journal.loop.loop
+    start = journal._start
+    held: list[object] = []
+
+    def hold_the_first(op: object) -> None:
+        if not held:
+            held.append(op)
+            loop.call_later(0.5, start, op)  # k goes out after k+1 was refused
+        else:
+            start(op)  # type: ignore[arg-type]
+
+    journal._start = hold_the_first  # type: ignore[assignment, method-assign]
+    last, stream_seq = journal.last_seq, journal.stream_seq
+    retries = journal.retries
+    first = journal.append_async(last, last + 1, 1, b"k")
+    second = journal.append_async(last + 1, last + 2, 1, b"k+1")
+    assert second.result(30) == stream_seq + 2
+    assert first.result(0) == stream_seq + 1
+    assert journal.retries == retries  # no transient retry: the second try was the fence's
+    records = list(make_journal().read(last + 1))
+    assert records == [JournalRecord(last + 1, 1, b"k"), JournalRecord(last + 2, 1, b"k+1")]
+
+
+def _deposit(n: int) -> Any:
+    from openbell.core import commands as c
+
+    return c.Deposit(account=16, asset="USD", amount_minor=1, request_id=f"d{n}")
+
+
+def _venue_journal(make_journal: MakeJournal) -> tuple[NatsJournal, Any]:
+    """A journal holding the venue's set-up, and an engine that applied it."""
+    from openbell.core import commands as c
+    from openbell.core.engine import Engine
+    from openbell.node.codec import encode_batch
+
+    journal = make_journal()
+    assert isinstance(journal, NatsJournal)
+    setup = [c.CreateAsset(asset="USD", scale=2, request_id="a"), c.OpenAccounts(count=2)]
+    engine = Engine()
+    for seq, command in enumerate(setup, start=1):
+        engine.apply(seq, 0, command)
+    journal.append(0, 1, len(setup), encode_batch(0, setup))
+    return journal, engine
+
+
+def test_the_sequencer_pipelines_and_answers_only_what_is_durable(
+    make_journal: MakeJournal,
+) -> None:
+    from openbell.core.engine import Engine
+    from openbell.node.replica import replay
+    from openbell.node.sequencer import Pending, Sequencer
+
+    journal, engine = _venue_journal(make_journal)
+    durable: list[tuple[int, int, int, int]] = []  # first seq, count, journal's last, in flight
+
+    def on_durable(first_seq: int, batch: list[Pending], results: list[Any]) -> None:
+        durable.append((first_seq, len(batch), journal.last_seq, journal.in_flight))
+
+    sequencer = Sequencer(engine, journal, on_durable=on_durable, max_batch=50)
+    assert sequencer.max_appends_in_flight == MAX_IN_FLIGHT
+    sequencer.start()
+    for n in range(3000):
+        sequencer.submit(_deposit(n), lambda seq, events, error: None)
+    sequencer.stop()
+    assert sequencer.failure is None
+    assert sum(count for _, count, _, _ in durable) == 3000
+    for (first, count, _, _), (next_first, _, _, _) in itertools.pairwise(durable):
+        assert next_first == first + count  # in order, none missing
+    assert all(last >= first + count - 1 for first, count, last, _ in durable)  # durable first
+    assert max(in_flight for *_, in_flight in durable) > 0  # it did pipeline
+    replayed = Engine()
+    replay(replayed, list(make_journal().read(1)))
+    assert replayed.state_hash() == engine.state_hash()
+
+
+def test_a_deposed_sequencer_halts_and_answers_nothing_that_is_not_durable(
+    make_journal: MakeJournal,
+) -> None:
+    """A successor claims the stream while the old leader's sequencer pipelines a flood: the
+    old one is fenced and halts; every command it answered OK is in the stream at the seq it
+    was answered with, and nothing of it follows the successor's epoch record."""
+    from openbell.node.codec import decode_batch
+    from openbell.node.sequencer import Busy, NodeHalted, Sequencer
+
+    journal, engine = _venue_journal(make_journal)
+    answered: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def reply(seq: int, events: Any, error: str) -> None:
+        with lock:
+            answered[seq] = error
+
+    sequencer = Sequencer(engine, journal, max_batch=20)
+    sequencer.start()
+    successor = make_journal()
+    assert isinstance(successor, NatsJournal)
+    claimed = threading.Event()
+
+    def claim() -> None:
+        while journal.last_seq < 500:
+            threading.Event().wait(0.005)
+        # The old leader stops sending (as if SIGSTOPped; what it has in flight goes on) while
+        # the successor catches up and claims, as a standby does, until it gets in first.
+        with journal._mutex:
+            for _attempt in range(50):
+                successor.refresh()
+                try:
+                    successor.append_epoch()
+                except FencedError:
+                    continue
+                claimed.set()
+                return
+
+    claimer = threading.Thread(target=claim)
+    claimer.start()
+    n = 0
+    while sequencer.failure is None and n < 200_000:
+        try:
+            sequencer.submit(_deposit(n), reply)
+            n += 1
+        except Busy:
+            threading.Event().wait(0.001)
+        except NodeHalted:
+            break
+    claimer.join(60)
+    assert claimed.is_set()
+    sequencer.stop()
+    assert sequencer.failure is not None and isinstance(sequencer.failure, FencedError)
+    entries = list(successor.entries(1, successor.stream_seq))
+    first_epoch_record = next(i for i, e in enumerate(entries) if e.is_epoch)
+    assert all(e.is_epoch for e in entries[first_epoch_record:])  # nothing of the old leader's
+    stored: set[int] = set()
+    for entry in entries[:first_epoch_record]:
+        assert len(decode_batch(entry.payload).commands) == entry.count
+        stored.update(range(entry.first_seq, entry.first_seq + entry.count))
+    ok = {seq for seq, error in answered.items() if not error}
+    assert ok and ok <= stored  # answered OK only once durable
+    assert {error for error in answered.values() if error} <= {"NODE_HALTED"}
