@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from openbell.core import events as e
 from openbell.core.commands import Command
 from openbell.core.engine import Engine
@@ -44,6 +46,23 @@ from .visibility import Viewer, event_view, sees
 RECENT_RESULTS = 20_000
 TIMEOUT_S = 10.0
 log = logging.getLogger("openbell.gateway")
+
+
+class _Recent(msgspec.Struct, gc=False):
+    """A remembered result: ``shown``, the JSON of the events shown to ``viewer``, encoded
+    (None for a result recovery replayed: converted when a retry asks for it); ``events``, all
+    of them. Tens of thousands of these stay in ``Bridge._recent``; as lists and dicts (lists
+    are always tracked, and so is a tuple of dicts) every full collection walked them all and
+    took tens of milliseconds each time, the latency tail. Bytes, and a tuple of gc=False
+    events, are not tracked, nor is this struct (nothing in it can refer back to it)."""
+
+    shown: bytes | None
+    events: tuple[e.Event, ...]
+    viewer: Viewer
+
+
+_encode_json = msgspec.json.Encoder().encode
+_decode_shown = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 class CommandResult:
@@ -145,9 +164,8 @@ class Bridge:
         self.venue = Venue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[EventListener] = []
-        # seq -> (the answer's events as JSON, all the events, the viewer they were shown to);
-        # None for the JSON of a result recovery replayed (converted when a retry asks for it)
-        self._recent: dict[int, tuple[list[dict[str, Any]] | None, list[e.Event], Viewer]] = {}
+        # seq -> the answer's events as JSON, all the events, the viewer they were shown to
+        self._recent: dict[int, _Recent] = {}
         self._recent_order: deque[int] = deque()
         self._due: dict[int, set[Waiter]] = {}  # monotonic second -> waiters due then
         self._sweeper: asyncio.TimerHandle | None = None
@@ -226,16 +244,16 @@ class Bridge:
                     if original is None:
                         result = CommandResult(first.original_seq, converted, [], True)
                     else:
-                        stored, raw, shown_to = original
+                        stored, raw = original.shown, list(original.events)
                         if stored is None:  # replayed, never shown: the retrying key's view
                             shown = self._view(raw, viewer)
-                        elif not sees(viewer, shown_to):  # the key lost accounts since
+                        elif not sees(viewer, original.viewer):  # the key lost accounts since
                             shown = []
                         else:
-                            shown = stored
+                            shown = _decode_shown(stored)
                         result = CommandResult(first.original_seq, shown, raw, True)
                 else:
-                    self._recent[seq] = (converted, events, viewer)
+                    self._recent[seq] = _Recent(_encode_json(converted), tuple(events), viewer)
                     self._recent_order.append(seq)
                     if len(self._recent_order) > RECENT_RESULTS:
                         del self._recent[self._recent_order.popleft()]
@@ -259,7 +277,7 @@ class Bridge:
         its request id through this gateway then answers its events, not only its seq."""
         if seq in self._recent:
             return
-        self._recent[seq] = (None, events, None)
+        self._recent[seq] = _Recent(None, tuple(events), None)
         self._recent_order.append(seq)
         if len(self._recent_order) > RECENT_RESULTS:
             del self._recent[self._recent_order.popleft()]
