@@ -30,9 +30,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from openbell.core import events as e
 from openbell.core.commands import Command
 from openbell.core.engine import Engine
+from openbell.node.lanes import is_ipo
 from openbell.node.sequencer import Busy, LaneBusy, NodeHalted, Pending
 from openbell.node.service import Node
 
@@ -44,6 +47,23 @@ from .visibility import Viewer, event_view, sees
 RECENT_RESULTS = 20_000
 TIMEOUT_S = 10.0
 log = logging.getLogger("openbell.gateway")
+
+
+class _Recent(msgspec.Struct, gc=False):
+    """A remembered result: ``shown``, the JSON of the events shown to ``viewer``, encoded
+    (None for a result recovery replayed: converted when a retry asks for it); ``events``, all
+    of them. Tens of thousands of these stay in ``Bridge._recent``; as lists and dicts (lists
+    are always tracked, and so is a tuple of dicts) every full collection walked them all and
+    took tens of milliseconds each time, the latency tail. Bytes, and a tuple of gc=False
+    events, are not tracked, nor is this struct (nothing in it can refer back to it)."""
+
+    shown: bytes | None
+    events: tuple[e.Event, ...]
+    viewer: Viewer
+
+
+_encode_json = msgspec.json.Encoder().encode
+_decode_shown = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 class CommandResult:
@@ -145,12 +165,13 @@ class Bridge:
         self.venue = Venue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[EventListener] = []
-        # seq -> (the answer's events as JSON, all the events, the viewer they were shown to);
-        # None for the JSON of a result recovery replayed (converted when a retry asks for it)
-        self._recent: dict[int, tuple[list[dict[str, Any]] | None, list[e.Event], Viewer]] = {}
+        # seq -> the answer's events as JSON, all the events, the viewer they were shown to
+        self._recent: dict[int, _Recent] = {}
         self._recent_order: deque[int] = deque()
         self._due: dict[int, set[Waiter]] = {}  # monotonic second -> waiters due then
         self._sweeper: asyncio.TimerHandle | None = None
+        self._outbox: list[Pending] = []  # trading commands to hand over (``submit_waiter``)
+        self._flush_due = False
 
     def start_sweeper(self) -> None:
         """Time out unanswered commands (call on the loop, once it is ``self.loop``)."""
@@ -226,16 +247,16 @@ class Bridge:
                     if original is None:
                         result = CommandResult(first.original_seq, converted, [], True)
                     else:
-                        stored, raw, shown_to = original
+                        stored, raw = original.shown, list(original.events)
                         if stored is None:  # replayed, never shown: the retrying key's view
                             shown = self._view(raw, viewer)
-                        elif not sees(viewer, shown_to):  # the key lost accounts since
+                        elif not sees(viewer, original.viewer):  # the key lost accounts since
                             shown = []
                         else:
-                            shown = stored
+                            shown = _decode_shown(stored)
                         result = CommandResult(first.original_seq, shown, raw, True)
                 else:
-                    self._recent[seq] = (converted, events, viewer)
+                    self._recent[seq] = _Recent(_encode_json(converted), tuple(events), viewer)
                     self._recent_order.append(seq)
                     if len(self._recent_order) > RECENT_RESULTS:
                         del self._recent[self._recent_order.popleft()]
@@ -259,7 +280,7 @@ class Bridge:
         its request id through this gateway then answers its events, not only its seq."""
         if seq in self._recent:
             return
-        self._recent[seq] = (None, events, None)
+        self._recent[seq] = _Recent(None, tuple(events), None)
         self._recent_order.append(seq)
         if len(self._recent_order) > RECENT_RESULTS:
             del self._recent[self._recent_order.popleft()]
@@ -273,13 +294,46 @@ class Bridge:
 
     def submit_waiter(self, command: Command, waiter: Waiter) -> None:
         """Queue ``command``; ``waiter`` is resolved (or failed) on the loop. Raises ApiError
-        (503) at once when the node cannot take it."""
+        (503) at once when the node cannot take it.
+
+        Group handover: trading commands submitted on the loop gather in an outbox that goes
+        to the sequencer as ONE queue item at the end of the loop's current round of callbacks
+        (``_flush``), not one cross-thread put (and wake-up of the sequencer thread, and GIL
+        hand-over) per command. Their order is kept, and anything that must come after them
+        (a query, a batch, an IPO command) flushes the outbox first."""
         waiter._loop = self.loop
-        try:
-            self.node.sequencer.submit(command, waiter.refused, waiter)
-        except (Busy, NodeHalted) as error:
-            raise _not_taken(error) from None
+        if self.loop is None or is_ipo(command):
+            self._flush()
+            try:
+                self.node.sequencer.submit(command, waiter.refused, waiter)
+            except (Busy, NodeHalted) as error:
+                raise _not_taken(error) from None
+        else:
+            try:
+                self.node.sequencer.check_room()
+            except (Busy, NodeHalted) as error:
+                raise _not_taken(error) from None
+            self._outbox.append(Pending(command, waiter.refused, waiter))
+            if not self._flush_due:
+                self._flush_due = True
+                self.loop.call_soon(self._flush)
         self._due_in_time((waiter,))
+
+    def _flush(self) -> None:
+        """Hand the outbox to the sequencer (one item). If the node cannot take it any more
+        (it halted, or its queue filled since ``check_room``), each waiter fails as a refused
+        command does."""
+        self._flush_due = False
+        pendings = self._outbox
+        if not pendings:
+            return
+        self._outbox = []
+        try:
+            self.node.sequencer.submit_pendings(pendings, no_ipo=True)
+        except (Busy, NodeHalted) as error:
+            failure = _not_taken(error)
+            for pending in pendings:
+                _fail_waiter(pending.token, failure)
 
     def _due_in_time(self, waiters: tuple[Waiter, ...] | list[Waiter]) -> None:
         """Put ``waiters`` in the bucket the sweep fails after ``TIMEOUT_S``."""
@@ -292,22 +346,18 @@ class Bridge:
             waiter._bucket = bucket
 
     def submit_many_waiters(self, commands: list[Command], waiters: list[Waiter]) -> None:
-        """Queue ``commands`` as ONE item (``Sequencer.submit_many``: sequenced together, in
-        order); ``waiters[i]`` answers ``commands[i]``. Raises ApiError (503) at once, for all
-        of them, when the node cannot take them."""
+        """Queue ``commands`` as ONE item (``Sequencer.submit_pendings``: sequenced together,
+        in order, after the outbox); ``waiters[i]`` answers ``commands[i]`` (a command the node
+        refuses fails its own waiter only). Raises ApiError (503) at once, for all of them,
+        when the node cannot take them."""
         loop = self.loop
-
-        def refused(seq: int, events: list[e.Event] | None, error: str) -> None:
-            if error and loop is not None:  # the node failed: every waiter of the item
-                for waiter in waiters:
-                    loop.call_soon_threadsafe(
-                        _fail_waiter, waiter, ApiError(503, "NODE_UNAVAILABLE", error)
-                    )
-
         for waiter in waiters:
             waiter._loop = loop
+        self._flush()
         try:
-            self.node.sequencer.submit_many(commands, refused, waiters)
+            self.node.sequencer.submit_pendings(
+                [Pending(c, w.refused, w) for c, w in zip(commands, waiters, strict=True)]
+            )
         except (Busy, NodeHalted) as error:
             raise _not_taken(error) from None
         self._due_in_time(waiters)
@@ -326,6 +376,7 @@ class Bridge:
         every batch sequenced before the query has been delivered (no await in between)."""
         loop = self.loop
         assert loop is not None
+        self._flush()  # commands submitted before the query are sequenced before it
 
         def reply(answer: Any, error: str) -> None:
             loop.call_soon_threadsafe(on_loop, answer, error)

@@ -238,7 +238,6 @@ class Sequencer:
         of one lane stay consecutive in their lane (a mixed list is split: IPO commands go to
         their lane, in order) and may be split across journal batches. Either every command is
         queued or, on Busy, none."""
-        self._check_accepting()
         if tokens is None:
             pendings = [Pending(command, reply) for command in commands]
         else:
@@ -246,7 +245,13 @@ class Sequencer:
                 Pending(command, reply, token)
                 for command, token in zip(commands, tokens, strict=True)
             ]
-        ipo = [p for p in pendings if is_ipo(p.command)]
+        self.submit_pendings(pendings)
+
+    def submit_pendings(self, pendings: list[Pending], *, no_ipo: bool = False) -> None:
+        """``submit_many`` with a reply (and token) of each command's own; ``no_ipo``: the
+        caller checked that none of them is an IPO lane command (``is_ipo``)."""
+        self._check_accepting()
+        ipo = [] if no_ipo else [p for p in pendings if is_ipo(p.command)]
         if not ipo:
             if self._inbound.qsize() >= self.queue_capacity:
                 raise Busy
@@ -258,6 +263,13 @@ class Sequencer:
         self._admit_ipo(ipo)
         if trading:
             self._inbound.put(trading)
+
+    def check_room(self) -> None:
+        """Raise what ``submit`` would raise for a trading command now (NodeHalted, Busy), for
+        a caller that gathers commands before handing them over with ``submit_pendings``."""
+        self._check_accepting()
+        if self._inbound.qsize() >= self.queue_capacity:
+            raise Busy
 
     def _admit_ipo(self, items: list[Pending]) -> None:
         self.ipo_lane.admit(items)  # raises LaneBusy

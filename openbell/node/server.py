@@ -170,8 +170,10 @@ class NodeServer:
         self._unix_server: asyncio.Server | None = None
         self._token = b""
         self.port: int | None = None
-        # Answers for retried requests: the events of the most recent commands, by seq.
-        self._recent: dict[int, list[Event]] = {}
+        # Answers for retried requests: the events of the most recent commands, by seq (tuples:
+        # of gc=False events, so the collector stops tracking them; lists stay tracked, and
+        # every full collection walked all RECENT_RESULTS of them)
+        self._recent: dict[int, tuple[Event, ...]] = {}
         self._connections: dict[_Connection, asyncio.Event] = {}  # open ones, and when they end
         self._recent_order: deque[int] = deque()
 
@@ -192,7 +194,8 @@ class NodeServer:
             connection, request_id = token
             first = events[0] if events else None
             if type(first) is DuplicateRequest:
-                original = recent.get(first.original_seq)
+                kept = recent.get(first.original_seq)
+                original = None if kept is None else list(kept)
                 connection.send(Response(request_id, seq, events, original=original))
                 continue
             connection.send(Response(request_id, seq, events))
@@ -203,7 +206,7 @@ class NodeServer:
         commands it replays from the journal too, so a retry after a crash still gets them
         (results older than the newest snapshot are not replayed: the retry then learns the
         original seq only)."""
-        self._recent[seq] = events
+        self._recent[seq] = tuple(events)
         order = self._recent_order
         order.append(seq)
         if len(order) > RECENT_RESULTS:
