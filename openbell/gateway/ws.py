@@ -1,7 +1,8 @@
 """WebSocket /v1/ws: public market data and private execution reports.
 
 Client -> server (JSON text frames):
-  {"op": "subscribe", "channel": "book", "symbol": "ACME"}
+  {"op": "subscribe", "channel": "book", "symbol": "ACME"}   answered with a snapshot, also
+                                               when already subscribed (a fresh copy)
   {"op": "subscribe", "channel": "account", "account": 17}     (signed handshake needed)
   {"op": "subscribe", "channel": "breakers"}   (operator or auditor key: every breaker's trips,
                                                resets and settings, {"type": "breaker", "event"})
@@ -496,9 +497,8 @@ def _handle_op(hub: Hub, sub: Subscriber, key: ApiKey | None, op: _Op) -> None:
         symbol = op.symbol or ""
         if symbol not in hub.bridge.venue.instruments:
             raise ApiError(404, "UNKNOWN_INSTRUMENT", symbol)
-        if op.op == "subscribe":
-            if symbol not in sub.books:
-                hub.subscribe_book(sub, symbol)
+        if op.op == "subscribe":  # again while subscribed: a fresh snapshot, as a client
+            hub.subscribe_book(sub, symbol)  # that dropped its copy of the book expects
         elif op.op == "unsubscribe":
             hub.book_subs.get(symbol, set()).discard(sub)
             sub.books.discard(symbol)

@@ -75,6 +75,23 @@ def test_snapshot_and_deltas_rebuild_the_book(venue: Venue) -> None:
         venue.trader.mass_cancel(account=TRADER, symbol="ACME")
 
 
+def test_subscribing_again_sends_a_fresh_snapshot(venue: Venue) -> None:
+    """A client that dropped its copy of the book (a screen re-selecting its instrument)
+    subscribes again and gets the whole book again, not silence."""
+    placed = venue.trader.place_order(
+        account=TRADER, symbol="ACME", side="SELL", quantity="2", price="104.07"
+    )["order_id"]
+    try:
+        with connect(ws_url(venue), open_timeout=5) as ws:
+            for _ in range(2):
+                ws.send(json.dumps({"op": "subscribe", "channel": "book", "symbol": "ACME"}))
+                snap = recv(ws)
+                assert snap["type"] == "snapshot" and snap["symbol"] == "ACME"
+                assert "104.07" in {p for p, _ in snap["asks"]}
+    finally:
+        venue.trader.cancel_order(placed)
+
+
 def test_private_execution_reports(venue: Venue) -> None:
     key_id, secret = venue.trader_key
     with connect(ws_url(venue), additional_headers=ws_headers(key_id, secret)) as ws:
