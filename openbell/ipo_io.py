@@ -130,13 +130,13 @@ def _shorten(text: str) -> str:
     return text if len(text) <= MAX_QUOTED_CHARS else text[: MAX_QUOTED_CHARS - 3] + "..."
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+def duckdb_memory() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
     return con
 
 
-def _sql_string(text: str) -> str:
+def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -261,7 +261,7 @@ def _read_fast(
     names = ", ".join(f"'c{i}': 'BIGINT'" for i in range(fields))
     try:
         got = con.execute(
-            f"SELECT * FROM read_csv({_sql_string(str(path))}, columns={{{names}}}, "
+            f"SELECT * FROM read_csv({sql_literal(str(path))}, columns={{{names}}}, "
             "header=false, delim=',', quote='', escape='', auto_detect=false, "
             "store_rejects=true)"
         ).fetchnumpy()
@@ -293,7 +293,7 @@ def _read_checked(
 ) -> _Table:
     fields = header.count(",") + 1
     source = (
-        f"read_csv({_sql_string(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
+        f"read_csv({sql_literal(str(path))}, columns={{'line': 'VARCHAR'}}, header=false, "
         "delim='\x01', quote='', escape='', auto_detect=false)"
     )
     try:
@@ -335,7 +335,7 @@ def _read_checked(
         else:
             problems.add("missing trailer", lines, f"last line is {text!r}")
     lo, hi = 2, last
-    row_pattern = _sql_string(",".join([f"[0-9]{{1,{MAX_DIGITS}}}"] * fields))
+    row_pattern = sql_literal(",".join([f"[0-9]{{1,{MAX_DIGITS}}}"] * fields))
     bad_row = f"line IS NULL OR NOT regexp_full_match(line, {row_pattern})"
     body = f"FROM f WHERE n BETWEEN {lo} AND {hi}"
     counted = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {bad_row}) {body}").fetchone()
@@ -369,7 +369,7 @@ def _classify(
     )
     kind = f"""CASE
         WHEN line IS NULL OR trim(line) = '' THEN 'blank line'
-        WHEN line = {_sql_string(header)} THEN 'repeated header'
+        WHEN line = {sql_literal(header)} THEN 'repeated header'
         {trailer_case}
         WHEN len(string_split(line, ',')) <> {fields} THEN 'wrong number of fields'
         WHEN regexp_full_match(line, '-?[0-9]+(,-?[0-9]+)*') THEN
@@ -442,7 +442,7 @@ def read_results_file(
     trailer's total, and (when ``unit_shares`` / ``price_minor`` are given) shares or amount
     that differ from the trailer's."""
     problems = _Problems()
-    con = _connect()
+    con = duckdb_memory()
     try:
         table = _read_table(con, path, "results file", RESULTS_HEADER, problems, trailer_fields=3)
         accounts, won = table.columns
@@ -611,7 +611,7 @@ def read_numbering(path: Path) -> Numbering:
     """A numbering file, checked: counts >= 1, no repeated account, and numbers contiguous
     from 1 in row order (each row starts where the previous one ended)."""
     problems = _Problems()
-    con = _connect()
+    con = duckdb_memory()
     try:
         table = _read_table(con, path, "numbering file", NUMBERING_HEADER, problems)
         accounts, first, counts = table.columns
@@ -645,7 +645,7 @@ class Population(msgspec.Struct, frozen=True):
 def read_population(path: Path) -> Population:
     """A population file, checked: units >= 1 and no repeated account."""
     problems = _Problems()
-    con = _connect()
+    con = duckdb_memory()
     try:
         table = _read_table(con, path, "population file", POPULATION_HEADER, problems)
         accounts, units, cash = table.columns
@@ -701,13 +701,13 @@ def _copy_csv(
     """``COPY (select) TO path`` over the registered arrays (table ``t``), then the trailer;
     written to a temporary name and renamed into place (a reader never sees half a file)."""
     tmp = path.with_name(path.name + ".tmp")
-    con = _connect()
+    con = duckdb_memory()
     try:
         con.register(
             "t", {name: np.ascontiguousarray(a, dtype=np.int64) for name, a in arrays.items()}
         )
         con.execute(
-            f"COPY ({select}) TO {_sql_string(str(tmp))} (FORMAT csv, HEADER true, QUOTE '')"
+            f"COPY ({select}) TO {sql_literal(str(tmp))} (FORMAT csv, HEADER true, QUOTE '')"
         )
     finally:
         con.close()

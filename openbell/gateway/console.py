@@ -25,7 +25,7 @@ from openbell.core.engine import Engine
 from openbell.gateway.bridge import Bridge
 from openbell.gateway.handling import ALL_ROLES, Ctx, Endpoint, path_id
 from openbell.gateway.ipo import OfferingRead, offering_json, subscription_json
-from openbell.gateway.ipo import _read as read_one
+from openbell.gateway.ipo import offering_of as read_one
 from openbell.gateway.keys import Role
 
 READERS = frozenset({Role.OPERATOR, Role.AUDITOR})

@@ -85,7 +85,7 @@ class OfferingRead(msgspec.Struct, frozen=True, gc=False):
     subscription: m.SubscriptionView | None = None
 
 
-def _read(engine: Engine, symbol: str, account: int | None) -> OfferingRead | None:
+def offering_of(engine: Engine, symbol: str, account: int | None) -> OfferingRead | None:
     book = engine.ipo
     if symbol not in book.offerings:
         return None
@@ -97,7 +97,7 @@ def _read(engine: Engine, symbol: str, account: int | None) -> OfferingRead | No
 
 async def read_offering(ctx: Ctx, symbol: str, account: int | None = None) -> OfferingRead:
     """The offering (and ``account``'s subscription), read consistently; 404 if unknown."""
-    got: OfferingRead | None = await ctx.bridge.query(lambda eng: _read(eng, symbol, account))
+    got: OfferingRead | None = await ctx.bridge.query(lambda eng: offering_of(eng, symbol, account))
     if got is None:
         raise ApiError(404, UNKNOWN_OFFERING, f"no offering {symbol!r}")
     return got

@@ -20,7 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from openbell.gateway.units import amount
-from openbell.ipo_io import _connect, _sql_string
+from openbell.ipo_io import duckdb_memory, sql_literal
 from openbell.projections import db
 from openbell.recon.ledger import DAY_NS, day_number
 
@@ -87,7 +87,7 @@ def export_day(url: str, out_dir: Path, day: str, data_dir: Path | None = None) 
     target = Path(out_dir) / day
     target.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(url)
-    con = _connect()
+    con = duckdb_memory()
     rows: dict[str, int] = {}
     try:
         with engine.connect() as conn:
@@ -103,7 +103,7 @@ def export_day(url: str, out_dir: Path, day: str, data_dir: Path | None = None) 
                 con.register("frame", columns)
                 empty = " WHERE false" if count == 0 else ""
                 con.execute(
-                    f"COPY (SELECT * FROM frame{empty}) TO {_sql_string(str(path))} "
+                    f"COPY (SELECT * FROM frame{empty}) TO {sql_literal(str(path))} "
                     "(FORMAT PARQUET)"
                 )
                 con.unregister("frame")
@@ -148,11 +148,11 @@ def daily_reports(out_dir: Path, day: str, scales: dict[str, int]) -> list[Repor
     base = Path(out_dir) / day
     if not (base / "trades.parquet").exists():
         raise FileNotFoundError(f"no export for {day} in {out_dir}: run `openbell report export`")
-    con = _connect()
+    con = duckdb_memory()
     try:
 
         def p(table: str) -> str:
-            return _sql_string(str(base / f"{table}.parquet"))
+            return sql_literal(str(base / f"{table}.parquet"))
 
         volume = con.execute(
             "SELECT symbol, base_asset, quote_asset, COUNT(*), CAST(SUM(base_minor) AS BIGINT), "
@@ -203,13 +203,13 @@ def daily_reports(out_dir: Path, day: str, scales: dict[str, int]) -> list[Repor
 
 def write_report(report: Report, path: Path) -> None:
     """CSV or Parquet (by the file's suffix) of one report's rows (decimals as text)."""
-    con = _connect()
+    con = duckdb_memory()
     try:
         columns = {name: np.array([row[i] for row in report.rows], dtype=object)
                    for i, name in enumerate(report.columns)}  # fmt: skip
         con.register("frame", columns)
         fmt = "PARQUET" if path.suffix == ".parquet" else "CSV, HEADER"
-        con.execute(f"COPY (SELECT * FROM frame) TO {_sql_string(str(path))} (FORMAT {fmt})")
+        con.execute(f"COPY (SELECT * FROM frame) TO {sql_literal(str(path))} (FORMAT {fmt})")
     finally:
         con.close()
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from openbell.ipo_io import _connect, _sql_string
+from openbell.ipo_io import duckdb_memory, sql_literal
 from openbell.recon.ledger import NET, TRD, TX, Ledger, Movements
 
 FaultKind = Literal["missing", "wrong_amount", "duplicate", "unknown_account"]
@@ -56,7 +56,7 @@ def ref_text(kind: int, k1: int, k2: int) -> str:
     return f"TRD-{k1}"
 
 
-def _inject(
+def inject_faults(
     moves: Movements, faults: list[Fault], file: FileName, ledger: Ledger, rng: random.Random
 ) -> tuple[Movements, list[InjectedFault]]:
     names = {a.asset_id: a.name for a in ledger.assets}
@@ -131,9 +131,9 @@ def write_external(
     clearing = moves.take(np.flatnonzero(np.isin(moves.kind, [NET, TRD])))
     on_bank = np.isin(moves.kind, [TX, NET]) & np.isin(moves.asset_id, cash_ids)
     bank = moves.take(np.flatnonzero(on_bank))
-    clearing, injected = _inject(clearing, faults or [], "clearing", ledger, rng)
-    bank, injected_bank = _inject(bank, faults or [], "bank", ledger, rng)
-    con = _connect()
+    clearing, injected = inject_faults(clearing, faults or [], "clearing", ledger, rng)
+    bank, injected_bank = inject_faults(bank, faults or [], "bank", ledger, rng)
+    con = duckdb_memory()
     create_asset_table(con, ledger)
     con.register("clearing_cols", clearing.columns())
     con.register("bank_cols", bank.columns())
@@ -144,7 +144,7 @@ def write_external(
         "CASE WHEN m.kind = 3 THEN 'TRD-' || m.k1 ELSE 'NET-' || m.k1 || '-' || m.k2 END AS ref, "
         f"m.account, a.name AS asset, {decimal_sql('m.amount')} AS amount "
         "FROM clearing_cols m JOIN assets a USING (asset_id)) "
-        f"TO {_sql_string(str(clearing_path))} (HEADER, DELIMITER ',')"
+        f"TO {sql_literal(str(clearing_path))} (HEADER, DELIMITER ',')"
     )
     day0 = "DATE '1970-01-01'"
     con.execute(
@@ -157,7 +157,7 @@ def write_external(
         "ELSE 'NET-' || m.k1 || '-' || m.k2 END AS reference, m.account, "
         "CASE WHEN m.kind = 1 THEN 'CUSTOMER TRANSFER' ELSE 'CLEARING SETTLEMENT' END "
         "AS narrative FROM bank_cols m JOIN assets a USING (asset_id)) "
-        f"TO {_sql_string(str(bank_path))} (HEADER, DELIMITER ',', QUOTE '\"')"
+        f"TO {sql_literal(str(bank_path))} (HEADER, DELIMITER ',', QUOTE '\"')"
     )
     con.close()
     return clearing_path, bank_path, injected + injected_bank

@@ -24,7 +24,7 @@ import msgspec
 import numpy as np
 import sqlalchemy as sa
 
-from openbell.ipo_io import _connect, _sql_string
+from openbell.ipo_io import duckdb_memory, sql_literal
 from openbell.projections import db
 from openbell.projections.audit import append_operator_action
 from openbell.recon.files import Fault, InjectedFault, create_asset_table, decimal_sql
@@ -101,16 +101,16 @@ def _ledger(cash: str, scale: int, accounts: np.ndarray, frozen: np.ndarray) -> 
 
 def check_presettlement(url: str, symbol: str, bank_file: Path) -> PresettlementResult:
     cash, scale, accounts, frozen = _frozen(url, symbol)
-    con = _connect()
+    con = duckdb_memory()
     try:
         create_asset_table(con, _ledger(cash, scale, accounts, frozen))
         con.register("frozen_cols", {"account": accounts, "amount": frozen})
         con.execute(
             "CREATE TABLE bank AS SELECT TRY_CAST(b.account AS BIGINT) "
             f"AS account, (CASE WHEN b.dc = 'C' THEN 1 WHEN b.dc = 'D' THEN -1 END) * "
-            f"{_minor_sql(BANK_AMOUNT)} AS amount FROM read_csv({_sql_string(str(bank_file))}, "
+            f"{_minor_sql(BANK_AMOUNT)} AS amount FROM read_csv({sql_literal(str(bank_file))}, "
             "header = true, all_varchar = true) b JOIN assets a ON a.name = b.currency "
-            f"WHERE starts_with(b.reference, {_sql_string(f'IPO-{symbol}-')})"
+            f"WHERE starts_with(b.reference, {sql_literal(f'IPO-{symbol}-')})"
         )
         rows = con.execute(
             "WITH l AS (SELECT account, SUM(amount) AS amount, COUNT(*) AS n FROM frozen_cols "
@@ -167,21 +167,23 @@ def write_ipo_bank_file(
     with ``faults`` (file ``bank``) injected; for tests and drills."""
     import random
 
-    from openbell.recon.files import _inject
+    from openbell.recon.files import inject_faults
 
     cash, scale, accounts, frozen = _frozen(url, symbol)
     ledger = _ledger(cash, scale, accounts, frozen)
-    moves, injected = _inject(ledger.movements, faults or [], "bank", ledger, random.Random(seed))
-    con = _connect()
+    moves, injected = inject_faults(
+        ledger.movements, faults or [], "bank", ledger, random.Random(seed)
+    )
+    con = duckdb_memory()
     try:
         create_asset_table(con, ledger)
         con.register("m", moves.columns())
         con.execute(
             "COPY (SELECT NULL AS value_date, 'C' AS dc, "
             f"{decimal_sql('m.amount', ',')} AS amount, "
-            f"a.name AS currency, {_sql_string(f'IPO-{symbol}-')} || m.k2 AS reference, "
+            f"a.name AS currency, {sql_literal(f'IPO-{symbol}-')} || m.k2 AS reference, "
             "m.account, 'IPO SUBSCRIPTION' AS narrative FROM m JOIN assets a USING (asset_id)) "
-            f"TO {_sql_string(str(path))} (HEADER)"
+            f"TO {sql_literal(str(path))} (HEADER)"
         )
     finally:
         con.close()

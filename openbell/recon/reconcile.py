@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import msgspec
 
-from openbell.ipo_io import _connect, _sql_string
+from openbell.ipo_io import duckdb_memory, sql_literal
 from openbell.recon.files import create_asset_table
 from openbell.recon.ledger import NET, TRD, TX, Ledger
 
@@ -131,7 +131,7 @@ BANK_AMOUNT = "replace(b.amount, ',', '.')"  # MT940 writes a decimal comma
 
 def _parse_sql(table: str, path: Path, raw: bool) -> str:
     """SELECT turning a file's lines into movements (``raw``: with the original text)."""
-    source = f"read_csv({_sql_string(str(path))}, header = true, all_varchar = true, delim = ',')"
+    source = f"read_csv({sql_literal(str(path))}, header = true, all_varchar = true, delim = ',')"
     if table == "clearing":
         key, asset, amount = _key_sql("f.ref"), "f.asset", _minor_sql("f.amount")
         text = "f.ref AS raw_ref, f.asset AS raw_asset, f.amount AS raw_amount"
@@ -227,7 +227,7 @@ def reconcile(
     sample_size: int = 200,
 ) -> ReconReport:
     """Compare the three sources; with ``out_dir``, write ``breaks.csv`` and ``breaks.html``."""
-    con = _connect()
+    con = duckdb_memory()
     try:
         _load(con, ledger, Path(clearing), Path(bank))
         con.execute(
@@ -269,7 +269,7 @@ def reconcile(
         if out_dir is not None:
             out = Path(out_dir)
             out.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY ({breaks_sql}) TO {_sql_string(str(out / 'breaks.csv'))} (HEADER)")
+            con.execute(f"COPY ({breaks_sql}) TO {sql_literal(str(out / 'breaks.csv'))} (HEADER)")
             (out / "breaks.html").write_text(render_html(report, ledger))
         return report
     finally:
