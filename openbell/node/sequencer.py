@@ -537,12 +537,18 @@ class Sequencer:
                 for pending in item.batch:
                     pending.reply(0, None, "NODE_HALTED")
                 continue
-            self.batches += 1
-            self.commands += count
-            with self.durable_changed:
-                self.durable_seq = item.first_seq + count - 1
-                self.durable_changed.notify_all()
-            self._on_durable(item.first_seq, item.batch, item.results)
+            self._release_durable(item)
+
+    def _release_durable(self, item: _Sequenced) -> None:
+        """``item`` (and every batch before it) is durable: count it, move ``durable_seq``,
+        and hand its results to the callers."""
+        count = len(item.batch)
+        self.batches += 1
+        self.commands += count
+        with self.durable_changed:
+            self.durable_seq = item.first_seq + count - 1
+            self.durable_changed.notify_all()
+        self._on_durable(item.first_seq, item.batch, item.results)
 
     def _pipelined_journal_loop(self) -> None:
         """The journal thread on a ``PipelinedJournal``: up to ``max_appends_in_flight``
@@ -576,13 +582,7 @@ class Sequencer:
                     pending.reply(0, None, "NODE_HALTED")
             else:
                 self.fsync_ns_total += time.perf_counter_ns() - started
-                count = len(item.batch)
-                self.batches += 1
-                self.commands += count
-                with self.durable_changed:
-                    self.durable_seq = item.first_seq + count - 1
-                    self.durable_changed.notify_all()
-                self._on_durable(item.first_seq, item.batch, item.results)
+                self._release_durable(item)
             if self._ipo_waits_for_journal:  # the IPO lane may have a batch of its own now
                 self._ipo_waits_for_journal = False
                 self._inbound.put(_WAKE)
