@@ -218,7 +218,7 @@ class TradeSessions:
         self.gateway = gateway
         self.owner: dict[int, Session] = {}  # open order id -> the session that placed it
         self.open: set[Session] = set()
-        gateway.bridge.listeners.append(self.on_event)
+        gateway.bridge.listen(self.on_event, FINISHING_EVENTS)
 
     def on_event(self, event: e.Event) -> None:
         kind = type(event)
@@ -235,6 +235,10 @@ class TradeSessions:
 
 
 _sessions: weakref.WeakKeyDictionary[Any, TradeSessions] = weakref.WeakKeyDictionary()
+
+
+FINISHING_EVENTS: frozenset[type] = frozenset({e.Execution, e.OrderCancelled, e.OrderExpired})
+"""The events ``TradeSessions.on_event`` reads."""
 
 
 def sessions_for(gateway: Services) -> TradeSessions:
