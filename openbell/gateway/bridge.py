@@ -343,6 +343,7 @@ class Bridge:
             if not self._flush_due:
                 self._flush_due = True
                 self.loop.call_soon(self._flush)
+            return  # due in time from ``_flush``: the whole outbox at once
         self._due_in_time((waiter,))
 
     def _flush(self) -> None:
@@ -354,6 +355,7 @@ class Bridge:
         if not pendings:
             return
         self._outbox = []
+        self._due_in_time([pending.token for pending in pendings])
         try:
             self.node.sequencer.submit_pendings(pendings, no_ipo=True)
         except (Busy, NodeHalted) as error:

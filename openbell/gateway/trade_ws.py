@@ -273,7 +273,10 @@ class _SlotWaiter(Waiter):
         answer: Callable[[c.Command, CommandResult], dict[str, Any]],
         request_id: MessageId | None,
     ) -> None:
-        super().__init__(session.viewer)
+        self.done = False  # Waiter's fields, set here (one of these per request)
+        self.viewer = session.viewer
+        self._bucket = None
+        self._loop = None
         self.session = session
         self.slot = slot
         self.command = command
