@@ -223,6 +223,10 @@ class Bridge:
         loop.call_soon_threadsafe(self._deliver, first_seq, batch, results)
 
     # -- the loop -------------------------------------------------------------------------------
+    def deliver(self, first_seq: int, batch: list[Pending], results: list[list[e.Event]]) -> None:
+        """``on_durable``'s work, for a caller already on ``loop``."""
+        self._deliver(first_seq, batch, results)
+
     def _deliver(self, first_seq: int, batch: list[Pending], results: list[list[e.Event]]) -> None:
         venue = self.venue
         metrics = self.metrics
@@ -282,10 +286,11 @@ class Bridge:
                             shown = _decode_shown(stored)
                         result = CommandResult(first.original_seq, shown, raw, True)
                 else:
-                    self._recent[seq] = _Recent(_encode_json(converted), tuple(events), viewer)
-                    self._recent_order.append(seq)
-                    if len(self._recent_order) > RECENT_RESULTS:
-                        del self._recent[self._recent_order.popleft()]
+                    if pending.command.request_id:  # none: no retry can ever ask for it
+                        self._recent[seq] = _Recent(_encode_json(converted), tuple(events), viewer)
+                        self._recent_order.append(seq)
+                        if len(self._recent_order) > RECENT_RESULTS:
+                            del self._recent[self._recent_order.popleft()]
                     result = CommandResult(seq, converted, events, False, detail)
                 if token.settle():
                     try:
