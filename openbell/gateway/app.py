@@ -155,9 +155,21 @@ class Gateway:
 
     def _on_durable(self, first_seq: int, batch: list[Any], results: list[list[e.Event]]) -> None:
         """The journal thread, once per durable batch: the bridge answers the gateway's own
-        commands, the node server those that came through the local API."""
-        self.bridge.on_durable(first_seq, batch, results)
-        self.node_server.on_durable(first_seq, batch, results)
+        commands, the node server those that came through the local API. Both answer on the
+        same loop: ONE hop to it for both (each hop is a wake-up of the loop and a GIL
+        hand-over), unless the loop is not there yet (set-up) or they are on different ones."""
+        loop = self.bridge.loop
+        if loop is None or loop.is_closed() or self.node_server.loop is not loop:
+            self.bridge.on_durable(first_seq, batch, results)
+            self.node_server.on_durable(first_seq, batch, results)
+            return
+        loop.call_soon_threadsafe(self._deliver, first_seq, batch, results)
+
+    def _deliver(self, first_seq: int, batch: list[Any], results: list[list[e.Event]]) -> None:
+        try:
+            self.bridge.deliver(first_seq, batch, results)
+        finally:  # the node server's callers are answered even if a gateway answer failed
+            self.node_server.deliver(first_seq, batch, results)
 
     def _on_replayed(self, seq: int, events: list[e.Event]) -> None:
         """Results recovery replayed (or a cluster leader's standby applied): answers for

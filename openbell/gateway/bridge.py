@@ -39,7 +39,7 @@ from openbell.node.lanes import is_ipo
 from openbell.node.sequencer import Busy, LaneBusy, NodeHalted, Pending
 from openbell.node.service import Node
 
-from .convert import Venue
+from .convert import AFTER_KINDS, BEFORE_KINDS, Venue
 from .errors import ApiError
 from .metrics import Metrics
 from .visibility import Viewer, event_view, sees
@@ -164,7 +164,11 @@ class Bridge:
         self.metrics = metrics
         self.venue = Venue()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.listeners: list[EventListener] = []
+        self.listeners: list[EventListener] = []  # called with every event
+        # listeners of some event types only (``listen``): most events (balances, book
+        # deltas) concern none of them, and a call per event and listener adds up
+        self._kind_listeners: list[tuple[EventListener, frozenset[type]]] = []
+        self._by_kind: dict[type, tuple[EventListener, ...]] = {}
         # seq -> the answer's events as JSON, all the events, the viewer they were shown to
         self._recent: dict[int, _Recent] = {}
         self._recent_order: deque[int] = deque()
@@ -172,6 +176,17 @@ class Bridge:
         self._sweeper: asyncio.TimerHandle | None = None
         self._outbox: list[Pending] = []  # trading commands to hand over (``submit_waiter``)
         self._flush_due = False
+
+    def listen(self, listener: EventListener, kinds: frozenset[type]) -> None:
+        """Call ``listener`` on the loop with every event of one of ``kinds``, in seq order
+        (after the ``listeners`` of that event)."""
+        self._kind_listeners.append((listener, kinds))
+        self._by_kind.clear()
+
+    def _listeners_of(self, kind: type) -> tuple[EventListener, ...]:
+        found = tuple(fn for fn, kinds in self._kind_listeners if kind in kinds)
+        self._by_kind[kind] = found
+        return found
 
     def start_sweeper(self) -> None:
         """Time out unanswered commands (call on the loop, once it is ``self.loop``)."""
@@ -208,6 +223,10 @@ class Bridge:
         loop.call_soon_threadsafe(self._deliver, first_seq, batch, results)
 
     # -- the loop -------------------------------------------------------------------------------
+    def deliver(self, first_seq: int, batch: list[Pending], results: list[list[e.Event]]) -> None:
+        """``on_durable``'s work, for a caller already on ``loop``."""
+        self._deliver(first_seq, batch, results)
+
     def _deliver(self, first_seq: int, batch: list[Pending], results: list[list[e.Event]]) -> None:
         venue = self.venue
         metrics = self.metrics
@@ -216,6 +235,9 @@ class Bridge:
         listeners = self.listeners
         before = venue.before
         after = venue.after
+        before_kinds = BEFORE_KINDS
+        after_kinds = AFTER_KINDS
+        by_kind = self._by_kind
         for i, pending in enumerate(batch):
             seq = first_seq + i
             events = results[i]
@@ -233,14 +255,22 @@ class Bridge:
             viewer: Viewer = token.viewer if is_waiter else None
             viewing = is_waiter and token.wants_json
             for index, event in enumerate(events):
-                before(event)
+                kind = type(event)
+                if kind in before_kinds:
+                    before(event)
                 if viewing:
                     view = event_view(venue, events, index, viewer)
                     if view is not None:
                         converted.append(view)
                 for listener in listeners:
                     listener(event)
-                after(event)
+                kind_listeners = by_kind.get(kind)
+                if kind_listeners is None:
+                    kind_listeners = self._listeners_of(kind)
+                for listener in kind_listeners:
+                    listener(event)
+                if kind in after_kinds:
+                    after(event)
             if is_waiter:
                 if type(first) is e.DuplicateRequest:
                     original = self._recent.get(first.original_seq)
@@ -256,10 +286,11 @@ class Bridge:
                             shown = _decode_shown(stored)
                         result = CommandResult(first.original_seq, shown, raw, True)
                 else:
-                    self._recent[seq] = _Recent(_encode_json(converted), tuple(events), viewer)
-                    self._recent_order.append(seq)
-                    if len(self._recent_order) > RECENT_RESULTS:
-                        del self._recent[self._recent_order.popleft()]
+                    if pending.command.request_id:  # none: no retry can ever ask for it
+                        self._recent[seq] = _Recent(_encode_json(converted), tuple(events), viewer)
+                        self._recent_order.append(seq)
+                        if len(self._recent_order) > RECENT_RESULTS:
+                            del self._recent[self._recent_order.popleft()]
                     result = CommandResult(seq, converted, events, False, detail)
                 if token.settle():
                     try:
@@ -317,6 +348,7 @@ class Bridge:
             if not self._flush_due:
                 self._flush_due = True
                 self.loop.call_soon(self._flush)
+            return  # due in time from ``_flush``: the whole outbox at once
         self._due_in_time((waiter,))
 
     def _flush(self) -> None:
@@ -328,6 +360,7 @@ class Bridge:
         if not pendings:
             return
         self._outbox = []
+        self._due_in_time([pending.token for pending in pendings])
         try:
             self.node.sequencer.submit_pendings(pendings, no_ipo=True)
         except (Busy, NodeHalted) as error:

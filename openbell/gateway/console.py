@@ -39,7 +39,7 @@ class RejectLog:
     def __init__(self, bridge: Bridge, size: int = RECENT_REJECTS) -> None:
         self._venue = bridge.venue
         self.recent: deque[dict[str, Any]] = deque(maxlen=size)
-        bridge.listeners.append(self.on_event)
+        bridge.listen(self.on_event, frozenset({e.Rejected}))
 
     def on_event(self, event: e.Event) -> None:
         if type(event) is not e.Rejected:

@@ -50,6 +50,14 @@ ASSET_AMOUNT_KEYS = {
 QUOTE_AMOUNT_KEYS = {"buy_fee_minor": "buy_fee", "sell_fee_minor": "sell_fee"}
 
 
+BEFORE_KINDS: frozenset[type] = frozenset(
+    {e.Trade, e.OrderAccepted, e.AssetCreated, e.InstrumentCreated, IpoOfferingCreated}
+)
+"""The event types ``Venue.before`` reads (the bridge calls it for these only)."""
+AFTER_KINDS: frozenset[type] = frozenset({e.Execution, e.OrderCancelled, e.OrderExpired})
+"""The event types ``Venue.after`` reads (the bridge calls it for these only)."""
+
+
 class Venue:
     """The decimal view of the venue: asset scales, instruments, and which instrument each open
     order is on (execution reports do not carry the symbol). Updated on the event loop, in

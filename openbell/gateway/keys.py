@@ -196,6 +196,7 @@ class KeyStore:
 
     def __init__(self, data_dir: Path | str) -> None:
         self._data_dir = data_dir
+        self._path = str(keys_path(data_dir))  # stat'ed on every signed request: a plain str
         self._stamp: tuple[int, int, int] = (-1, -1, -1)
         self._keys: dict[str, ApiKey] = {}
         self.version = 0  # incremented at every re-read (whoever triggered it)
@@ -203,9 +204,8 @@ class KeyStore:
     def refresh(self) -> bool:
         """Re-read the keys file if it changed (mtime, size, inode: an atomic replace makes a
         new inode even within one mtime tick); True if it did."""
-        path = keys_path(self._data_dir)
         try:
-            st = path.stat()
+            st = os.stat(self._path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
             stamp = (0, 0, 0)

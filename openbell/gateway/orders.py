@@ -40,6 +40,7 @@ from openbell.gateway.handling import (
     valid_request_id,
 )
 from openbell.gateway.units import InstrumentUnits
+from openbell.gateway.visibility import Viewer
 
 MAX_BATCH_ORDERS = s.MAX_BATCH_ORDERS
 # Client order ids the gateway gives orders sent without one: a random prefix per process and
@@ -175,27 +176,39 @@ async def cancel_found(ctx: Ctx, order: Order) -> Any:
 
 
 # -- batches -----------------------------------------------------------------------------------
-class BatchWaiter(Waiter):
-    """One order of a batch: its answer goes into ``answers[index]``; ``on_done`` runs once all
-    of the batch's orders are answered."""
+class _BatchAnswers:
+    """What the orders of one batch share: the answers in the batch's order, how many are still
+    to come, and what to call once none is."""
 
-    __slots__ = ("answers", "command", "index", "on_done", "remaining")
+    __slots__ = ("answers", "on_done", "remaining")
 
     def __init__(
         self,
-        ctx: Ctx,
-        command: c.PlaceOrder,
-        index: int,
         answers: list[dict[str, Any] | None],
-        remaining: list[int],
-        on_done: Any,
+        on_done: Callable[[list[dict[str, Any] | None]], None],
     ) -> None:
-        super().__init__(ctx.viewer())
+        self.answers = answers
+        self.on_done = on_done
+        self.remaining = 0
+
+
+class BatchWaiter(Waiter):
+    """One order of a batch: its answer goes into ``answers[index]`` of its batch; the batch's
+    ``on_done`` runs once all of the batch's orders are answered. (Made once per order, so it
+    takes the caller's viewer as computed once for the batch.)"""
+
+    __slots__ = ("batch", "command", "index")
+
+    def __init__(
+        self, viewer: Viewer, command: c.PlaceOrder, index: int, batch: _BatchAnswers
+    ) -> None:
+        self.done = False
+        self.viewer = viewer
+        self._bucket = None
+        self._loop = None
         self.command = command
         self.index = index
-        self.answers = answers
-        self.remaining = remaining
-        self.on_done = on_done
+        self.batch = batch
 
     def resolve(self, result: CommandResult) -> None:
         try:
@@ -211,10 +224,11 @@ class BatchWaiter(Waiter):
         self._set(rejected(error))
 
     def _set(self, answer: dict[str, Any]) -> None:
-        self.answers[self.index] = answer
-        self.remaining[0] -= 1
-        if self.remaining[0] == 0:
-            self.on_done(self.answers)
+        batch = self.batch
+        batch.answers[self.index] = answer
+        batch.remaining -= 1
+        if batch.remaining == 0:
+            batch.on_done(batch.answers)
 
 
 def rejected(error: ApiError) -> dict[str, Any]:
@@ -246,19 +260,40 @@ def submit_batch(
     order), and call ``on_done(answers)`` on the loop once every order is answered: one
     answer per item, in the batch's order (``accepted`` true with the order's answer, or false
     with the error's code and message)."""
-    answers: list[dict[str, Any] | None] = [None] * len(items)
+    decode = decode or decode_order
+    bodies: list[s.PlaceOrderBody | ApiError] = []
+    for raw in items:
+        try:
+            bodies.append(decode(raw))
+        except ApiError as error:
+            bodies.append(error)
+    submit_bodies(ctx, bodies, on_done)
+
+
+def submit_bodies(
+    ctx: Ctx,
+    bodies: Sequence[s.PlaceOrderBody | ApiError],
+    on_done: Callable[[list[dict[str, Any] | None]], None],
+) -> None:
+    """``submit_batch`` of orders already decoded (an ``ApiError`` item: that order could not
+    be decoded, and is answered with it)."""
+    answers: list[dict[str, Any] | None] = [None] * len(bodies)
+    batch = _BatchAnswers(answers, on_done)
     commands: list[c.Command] = []
     waiters: list[Waiter] = []
-    remaining = [0]
-    for index, raw in enumerate(items):
+    viewer = ctx.viewer() if ctx.key is not None else frozenset()
+    for index, body in enumerate(bodies):
+        if isinstance(body, ApiError):
+            answers[index] = rejected(body)
+            continue
         try:
-            command = place_command(ctx, (decode or decode_order)(raw))
+            command = place_command(ctx, body)
         except ApiError as error:
             answers[index] = rejected(error)
             continue
         commands.append(command)
-        waiters.append(BatchWaiter(ctx, command, index, answers, remaining, on_done))
-    remaining[0] = len(commands)
+        waiters.append(BatchWaiter(viewer, command, index, batch))
+    batch.remaining = len(commands)
     if not commands:
         on_done(answers)
         return
@@ -295,6 +330,7 @@ __all__ = [
     "place_order_answer",
     "place_order_command",
     "submit_batch",
+    "submit_bodies",
 ]
 
 

@@ -78,6 +78,7 @@ from openbell.gateway.orders import (
     place_command,
     place_order_answer,
     submit_batch,
+    submit_bodies,
 )
 
 PATH = "/v1/ws/trade"
@@ -139,6 +140,16 @@ class BatchMsg(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     orders: list[msgspec.Raw]  # each decoded on its own: one bad order refuses only itself
 
 
+class TypedBatchMsg(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A batch whose every order decodes: the whole message in one call. A batch with any
+    order that does not decode is read again as ``BatchMsg`` (each order on its own, so that
+    one bad order refuses only itself, with the error it has alone)."""
+
+    op: str
+    id: MessageId | None = None
+    orders: list[s.PlaceOrderBody]
+
+
 class HeartbeatMsg(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     op: str
     id: MessageId | None = None
@@ -162,6 +173,17 @@ class Codec:
             "heartbeat": module.Decoder(HeartbeatMsg),
         }
         self._order = module.Decoder(s.PlaceOrderBody)
+        self._typed_batch = module.Decoder(TypedBatchMsg)
+
+    def decode_batch(self, frame: bytes | str) -> TypedBatchMsg | BatchMsg:
+        """A ``batch`` message: typed in one call when every order decodes, else with each
+        order raw (``decode_order``)."""
+        try:
+            return self._typed_batch.decode(frame)  # type: ignore[no-any-return]
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        batch: BatchMsg = self.decode("batch", frame)
+        return batch
 
     def decode_order(self, raw: msgspec.Raw) -> s.PlaceOrderBody:
         """One order of a batch (its own frame encoding)."""
@@ -196,7 +218,7 @@ class TradeSessions:
         self.gateway = gateway
         self.owner: dict[int, Session] = {}  # open order id -> the session that placed it
         self.open: set[Session] = set()
-        gateway.bridge.listeners.append(self.on_event)
+        gateway.bridge.listen(self.on_event, FINISHING_EVENTS)
 
     def on_event(self, event: e.Event) -> None:
         kind = type(event)
@@ -213,6 +235,10 @@ class TradeSessions:
 
 
 _sessions: weakref.WeakKeyDictionary[Any, TradeSessions] = weakref.WeakKeyDictionary()
+
+
+FINISHING_EVENTS: frozenset[type] = frozenset({e.Execution, e.OrderCancelled, e.OrderExpired})
+"""The events ``TradeSessions.on_event`` reads."""
 
 
 def sessions_for(gateway: Services) -> TradeSessions:
@@ -247,7 +273,10 @@ class _SlotWaiter(Waiter):
         answer: Callable[[c.Command, CommandResult], dict[str, Any]],
         request_id: MessageId | None,
     ) -> None:
-        super().__init__(session.viewer)
+        self.done = False  # Waiter's fields, set here (one of these per request)
+        self.viewer = session.viewer
+        self._bucket = None
+        self._loop = None
         self.session = session
         self.slot = slot
         self.command = command
@@ -420,7 +449,7 @@ class Session:
         slot = self.new_slot()
         try:
             self._check_limits()
-            message = codec.decode(op, frame)
+            message: Any = codec.decode_batch(frame) if op == "batch" else codec.decode(op, frame)
             ctx = self.ctx
             assert ctx is not None
             if op == "place":
@@ -466,7 +495,9 @@ class Session:
         waiter = _SlotWaiter(self, slot, command, answer, request_id)
         self.gateway.bridge.submit_waiter(command, waiter)
 
-    def _batch(self, slot: _Slot, request_id: MessageId | None, message: BatchMsg) -> None:
+    def _batch(
+        self, slot: _Slot, request_id: MessageId | None, message: TypedBatchMsg | BatchMsg
+    ) -> None:
         if not 1 <= len(message.orders) <= s.MAX_BATCH_ORDERS:
             raise ApiError(400, "INVALID_FIELD", f"a batch holds 1 to {s.MAX_BATCH_ORDERS} orders")
         ctx = self.ctx
@@ -482,7 +513,10 @@ class Session:
                                 self.sessions.owner[event["order_id"]] = self
             self.fill(slot, request_id, {"ok": True, "results": answers})
 
-        submit_batch(ctx, message.orders, on_done, self.codec.decode_order)
+        if isinstance(message, TypedBatchMsg):
+            submit_bodies(ctx, message.orders, on_done)
+        else:
+            submit_batch(ctx, message.orders, on_done, self.codec.decode_order)
 
     def _cancel_or_replace(
         self, slot: _Slot, request_id: MessageId | None, message: CancelMsg

@@ -68,10 +68,30 @@ def _format_scaled(n: int, decimals: int) -> str:
     return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
 
 
-class _Step:
-    """A positive rational step as integers, for exact conversions without ``Fraction``."""
+MEMO_ENTRIES = 4096  # per step and direction: decimal texts <-> units converted before
 
-    __slots__ = ("decimals", "den", "display_decimals", "num", "out_den", "out_mul", "step")
+
+class _Step:
+    """A positive rational step as integers, for exact conversions without ``Fraction``.
+
+    Both directions remember what they converted (``texts``: units -> text; ``parsed``:
+    text -> units, successful conversions only): a venue's prices and quantities repeat (a
+    band of prices around the last trade, round quantities), and every order in and every
+    event out converts several of them. A dict look-up is about a twentieth of the regular
+    expression and integer arithmetic; each dict is emptied when it reaches ``MEMO_ENTRIES``
+    (bounded memory, no eviction bookkeeping on the hot path)."""
+
+    __slots__ = (
+        "decimals",
+        "den",
+        "display_decimals",
+        "num",
+        "out_den",
+        "out_mul",
+        "parsed",
+        "step",
+        "texts",
+    )
 
     def __init__(self, step: Fraction) -> None:
         self.step = step
@@ -82,13 +102,37 @@ class _Step:
         self.display_decimals = MAX_DISPLAY_DECIMALS if self.decimals is None else self.decimals
         self.out_mul = self.num * 10**self.display_decimals
         self.out_den = self.den
+        self.texts: dict[int, str] = {}
+        self.parsed: dict[str, int] = {}
 
     def text(self, units: int) -> str:
         """``units`` steps as a decimal string (floor, exact for a terminating step)."""
-        return _format_scaled(units * self.out_mul // self.out_den, self.display_decimals)
+        texts = self.texts
+        text = texts.get(units)
+        if text is None:
+            text = _format_scaled(units * self.out_mul // self.out_den, self.display_decimals)
+            if len(texts) >= MEMO_ENTRIES:
+                texts.clear()
+            texts[units] = text
+        return text
 
 
 def _to_units(text: object, step: _Step, *, what: str, code: str, off_code: str, limit: int) -> int:
+    """``text`` in steps; remembered per step when it converts (the checks below depend on
+    the text and the step only, and each step always has the same ``limit``)."""
+    if type(text) is str:
+        known = step.parsed.get(text)
+        if known is not None:
+            return known
+    n = _convert(text, step, what=what, code=code, off_code=off_code, limit=limit)
+    parsed = step.parsed
+    if len(parsed) >= MEMO_ENTRIES:
+        parsed.clear()
+    parsed[text] = n  # type: ignore[index]  # a str: anything else fails in parse_decimal
+    return n
+
+
+def _convert(text: object, step: _Step, *, what: str, code: str, off_code: str, limit: int) -> int:
     digits, decimals = parse_decimal(text, code, what)
     # value / step = (digits / 10**decimals) / (num / den) = digits * den / (10**decimals * num)
     top: int = digits * step.den
@@ -175,8 +219,20 @@ class InstrumentUnits:
         return amount(notional_ticks * self.spec.tick_value, self.quote_scale)
 
 
+_AMOUNTS: dict[int, dict[int, str]] = {}  # scale -> minor units -> text (as ``_Step.texts``)
+
+
 def amount(minor: int, scale: int) -> str:
-    return _format_scaled(minor, scale)
+    texts = _AMOUNTS.get(scale)
+    if texts is None:
+        texts = _AMOUNTS[scale] = {}
+    text = texts.get(minor)
+    if text is None:
+        text = _format_scaled(minor, scale)
+        if len(texts) >= MEMO_ENTRIES:
+            texts.clear()
+        texts[minor] = text
+    return text
 
 
 def amount_to_minor(

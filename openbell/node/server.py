@@ -189,7 +189,8 @@ class NodeServer:
             events = results[i]
             token = pending.token
             if type(token) is not tuple:  # another caller's (the gateway's, in its process)
-                self.remember(seq, events)
+                if pending.command.request_id:  # none: no retry can ever ask for it
+                    self.remember(seq, events)
                 continue
             connection, request_id = token
             first = events[0] if events else None
@@ -200,6 +201,16 @@ class NodeServer:
                 continue
             connection.send(Response(request_id, seq, events))
             self.remember(seq, events)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop it answers on (None before ``start``)."""
+        return self._loop
+
+    def deliver(self, first_seq: int, batch: list[Pending], results: list[list[Event]]) -> None:
+        """``on_durable``'s work, for a caller already on ``loop`` (the gateway hops to its loop
+        once per batch for the bridge and this server together)."""
+        self._deliver(first_seq, batch, results)
 
     def remember(self, seq: int, events: list[Event]) -> None:
         """Keep a command's events for answering retries of its request id. Recovery feeds the

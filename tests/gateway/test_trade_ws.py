@@ -202,6 +202,25 @@ def test_batch_and_answers_in_request_order(venue: Venue, session: TradeSession)
             session.cancel(TRADER, order_id=result["order_id"])
 
 
+def test_batch_with_an_order_that_does_not_decode(venue: Venue, session: TradeSession) -> None:
+    """A batch is decoded whole when every order decodes; one that does not (a wrong type, an
+    unknown field) refuses only itself, with the message it has when sent alone."""
+    price = far_bid(venue, "4.00")
+    good = {"account": TRADER, "symbol": "ACME", "side": "BUY", "quantity": "1", "price": price}
+    bad_type = {**good, "quantity": 1}
+    unknown = {**good, "colour": "red"}
+    results = session.batch([good, bad_type, good, unknown])["results"]
+    assert [r["accepted"] for r in results] == [True, False, True, False]
+    assert results[2]["seq"] == results[0]["seq"] + 1
+    alone = session.batch([bad_type])["results"][0]
+    assert (results[1]["code"], results[1]["message"]) == (alone["code"], alone["message"])
+    assert alone["code"] == "INVALID_FIELD" and "$.quantity" in alone["message"]
+    assert results[3]["code"] == "INVALID_FIELD" and "colour" in results[3]["message"]
+    for result in results:
+        if result["accepted"]:
+            session.cancel(TRADER, order_id=result["order_id"])
+
+
 def test_rate_limits_answer_429_and_change_nothing(venue: Venue) -> None:
     slow = create_key(venue.data_dir, "trader", [TRADER], rate_per_s=2, burst=3)
     trade = TradeSession(venue.url, *slow)
