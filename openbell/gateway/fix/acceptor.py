@@ -108,6 +108,7 @@ class FixAcceptor:
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancels: set[asyncio.Future[None]] = set()
+        self._to_flush: list[FixSession] = []  # sessions with messages queued (``flush_soon``)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -151,6 +152,21 @@ class FixAcceptor:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+
+    def flush_soon(self, session: FixSession) -> None:
+        """Write ``session``'s queued messages at the end of the loop's current round, with
+        every other session's: one callback for them all (an ExecutionReport batch reaches
+        many sessions), not one per session."""
+        if not self._to_flush:
+            self.loop.call_soon(self._flush_all)
+        self._to_flush.append(session)
+
+    def _flush_all(self) -> None:
+        sessions = self._to_flush
+        self._to_flush = []
+        for session in sessions:
+            if session.flush_due:
+                session.flush()
 
     # -- sessions -------------------------------------------------------------------------------
     def open_store(self, sender: bytes) -> SessionStore:

@@ -204,6 +204,22 @@ def encode(
     return frame(out.encode(raw=True))
 
 
+def encode_body(msg_type: bytes, sender: bytes, target: bytes, seq: int, sent: bytes,
+                body: bytes) -> bytes:  # fmt: skip
+    """``encode`` for a body simplefix already encoded (``FixMessage.encode(raw=True)`` of the
+    fields after the header, e.g. an ExecutionReport's, encoded once for all the sessions it
+    goes to): simplefix encodes the standard header (MsgType, SenderCompID, TargetCompID,
+    MsgSeqNum, SendingTime), then BeginString, BodyLength and CheckSum go around both."""
+    out = simplefix.FixMessage()
+    add = out.append_pair
+    add(MSG_TYPE, msg_type)
+    add(SENDER_COMP_ID, sender)
+    add(TARGET_COMP_ID, target)
+    add(MSG_SEQ_NUM, b"%d" % seq)
+    add(SENDING_TIME, sent)
+    return frame(out.encode(raw=True) + body)
+
+
 def frame(body: bytes) -> bytes:
     """BeginString and BodyLength before the fields simplefix encoded (MsgType first), CheckSum
     after them. (simplefix's own ``encode()`` adds both too, but sums the checksum byte by byte
@@ -247,6 +263,7 @@ __all__ = [
     "BEGIN_STRING",
     "ParsingError",
     "encode",
+    "encode_body",
     "frame_problem",
     "new_parser",
     "parse_one",

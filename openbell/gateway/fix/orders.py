@@ -22,6 +22,8 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, TypeVar
 
+import simplefix
+
 from openbell.core import commands as c
 from openbell.core import events as e
 from openbell.core.types import OrderStatus, OrderType, RejectReason, Side, TimeInForce
@@ -172,12 +174,12 @@ class OrderTracker:
             self.orders[order_id] = info
             self.cl_ids[(account, cl)] = order_id
 
-    def _exec_id(self, seq: int) -> str:
+    def _exec_id(self, seq: int) -> bytes:
         if seq != self._exec_seq:
             self._exec_seq = seq
             self._exec_n = 0
         self._exec_n += 1
-        return f"{seq}-{self._exec_n}"
+        return b"%d-%d" % (seq, self._exec_n)
 
     def _forget(self, info: OrderInfo) -> None:
         self.orders.pop(info.order_id, None)
@@ -304,49 +306,46 @@ class OrderTracker:
         units = self.acceptor.bridge.venue.instruments.get(info.symbol)
         if units is None:
             return
-        cl_ord_id = info.cl_ord_id if pending is None else pending[0]
-        fields: Fields = [
-            (f.ORDER_ID, info.order_id),
-            (f.CL_ORD_ID, cl_ord_id),
-        ]
-        if pending is not None:
-            fields.append((f.ORIG_CL_ORD_ID, pending[1]))
-        fields += [
-            (f.EXEC_ID, self._exec_id(seq)),
-            (f.EXEC_TYPE, exec_type),
-            (f.ORD_STATUS, ord_status),
-            (f.ACCOUNT, info.account),
-            (f.SYMBOL, info.symbol),
-            (f.SIDE, SIDE_CODES[info.side]),
-            (f.ORD_TYPE, ORD_TYPE_CODES[info.ord_type]),
-            (f.TIME_IN_FORCE, TIF_CODES[info.tif]),
-            (f.ORDER_QTY, units.qty(info.quantity_lots)),
-        ]
-        if info.price_ticks and info.ord_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            fields.append((f.PRICE, units.price(info.price_ticks)))
+        sent = f.sending_time()  # TransactTime, and SendingTime for every session
+        # the body (all but the standard header) is encoded once, for all the sessions
+        body = simplefix.FixMessage()
+        add = body.append_pair
+        add(f.ORDER_ID, b"%d" % info.order_id)
+        if pending is None:
+            add(f.CL_ORD_ID, info.cl_ord_id.encode())
+        else:
+            add(f.CL_ORD_ID, pending[0].encode())
+            add(f.ORIG_CL_ORD_ID, pending[1].encode())
+        add(f.EXEC_ID, self._exec_id(seq))
+        add(f.EXEC_TYPE, exec_type)
+        add(f.ORD_STATUS, ord_status)
+        add(f.ACCOUNT, b"%d" % info.account)
+        add(f.SYMBOL, info.symbol.encode())
+        add(f.SIDE, SIDE_CODES[info.side])
+        kind = info.ord_type
+        add(f.ORD_TYPE, ORD_TYPE_CODES[kind])
+        add(f.TIME_IN_FORCE, TIF_CODES[info.tif])
+        add(f.ORDER_QTY, units.qty(info.quantity_lots).encode())
+        if info.price_ticks and (kind is OrderType.LIMIT or kind is OrderType.STOP_LIMIT):
+            add(f.PRICE, units.price(info.price_ticks).encode())
         if info.stop_price_ticks:
-            fields.append((f.STOP_PX, units.price(info.stop_price_ticks)))
+            add(f.STOP_PX, units.price(info.stop_price_ticks).encode())
         if execution is not None:
-            fields += [
-                (f.LAST_PX, units.price(execution.last_price_ticks)),
-                (f.LAST_QTY, units.qty(execution.last_lots)),
-            ]
-        fields += [
-            (f.CUM_QTY, units.qty(info.cum_lots)),
-            (f.LEAVES_QTY, units.qty(leaves_lots)),
-            (f.AVG_PX, avg_price(units, info.cum_notional_ticks, info.cum_lots)),
-        ]
+            add(f.LAST_PX, units.price(execution.last_price_ticks).encode())
+            add(f.LAST_QTY, units.qty(execution.last_lots).encode())
+        add(f.CUM_QTY, units.qty(info.cum_lots).encode())
+        add(f.LEAVES_QTY, units.qty(leaves_lots).encode())
+        add(f.AVG_PX, avg_price(units, info.cum_notional_ticks, info.cum_lots).encode())
         if trade is not None:
             fee = trade.buy_fee_minor if info.side is Side.BUY else trade.sell_fee_minor
-            fields += [
-                (f.TRADE_ID, trade.trade_id),
-                (f.COMMISSION, amount(fee, units.quote_scale)),
-                (f.COMM_TYPE, b"3"),  # absolute
-                (f.COMM_CURRENCY, units.spec.quote_asset),
-            ]
-        fields.append((f.TRANSACT_TIME, f.sending_time()))
+            add(f.TRADE_ID, b"%d" % trade.trade_id)
+            add(f.COMMISSION, amount(fee, units.quote_scale).encode())
+            add(f.COMM_TYPE, b"3")  # absolute
+            add(f.COMM_CURRENCY, units.spec.quote_asset.encode())
+        add(f.TRANSACT_TIME, sent)
+        encoded = body.encode(raw=True)
         for session in sessions:
-            session.send(f.EXECUTION_REPORT, fields)
+            session.send_body(f.EXECUTION_REPORT, encoded, sent)
 
 
 class FixWaiter(Waiter):

@@ -58,7 +58,7 @@ class FixSession(asyncio.Protocol):
         self.test_count = 0
         self.resend_until = 0  # > 0: a ResendRequest of ours is outstanding up to this seq
         self._out: list[bytes] = []
-        self._flush_scheduled = False
+        self.flush_due = False
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio --------------------------------------------------------------------------------
@@ -126,22 +126,33 @@ class FixSession(asyncio.Protocol):
             store.record_admin(seq)
         else:
             store.record_app(seq, encoded)
-        self._out.append(encoded)
-        self._schedule_flush()
+        self._queue(encoded)
+
+    def send_body(self, msg_type: bytes, body: bytes, sent: bytes) -> None:
+        """An application message whose fields after the header simplefix already encoded
+        (``body``, shared by every session it goes to), sent at ``sent``."""
+        store = self.store
+        if store is None or self.closing or self.transport is None:
+            return
+        seq = store.next_out
+        store.next_out = seq + 1
+        encoded = f.encode_body(msg_type, self.comp_id, self.sender, seq, sent, body)
+        store.record_app(seq, encoded)
+        self._queue(encoded)
 
     def send_raw(self, encoded: bytes) -> None:
         """A resent message (its seq already used)."""
-        self._out.append(encoded)
-        self._schedule_flush()
+        self._queue(encoded)
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.acceptor.loop.call_soon(self.flush)
+    def _queue(self, encoded: bytes) -> None:
+        self._out.append(encoded)
+        if not self.flush_due:
+            self.flush_due = True
+            self.acceptor.flush_soon(self)
 
     def flush(self) -> None:
         """The store's records first, then the bytes to the socket (one write)."""
-        self._flush_scheduled = False
+        self.flush_due = False
         if self.store is not None:
             self.store.flush()
         if self._out:
