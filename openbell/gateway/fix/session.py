@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("openbell.fix")
 
 LOGON_TIMEOUT_S = 10.0
+FEED_BYTES = 1024  # a read is given to the parser in pieces of this size (``data_received``)
 MAX_PENDING_BYTES = 1 << 20  # an incomplete message longer than this ends the connection
 RESENT_HEADER_TAGS = frozenset(
     {b"8", b"9", b"35", b"49", b"56", b"34", b"52", b"43", b"122", b"10"}
@@ -84,6 +85,24 @@ class FixSession(asyncio.Protocol):
             return
         self.last_in = time.monotonic()
         self.test_sent_at = 0.0
+        # simplefix's parser cuts every field it reads off the front of its buffer (a copy of
+        # the rest): fed a whole read (tens of messages), that copying is a tenth of its time
+        size = len(data)
+        if size <= FEED_BYTES:
+            self._parse(data)
+        else:
+            for start in range(0, size, FEED_BYTES):
+                if self.closing:
+                    break
+                self._parse(data[start : start + FEED_BYTES])
+        # written at the end of the loop's round, with the other sessions' and the reports
+        if not self.flush_due:
+            self.flush_due = True
+            self.acceptor.flush_soon(self)
+
+    def _parse(self, data: bytes) -> None:
+        """Feed ``data`` to the session's simplefix parser and handle every message it
+        completes."""
         parser = self.parser
         parser.append_buffer(data)
         while not self.closing:
@@ -98,6 +117,10 @@ class FixSession(asyncio.Protocol):
                 if start >= 0:
                     parser.append_buffer(rest[start:])
                     continue
+                # a BeginString may begin in these last bytes and end in the next piece
+                begin = rest.find(b"8", len(rest) - 4)
+                if begin >= 0:
+                    parser.append_buffer(rest[begin:])
                 break
             if message is None:
                 if parser.buf and len(parser.buf) < pending:
@@ -112,7 +135,6 @@ class FixSession(asyncio.Protocol):
             except Exception:  # one message must never take the session or the loop down
                 log.exception("fix %s: message failed", self.sender)
                 self.logout(b"internal error", close=True)
-        self.flush()
 
     # -- sending --------------------------------------------------------------------------------
     def send(self, msg_type: bytes, fields: list[tuple[bytes, bytes | str | int]]) -> None:
