@@ -25,7 +25,7 @@ from openbell.core.types import CancelReason, OrderType, Side, TimeInForce
 from openbell.gateway.auth import Authenticator
 from openbell.gateway.bridge import Bridge, CommandResult, Waiter
 from openbell.gateway.errors import ApiError
-from openbell.gateway.fix.orders import OrderTracker, SessionOrders
+from openbell.gateway.fix.orders import TRACKED_EVENTS, OrderTracker, SessionOrders
 from openbell.gateway.fix.session import FixSession
 from openbell.gateway.fix.store import SessionStore
 from openbell.gateway.keys import ApiKey, KeyStore
@@ -126,7 +126,7 @@ class FixAcceptor:
                 loaded.set_exception(RuntimeError(error))
                 return
             self.tracker.load(orders)
-            self.bridge.listeners.append(self.tracker.on_event)
+            self.bridge.listen(self.tracker.on_event, TRACKED_EVENTS)
             loaded.set_result(None)
 
         self.bridge.query_then(_open_orders, on_loop)
@@ -147,8 +147,7 @@ class FixAcceptor:
             session.connection_lost(None)  # its end (and cancels) now, not after the loop stops
         if self._cancels:
             await asyncio.wait(set(self._cancels), timeout=STOP_WAIT_S)
-        if self.tracker.on_event in self.bridge.listeners:
-            self.bridge.listeners.remove(self.tracker.on_event)
+        self.bridge.unlisten(self.tracker.on_event)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -204,20 +204,28 @@ def encode(
     return frame(out.encode(raw=True))
 
 
-def encode_body(msg_type: bytes, sender: bytes, target: bytes, seq: int, sent: bytes,
-                body: bytes) -> bytes:  # fmt: skip
-    """``encode`` for a body simplefix already encoded (``FixMessage.encode(raw=True)`` of the
-    fields after the header, e.g. an ExecutionReport's, encoded once for all the sessions it
-    goes to): simplefix encodes the standard header (MsgType, SenderCompID, TargetCompID,
-    MsgSeqNum, SendingTime), then BeginString, BodyLength and CheckSum go around both."""
+def header_start(msg_type: bytes, sender: bytes, target: bytes) -> bytes:
+    """simplefix's encoding of a header's first fields, MsgType, SenderCompID and
+    TargetCompID: the same for every message of one type in one session, so a session
+    remembers it (``encode_body``)."""
     out = simplefix.FixMessage()
-    add = out.append_pair
-    add(MSG_TYPE, msg_type)
-    add(SENDER_COMP_ID, sender)
-    add(TARGET_COMP_ID, target)
-    add(MSG_SEQ_NUM, b"%d" % seq)
-    add(SENDING_TIME, sent)
-    return frame(out.encode(raw=True) + body)
+    out.append_pair(MSG_TYPE, msg_type)
+    out.append_pair(SENDER_COMP_ID, sender)
+    out.append_pair(TARGET_COMP_ID, target)
+    encoded: bytes = out.encode(raw=True)
+    return encoded
+
+
+def encode_body(start: bytes, seq: int, sent: bytes, body: bytes) -> bytes:
+    """``encode`` for a message whose parts simplefix already encoded: ``start``, the header's
+    first fields (``header_start``), and ``body``, the fields after the header (e.g. an
+    ExecutionReport's, encoded once for all the sessions it goes to). simplefix encodes the
+    rest of the standard header (MsgSeqNum, SendingTime); BeginString, BodyLength and
+    CheckSum go around them all."""
+    out = simplefix.FixMessage()
+    out.append_pair(MSG_SEQ_NUM, b"%d" % seq)
+    out.append_pair(SENDING_TIME, sent)
+    return frame(start + out.encode(raw=True) + body)
 
 
 def frame(body: bytes) -> bytes:
@@ -265,6 +273,7 @@ __all__ = [
     "encode",
     "encode_body",
     "frame_problem",
+    "header_start",
     "new_parser",
     "parse_one",
     "parse_sending_time",

@@ -9,17 +9,18 @@ too many decimals, unknown symbol) gets the business answer: an ExecutionReport 
 ExecType=8 Rejected (D), an OrderCancelReject (F, G), an OrderMassCancelReport with
 MassCancelResponse=0 (q). Message types the venue does not take: BusinessMessageReject (j).
 
-Out: ``OrderTracker`` listens to every durable event (``Bridge.listeners``, in seq order) and
-sends each FIX session of the order's account an ExecutionReport: ``OrderAccepted`` (ExecType 0),
-``Execution`` (F, with LastPx, LastQty, TradeID and Commission from the ``Trade`` that precedes
-it in the same command), ``OrderCancelled`` (4), ``OrderReplaced`` (5), ``OrderExpired`` (C).
-A command's own refusal (``Rejected``, with its figures rendered in decimals by the bridge)
-comes back through the command's waiter.
+Out: ``OrderTracker`` listens to the durable events of orders (``Bridge.listen``, in seq order)
+and sends each FIX session of the order's account an ExecutionReport: ``OrderAccepted``
+(ExecType 0), ``Execution`` (F, with LastPx, LastQty, TradeID and Commission from the ``Trade``
+that precedes it in the same command), ``OrderCancelled`` (4), ``OrderReplaced`` (5),
+``OrderExpired`` (C). A command's own refusal (``Rejected``, with its figures rendered in
+decimals by the bridge) comes back through the command's waiter.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 import simplefix
@@ -73,6 +74,11 @@ ORD_REJ_REASON = {
 MASS_BY_SYMBOL = b"1"
 MASS_ALL = b"7"
 AVG_PX_EXTRA_DECIMALS = 4
+# the events ``OrderTracker.on_event`` reads: the bridge calls it with these only (an order
+# brings as many balance and book events again, which concern no report)
+TRACKED_EVENTS: frozenset[type] = frozenset(
+    {e.Trade, e.OrderAccepted, e.Execution, e.OrderCancelled, e.OrderReplaced, e.OrderExpired}
+)
 
 
 class OrderInfo:
@@ -188,7 +194,7 @@ class OrderTracker:
             del self.cl_ids[key]
 
     def on_event(self, event: e.Event) -> None:
-        """A bridge listener: every durable event, on the loop, in seq order."""
+        """A bridge listener (``TRACKED_EVENTS``): durable events, on the loop, in seq order."""
         kind = type(event)
         info: OrderInfo | None
         if kind is e.Trade:
@@ -359,7 +365,7 @@ class FixWaiter(Waiter):
         session: FixSession,
         kind: bytes,
         message_seq: int,
-        refs: dict[bytes, bytes | str | int],
+        refs: Mapping[bytes, bytes | str | int],
     ) -> None:
         super().__init__(session.orders.viewer if session.orders is not None else frozenset())
         self.session = session
@@ -492,7 +498,7 @@ class SessionOrders:
         return units
 
     def _submit(
-        self, command: c.Command, kind: bytes, seq: int, refs: dict[bytes, bytes | str | int]
+        self, command: c.Command, kind: bytes, seq: int, refs: Mapping[bytes, bytes | str | int]
     ) -> None:
         waiter = FixWaiter(self.session, kind, seq, refs)
         waiter.poss_dup = self.poss_dup
@@ -512,13 +518,10 @@ class SessionOrders:
         if tif is None:
             raise BadValue(f.TIME_IN_FORCE, "TimeInForce must be 0, 1, 3 or 4")
         account = self._account(message)
-        refs: dict[bytes, bytes | str | int] = {
-            f.CL_ORD_ID: cl_ord_id,
-            f.SYMBOL: symbol,
-            f.SIDE: SIDE_CODES[side],
-            f.ORDER_QTY: quantity,
-            f.ACCOUNT: account,
-        }
+        # what a refusal repeats (ClOrdID, Symbol, Side, OrderQty, Account): the message's own
+        # fields, with the account it was taken for (no dict of them per order)
+        message[f.ACCOUNT] = b"%d" % account
+        refs = message
         needs_price = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
         needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
         price = message.get(f.PRICE)
@@ -673,7 +676,7 @@ class SessionOrders:
     def refused(
         self,
         kind: bytes,
-        refs: dict[bytes, bytes | str | int],
+        refs: Mapping[bytes, bytes | str | int],
         text: str,
         *,
         reason: RejectReason | None = None,

@@ -59,6 +59,7 @@ class FixSession(asyncio.Protocol):
         self.test_count = 0
         self.resend_until = 0  # > 0: a ResendRequest of ours is outstanding up to this seq
         self._out: list[bytes] = []
+        self._starts: dict[bytes, bytes] = {}  # MsgType -> its header's start (``send_body``)
         self.flush_due = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -158,7 +159,10 @@ class FixSession(asyncio.Protocol):
             return
         seq = store.next_out
         store.next_out = seq + 1
-        encoded = f.encode_body(msg_type, self.comp_id, self.sender, seq, sent, body)
+        start = self._starts.get(msg_type)
+        if start is None:
+            start = self._starts[msg_type] = f.header_start(msg_type, self.comp_id, self.sender)
+        encoded = f.encode_body(start, seq, sent, body)
         store.record_app(seq, encoded)
         self._queue(encoded)
 
@@ -285,7 +289,10 @@ class FixSession(asyncio.Protocol):
         self._dispatch(message, msg_type, seq)
 
     def _dispatch(self, message: f.Fields, msg_type: bytes | None, seq: int) -> None:
-        if msg_type is None:
+        if msg_type is not None and msg_type not in f.ADMIN_TYPES:
+            assert self.orders is not None
+            self.orders.on_message(message, msg_type, seq)
+        elif msg_type is None:
             self.reject(seq, f.REQUIRED_TAG_MISSING, "MsgType missing", f.MSG_TYPE)
         elif msg_type == f.HEARTBEAT:
             pass
@@ -305,9 +312,6 @@ class FixSession(asyncio.Protocol):
             log.info("fix %s: client rejected %r", self.sender, message.get(f.REF_SEQ_NUM))
         elif msg_type == f.LOGON:
             self.reject(seq, f.VALUE_INCORRECT, "already logged on", b"", msg_type)
-        else:
-            assert self.orders is not None
-            self.orders.on_message(message, msg_type, seq)
 
     def _sequence_reset(self, message: f.Fields, seq: int) -> None:
         store = self.store
