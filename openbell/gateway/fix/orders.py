@@ -133,6 +133,10 @@ def avg_price(units: InstrumentUnits, cum_notional_ticks: int, cum_lots: int) ->
     decimals + 4 (integers only)."""
     if cum_lots == 0:
         return "0"
+    if units.price_decimals is not None and cum_notional_ticks % cum_lots == 0:
+        # a whole number of ticks (every fill at one price): the price's own text, remembered
+        text = units.price(cum_notional_ticks // cum_lots)
+        return text.rstrip("0").rstrip(".") if "." in text else text
     step = units.price_step
     decimals = (units.price_decimals or 14) + AVG_PX_EXTRA_DECIMALS
     scaled = cum_notional_ticks * step.numerator * 10**decimals // (cum_lots * step.denominator)
