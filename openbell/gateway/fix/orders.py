@@ -89,6 +89,7 @@ class OrderInfo:
         "cl_ord_id",
         "cum_lots",
         "cum_notional_ticks",
+        "fixed",
         "ord_type",
         "order_id",
         "pending",
@@ -126,6 +127,10 @@ class OrderInfo:
         self.cum_lots = 0
         self.cum_notional_ticks = 0
         self.pending: tuple[str, str] | None = None  # (ClOrdID, OrigClOrdID) of a cancel/replace
+        # simplefix's encoding of the report fields that never change for the order (OrderID,
+        # Account, Symbol, Side, OrdType, TimeInForce): made by its first report, kept for the
+        # next ones (an order has two or more: New, then its fills)
+        self.fixed: bytes | None = None
 
 
 def avg_price(units: InstrumentUnits, cum_notional_ticks: int, cum_lots: int) -> str:
@@ -318,9 +323,19 @@ class OrderTracker:
             return
         sent = f.sending_time()  # TransactTime, and SendingTime for every session
         # the body (all but the standard header) is encoded once, for all the sessions
+        fixed = info.fixed
+        if fixed is None:
+            start = simplefix.FixMessage()
+            add = start.append_pair
+            add(f.ORDER_ID, b"%d" % info.order_id)
+            add(f.ACCOUNT, b"%d" % info.account)
+            add(f.SYMBOL, info.symbol.encode())
+            add(f.SIDE, SIDE_CODES[info.side])
+            add(f.ORD_TYPE, ORD_TYPE_CODES[info.ord_type])
+            add(f.TIME_IN_FORCE, TIF_CODES[info.tif])
+            fixed = info.fixed = start.encode(raw=True)
         body = simplefix.FixMessage()
         add = body.append_pair
-        add(f.ORDER_ID, b"%d" % info.order_id)
         if pending is None:
             add(f.CL_ORD_ID, info.cl_ord_id.encode())
         else:
@@ -329,12 +344,7 @@ class OrderTracker:
         add(f.EXEC_ID, self._exec_id(seq))
         add(f.EXEC_TYPE, exec_type)
         add(f.ORD_STATUS, ord_status)
-        add(f.ACCOUNT, b"%d" % info.account)
-        add(f.SYMBOL, info.symbol.encode())
-        add(f.SIDE, SIDE_CODES[info.side])
         kind = info.ord_type
-        add(f.ORD_TYPE, ORD_TYPE_CODES[kind])
-        add(f.TIME_IN_FORCE, TIF_CODES[info.tif])
         add(f.ORDER_QTY, units.qty(info.quantity_lots).encode())
         if info.price_ticks and (kind is OrderType.LIMIT or kind is OrderType.STOP_LIMIT):
             add(f.PRICE, units.price(info.price_ticks).encode())
@@ -353,7 +363,7 @@ class OrderTracker:
             add(f.COMM_TYPE, b"3")  # absolute
             add(f.COMM_CURRENCY, units.spec.quote_asset.encode())
         add(f.TRANSACT_TIME, sent)
-        encoded = body.encode(raw=True)
+        encoded = fixed + body.encode(raw=True)
         for session in sessions:
             session.send_body(f.EXECUTION_REPORT, encoded, sent)
 
