@@ -19,7 +19,8 @@ load takes as little of the shared CPU as it can). Messages are encoded with sim
 
 ``python -m bench.fix_bench`` prints the numbers as JSON (OPENBELL_BENCH_QUICK=1: 3 s).
 ``OPENBELL_FIX_BENCH_PROFILE=FILE``: record the server process with py-spy meanwhile (raw
-collapsed stacks in FILE).
+collapsed stacks in FILE); with ``OPENBELL_FIX_BENCH_PROFILE_GIL=1`` only the thread holding the
+GIL is sampled (the server is GIL-bound: where its one core of Python goes).
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def bench_fix(seconds: float = 8.0, warmup: float = 1.0) -> dict[str, float]:
                 raise RuntimeError("OPENBELL_FIX_BENCH_PROFILE needs py-spy (pip install py-spy)")
             profiler = subprocess.Popen(
                 [py_spy, "record", "-p", str(pid), "-d", str(int(seconds + warmup + 1)),
-                 "-f", "raw", "-o", profile, "-r", "200", "--nonblocking"],
+                 "-f", "raw", "-o", profile, "-r", "200", "--nonblocking",
+                 *(["--gil"] if os.environ.get("OPENBELL_FIX_BENCH_PROFILE_GIL") == "1" else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         parent.send("cpu")

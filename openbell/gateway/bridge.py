@@ -183,6 +183,11 @@ class Bridge:
         self._kind_listeners.append((listener, kinds))
         self._by_kind.clear()
 
+    def unlisten(self, listener: EventListener) -> None:
+        """Stop calling ``listener`` (given to ``listen``)."""
+        self._kind_listeners = [(fn, k) for fn, k in self._kind_listeners if fn != listener]
+        self._by_kind.clear()
+
     def _listeners_of(self, kind: type) -> tuple[EventListener, ...]:
         found = tuple(fn for fn, kinds in self._kind_listeners if kind in kinds)
         self._by_kind[kind] = found

@@ -17,6 +17,7 @@ from openbell.core.engine import Engine
 from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
 from openbell.gateway.fix import codec as f
 from openbell.gateway.fix.client import FixClient
+from openbell.gateway.fix.session import FEED_BYTES
 from openbell.gateway.keys import create_key
 from openbell.sim.flow import venue_setup
 
@@ -250,6 +251,20 @@ def test_garbage_and_wrong_checksum_are_ignored(venue: FixVenue) -> None:
     client.send(f.TEST_REQUEST, [(f.TEST_REQ_ID, "t2")])  # the same MsgSeqNum, well formed
     answer = client.expect(f.HEARTBEAT)
     assert answer.get(f.TEST_REQ_ID) == b"t2"
+    client.close()
+
+
+def test_a_burst_of_messages_in_one_write_after_garbage(venue: FixVenue) -> None:
+    """Reads are parsed in pieces (FEED_BYTES): messages straddle the pieces, and garbage
+    whose recovery point (the next BeginString) is cut in two still finds it."""
+    client = logged_on(venue, venue.key_a)
+    burst = b"".join(client.encode(f.TEST_REQUEST, [(f.TEST_REQ_ID, f"b{n}")]) for n in range(40))
+    assert len(burst) > 3 * FEED_BYTES
+    garbage = b"not FIX\x01"
+    pad = b"x" * (FEED_BYTES - len(garbage) - 3)  # "8=F" ends the first piece, "IX" starts the next
+    client.send_raw(garbage + pad + burst)
+    for n in range(40):
+        assert client.expect(f.HEARTBEAT).get(f.TEST_REQ_ID) == f"b{n}".encode()
     client.close()
 
 

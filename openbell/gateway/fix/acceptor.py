@@ -25,7 +25,7 @@ from openbell.core.types import CancelReason, OrderType, Side, TimeInForce
 from openbell.gateway.auth import Authenticator
 from openbell.gateway.bridge import Bridge, CommandResult, Waiter
 from openbell.gateway.errors import ApiError
-from openbell.gateway.fix.orders import OrderTracker, SessionOrders
+from openbell.gateway.fix.orders import TRACKED_EVENTS, OrderTracker, SessionOrders
 from openbell.gateway.fix.session import FixSession
 from openbell.gateway.fix.store import SessionStore
 from openbell.gateway.keys import ApiKey, KeyStore
@@ -108,6 +108,7 @@ class FixAcceptor:
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancels: set[asyncio.Future[None]] = set()
+        self._to_flush: list[FixSession] = []  # sessions with messages queued (``flush_soon``)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -125,7 +126,7 @@ class FixAcceptor:
                 loaded.set_exception(RuntimeError(error))
                 return
             self.tracker.load(orders)
-            self.bridge.listeners.append(self.tracker.on_event)
+            self.bridge.listen(self.tracker.on_event, TRACKED_EVENTS)
             loaded.set_result(None)
 
         self.bridge.query_then(_open_orders, on_loop)
@@ -146,11 +147,25 @@ class FixAcceptor:
             session.connection_lost(None)  # its end (and cancels) now, not after the loop stops
         if self._cancels:
             await asyncio.wait(set(self._cancels), timeout=STOP_WAIT_S)
-        if self.tracker.on_event in self.bridge.listeners:
-            self.bridge.listeners.remove(self.tracker.on_event)
+        self.bridge.unlisten(self.tracker.on_event)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+
+    def flush_soon(self, session: FixSession) -> None:
+        """Write ``session``'s queued messages at the end of the loop's current round, with
+        every other session's: one callback for them all (an ExecutionReport batch reaches
+        many sessions), not one per session."""
+        if not self._to_flush:
+            self.loop.call_soon(self._flush_all)
+        self._to_flush.append(session)
+
+    def _flush_all(self) -> None:
+        sessions = self._to_flush
+        self._to_flush = []
+        for session in sessions:
+            if session.flush_due:
+                session.flush()
 
     # -- sessions -------------------------------------------------------------------------------
     def open_store(self, sender: bytes) -> SessionStore:

@@ -204,6 +204,30 @@ def encode(
     return frame(out.encode(raw=True))
 
 
+def header_start(msg_type: bytes, sender: bytes, target: bytes) -> bytes:
+    """simplefix's encoding of a header's first fields, MsgType, SenderCompID and
+    TargetCompID: the same for every message of one type in one session, so a session
+    remembers it (``encode_body``)."""
+    out = simplefix.FixMessage()
+    out.append_pair(MSG_TYPE, msg_type)
+    out.append_pair(SENDER_COMP_ID, sender)
+    out.append_pair(TARGET_COMP_ID, target)
+    encoded: bytes = out.encode(raw=True)
+    return encoded
+
+
+def encode_body(start: bytes, seq: int, sent: bytes, body: bytes) -> bytes:
+    """``encode`` for a message whose parts simplefix already encoded: ``start``, the header's
+    first fields (``header_start``), and ``body``, the fields after the header (e.g. an
+    ExecutionReport's, encoded once for all the sessions it goes to). simplefix encodes the
+    rest of the standard header (MsgSeqNum, SendingTime); BeginString, BodyLength and
+    CheckSum go around them all."""
+    out = simplefix.FixMessage()
+    out.append_pair(MSG_SEQ_NUM, b"%d" % seq)
+    out.append_pair(SENDING_TIME, sent)
+    return frame(start + out.encode(raw=True) + body)
+
+
 def frame(body: bytes) -> bytes:
     """BeginString and BodyLength before the fields simplefix encoded (MsgType first), CheckSum
     after them. (simplefix's own ``encode()`` adds both too, but sums the checksum byte by byte
@@ -247,7 +271,9 @@ __all__ = [
     "BEGIN_STRING",
     "ParsingError",
     "encode",
+    "encode_body",
     "frame_problem",
+    "header_start",
     "new_parser",
     "parse_one",
     "parse_sending_time",

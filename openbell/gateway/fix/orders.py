@@ -9,18 +9,21 @@ too many decimals, unknown symbol) gets the business answer: an ExecutionReport 
 ExecType=8 Rejected (D), an OrderCancelReject (F, G), an OrderMassCancelReport with
 MassCancelResponse=0 (q). Message types the venue does not take: BusinessMessageReject (j).
 
-Out: ``OrderTracker`` listens to every durable event (``Bridge.listeners``, in seq order) and
-sends each FIX session of the order's account an ExecutionReport: ``OrderAccepted`` (ExecType 0),
-``Execution`` (F, with LastPx, LastQty, TradeID and Commission from the ``Trade`` that precedes
-it in the same command), ``OrderCancelled`` (4), ``OrderReplaced`` (5), ``OrderExpired`` (C).
-A command's own refusal (``Rejected``, with its figures rendered in decimals by the bridge)
-comes back through the command's waiter.
+Out: ``OrderTracker`` listens to the durable events of orders (``Bridge.listen``, in seq order)
+and sends each FIX session of the order's account an ExecutionReport: ``OrderAccepted``
+(ExecType 0), ``Execution`` (F, with LastPx, LastQty, TradeID and Commission from the ``Trade``
+that precedes it in the same command), ``OrderCancelled`` (4), ``OrderReplaced`` (5),
+``OrderExpired`` (C). A command's own refusal (``Rejected``, with its figures rendered in
+decimals by the bridge) comes back through the command's waiter.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
+
+import simplefix
 
 from openbell.core import commands as c
 from openbell.core import events as e
@@ -71,6 +74,11 @@ ORD_REJ_REASON = {
 MASS_BY_SYMBOL = b"1"
 MASS_ALL = b"7"
 AVG_PX_EXTRA_DECIMALS = 4
+# the events ``OrderTracker.on_event`` reads: the bridge calls it with these only (an order
+# brings as many balance and book events again, which concern no report)
+TRACKED_EVENTS: frozenset[type] = frozenset(
+    {e.Trade, e.OrderAccepted, e.Execution, e.OrderCancelled, e.OrderReplaced, e.OrderExpired}
+)
 
 
 class OrderInfo:
@@ -81,6 +89,7 @@ class OrderInfo:
         "cl_ord_id",
         "cum_lots",
         "cum_notional_ticks",
+        "fixed",
         "ord_type",
         "order_id",
         "pending",
@@ -118,6 +127,10 @@ class OrderInfo:
         self.cum_lots = 0
         self.cum_notional_ticks = 0
         self.pending: tuple[str, str] | None = None  # (ClOrdID, OrigClOrdID) of a cancel/replace
+        # simplefix's encoding of the report fields that never change for the order (OrderID,
+        # Account, Symbol, Side, OrdType, TimeInForce): made by its first report, kept for the
+        # next ones (an order has two or more: New, then its fills)
+        self.fixed: bytes | None = None
 
 
 def avg_price(units: InstrumentUnits, cum_notional_ticks: int, cum_lots: int) -> str:
@@ -125,6 +138,10 @@ def avg_price(units: InstrumentUnits, cum_notional_ticks: int, cum_lots: int) ->
     decimals + 4 (integers only)."""
     if cum_lots == 0:
         return "0"
+    if units.price_decimals is not None and cum_notional_ticks % cum_lots == 0:
+        # a whole number of ticks (every fill at one price): the price's own text, remembered
+        text = units.price(cum_notional_ticks // cum_lots)
+        return text.rstrip("0").rstrip(".") if "." in text else text
     step = units.price_step
     decimals = (units.price_decimals or 14) + AVG_PX_EXTRA_DECIMALS
     scaled = cum_notional_ticks * step.numerator * 10**decimals // (cum_lots * step.denominator)
@@ -172,12 +189,12 @@ class OrderTracker:
             self.orders[order_id] = info
             self.cl_ids[(account, cl)] = order_id
 
-    def _exec_id(self, seq: int) -> str:
+    def _exec_id(self, seq: int) -> bytes:
         if seq != self._exec_seq:
             self._exec_seq = seq
             self._exec_n = 0
         self._exec_n += 1
-        return f"{seq}-{self._exec_n}"
+        return b"%d-%d" % (seq, self._exec_n)
 
     def _forget(self, info: OrderInfo) -> None:
         self.orders.pop(info.order_id, None)
@@ -186,7 +203,7 @@ class OrderTracker:
             del self.cl_ids[key]
 
     def on_event(self, event: e.Event) -> None:
-        """A bridge listener: every durable event, on the loop, in seq order."""
+        """A bridge listener (``TRACKED_EVENTS``): durable events, on the loop, in seq order."""
         kind = type(event)
         info: OrderInfo | None
         if kind is e.Trade:
@@ -304,49 +321,51 @@ class OrderTracker:
         units = self.acceptor.bridge.venue.instruments.get(info.symbol)
         if units is None:
             return
-        cl_ord_id = info.cl_ord_id if pending is None else pending[0]
-        fields: Fields = [
-            (f.ORDER_ID, info.order_id),
-            (f.CL_ORD_ID, cl_ord_id),
-        ]
-        if pending is not None:
-            fields.append((f.ORIG_CL_ORD_ID, pending[1]))
-        fields += [
-            (f.EXEC_ID, self._exec_id(seq)),
-            (f.EXEC_TYPE, exec_type),
-            (f.ORD_STATUS, ord_status),
-            (f.ACCOUNT, info.account),
-            (f.SYMBOL, info.symbol),
-            (f.SIDE, SIDE_CODES[info.side]),
-            (f.ORD_TYPE, ORD_TYPE_CODES[info.ord_type]),
-            (f.TIME_IN_FORCE, TIF_CODES[info.tif]),
-            (f.ORDER_QTY, units.qty(info.quantity_lots)),
-        ]
-        if info.price_ticks and info.ord_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            fields.append((f.PRICE, units.price(info.price_ticks)))
+        sent = f.sending_time()  # TransactTime, and SendingTime for every session
+        # the body (all but the standard header) is encoded once, for all the sessions
+        fixed = info.fixed
+        if fixed is None:
+            start = simplefix.FixMessage()
+            add = start.append_pair
+            add(f.ORDER_ID, b"%d" % info.order_id)
+            add(f.ACCOUNT, b"%d" % info.account)
+            add(f.SYMBOL, info.symbol.encode())
+            add(f.SIDE, SIDE_CODES[info.side])
+            add(f.ORD_TYPE, ORD_TYPE_CODES[info.ord_type])
+            add(f.TIME_IN_FORCE, TIF_CODES[info.tif])
+            fixed = info.fixed = start.encode(raw=True)
+        body = simplefix.FixMessage()
+        add = body.append_pair
+        if pending is None:
+            add(f.CL_ORD_ID, info.cl_ord_id.encode())
+        else:
+            add(f.CL_ORD_ID, pending[0].encode())
+            add(f.ORIG_CL_ORD_ID, pending[1].encode())
+        add(f.EXEC_ID, self._exec_id(seq))
+        add(f.EXEC_TYPE, exec_type)
+        add(f.ORD_STATUS, ord_status)
+        kind = info.ord_type
+        add(f.ORDER_QTY, units.qty(info.quantity_lots).encode())
+        if info.price_ticks and (kind is OrderType.LIMIT or kind is OrderType.STOP_LIMIT):
+            add(f.PRICE, units.price(info.price_ticks).encode())
         if info.stop_price_ticks:
-            fields.append((f.STOP_PX, units.price(info.stop_price_ticks)))
+            add(f.STOP_PX, units.price(info.stop_price_ticks).encode())
         if execution is not None:
-            fields += [
-                (f.LAST_PX, units.price(execution.last_price_ticks)),
-                (f.LAST_QTY, units.qty(execution.last_lots)),
-            ]
-        fields += [
-            (f.CUM_QTY, units.qty(info.cum_lots)),
-            (f.LEAVES_QTY, units.qty(leaves_lots)),
-            (f.AVG_PX, avg_price(units, info.cum_notional_ticks, info.cum_lots)),
-        ]
+            add(f.LAST_PX, units.price(execution.last_price_ticks).encode())
+            add(f.LAST_QTY, units.qty(execution.last_lots).encode())
+        add(f.CUM_QTY, units.qty(info.cum_lots).encode())
+        add(f.LEAVES_QTY, units.qty(leaves_lots).encode())
+        add(f.AVG_PX, avg_price(units, info.cum_notional_ticks, info.cum_lots).encode())
         if trade is not None:
             fee = trade.buy_fee_minor if info.side is Side.BUY else trade.sell_fee_minor
-            fields += [
-                (f.TRADE_ID, trade.trade_id),
-                (f.COMMISSION, amount(fee, units.quote_scale)),
-                (f.COMM_TYPE, b"3"),  # absolute
-                (f.COMM_CURRENCY, units.spec.quote_asset),
-            ]
-        fields.append((f.TRANSACT_TIME, f.sending_time()))
+            add(f.TRADE_ID, b"%d" % trade.trade_id)
+            add(f.COMMISSION, amount(fee, units.quote_scale).encode())
+            add(f.COMM_TYPE, b"3")  # absolute
+            add(f.COMM_CURRENCY, units.spec.quote_asset.encode())
+        add(f.TRANSACT_TIME, sent)
+        encoded = fixed + body.encode(raw=True)
         for session in sessions:
-            session.send(f.EXECUTION_REPORT, fields)
+            session.send_body(f.EXECUTION_REPORT, encoded, sent)
 
 
 class FixWaiter(Waiter):
@@ -360,7 +379,7 @@ class FixWaiter(Waiter):
         session: FixSession,
         kind: bytes,
         message_seq: int,
-        refs: dict[bytes, bytes | str | int],
+        refs: Mapping[bytes, bytes | str | int],
     ) -> None:
         super().__init__(session.orders.viewer if session.orders is not None else frozenset())
         self.session = session
@@ -493,7 +512,7 @@ class SessionOrders:
         return units
 
     def _submit(
-        self, command: c.Command, kind: bytes, seq: int, refs: dict[bytes, bytes | str | int]
+        self, command: c.Command, kind: bytes, seq: int, refs: Mapping[bytes, bytes | str | int]
     ) -> None:
         waiter = FixWaiter(self.session, kind, seq, refs)
         waiter.poss_dup = self.poss_dup
@@ -513,13 +532,10 @@ class SessionOrders:
         if tif is None:
             raise BadValue(f.TIME_IN_FORCE, "TimeInForce must be 0, 1, 3 or 4")
         account = self._account(message)
-        refs: dict[bytes, bytes | str | int] = {
-            f.CL_ORD_ID: cl_ord_id,
-            f.SYMBOL: symbol,
-            f.SIDE: SIDE_CODES[side],
-            f.ORDER_QTY: quantity,
-            f.ACCOUNT: account,
-        }
+        # what a refusal repeats (ClOrdID, Symbol, Side, OrderQty, Account): the message's own
+        # fields, with the account it was taken for (no dict of them per order)
+        message[f.ACCOUNT] = b"%d" % account
+        refs = message
         needs_price = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
         needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
         price = message.get(f.PRICE)
@@ -674,7 +690,7 @@ class SessionOrders:
     def refused(
         self,
         kind: bytes,
-        refs: dict[bytes, bytes | str | int],
+        refs: Mapping[bytes, bytes | str | int],
         text: str,
         *,
         reason: RejectReason | None = None,

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("openbell.fix")
 
 LOGON_TIMEOUT_S = 10.0
+FEED_BYTES = 1024  # a read is given to the parser in pieces of this size (``data_received``)
 MAX_PENDING_BYTES = 1 << 20  # an incomplete message longer than this ends the connection
 RESENT_HEADER_TAGS = frozenset(
     {b"8", b"9", b"35", b"49", b"56", b"34", b"52", b"43", b"122", b"10"}
@@ -58,7 +59,8 @@ class FixSession(asyncio.Protocol):
         self.test_count = 0
         self.resend_until = 0  # > 0: a ResendRequest of ours is outstanding up to this seq
         self._out: list[bytes] = []
-        self._flush_scheduled = False
+        self._starts: dict[bytes, bytes] = {}  # MsgType -> its header's start (``send_body``)
+        self.flush_due = False
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio --------------------------------------------------------------------------------
@@ -84,6 +86,24 @@ class FixSession(asyncio.Protocol):
             return
         self.last_in = time.monotonic()
         self.test_sent_at = 0.0
+        # simplefix's parser cuts every field it reads off the front of its buffer (a copy of
+        # the rest): fed a whole read (tens of messages), that copying is a tenth of its time
+        size = len(data)
+        if size <= FEED_BYTES:
+            self._parse(data)
+        else:
+            for start in range(0, size, FEED_BYTES):
+                if self.closing:
+                    break
+                self._parse(data[start : start + FEED_BYTES])
+        # written at the end of the loop's round, with the other sessions' and the reports
+        if not self.flush_due:
+            self.flush_due = True
+            self.acceptor.flush_soon(self)
+
+    def _parse(self, data: bytes) -> None:
+        """Feed ``data`` to the session's simplefix parser and handle every message it
+        completes."""
         parser = self.parser
         parser.append_buffer(data)
         while not self.closing:
@@ -98,6 +118,10 @@ class FixSession(asyncio.Protocol):
                 if start >= 0:
                     parser.append_buffer(rest[start:])
                     continue
+                # a BeginString may begin in these last bytes and end in the next piece
+                begin = rest.find(b"8", len(rest) - 4)
+                if begin >= 0:
+                    parser.append_buffer(rest[begin:])
                 break
             if message is None:
                 if parser.buf and len(parser.buf) < pending:
@@ -112,7 +136,6 @@ class FixSession(asyncio.Protocol):
             except Exception:  # one message must never take the session or the loop down
                 log.exception("fix %s: message failed", self.sender)
                 self.logout(b"internal error", close=True)
-        self.flush()
 
     # -- sending --------------------------------------------------------------------------------
     def send(self, msg_type: bytes, fields: list[tuple[bytes, bytes | str | int]]) -> None:
@@ -126,22 +149,36 @@ class FixSession(asyncio.Protocol):
             store.record_admin(seq)
         else:
             store.record_app(seq, encoded)
-        self._out.append(encoded)
-        self._schedule_flush()
+        self._queue(encoded)
+
+    def send_body(self, msg_type: bytes, body: bytes, sent: bytes) -> None:
+        """An application message whose fields after the header simplefix already encoded
+        (``body``, shared by every session it goes to), sent at ``sent``."""
+        store = self.store
+        if store is None or self.closing or self.transport is None:
+            return
+        seq = store.next_out
+        store.next_out = seq + 1
+        start = self._starts.get(msg_type)
+        if start is None:
+            start = self._starts[msg_type] = f.header_start(msg_type, self.comp_id, self.sender)
+        encoded = f.encode_body(start, seq, sent, body)
+        store.record_app(seq, encoded)
+        self._queue(encoded)
 
     def send_raw(self, encoded: bytes) -> None:
         """A resent message (its seq already used)."""
-        self._out.append(encoded)
-        self._schedule_flush()
+        self._queue(encoded)
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.acceptor.loop.call_soon(self.flush)
+    def _queue(self, encoded: bytes) -> None:
+        self._out.append(encoded)
+        if not self.flush_due:
+            self.flush_due = True
+            self.acceptor.flush_soon(self)
 
     def flush(self) -> None:
         """The store's records first, then the bytes to the socket (one write)."""
-        self._flush_scheduled = False
+        self.flush_due = False
         if self.store is not None:
             self.store.flush()
         if self._out:
@@ -252,7 +289,10 @@ class FixSession(asyncio.Protocol):
         self._dispatch(message, msg_type, seq)
 
     def _dispatch(self, message: f.Fields, msg_type: bytes | None, seq: int) -> None:
-        if msg_type is None:
+        if msg_type is not None and msg_type not in f.ADMIN_TYPES:
+            assert self.orders is not None
+            self.orders.on_message(message, msg_type, seq)
+        elif msg_type is None:
             self.reject(seq, f.REQUIRED_TAG_MISSING, "MsgType missing", f.MSG_TYPE)
         elif msg_type == f.HEARTBEAT:
             pass
@@ -272,9 +312,6 @@ class FixSession(asyncio.Protocol):
             log.info("fix %s: client rejected %r", self.sender, message.get(f.REF_SEQ_NUM))
         elif msg_type == f.LOGON:
             self.reject(seq, f.VALUE_INCORRECT, "already logged on", b"", msg_type)
-        else:
-            assert self.orders is not None
-            self.orders.on_message(message, msg_type, seq)
 
     def _sequence_reset(self, message: f.Fields, seq: int) -> None:
         store = self.store

@@ -35,6 +35,7 @@ class SessionStore:
         self.next_in = 1  # MsgSeqNum expected from the client
         self.sent: dict[int, tuple[int, int]] = {}  # app message seq -> (offset, length)
         self._pending = bytearray()
+        self._last_in = -1  # the client's last message processed, not yet in ``_pending``
         self._fd = -1
         self._size = 0
 
@@ -119,14 +120,19 @@ class SessionStore:
         self._pending += b"A %d\n" % seq
 
     def record_in(self, seq: int) -> None:
-        self._pending += b"I %d\n" % seq
+        """The client's message ``seq`` is processed: one ``I`` record per flush, the last
+        (a read brings tens of messages, and recovery keeps only the last ``I`` anyway)."""
+        self._last_in = seq
 
     def set_next_in(self, next_in: int) -> None:
         """After a SequenceReset: the next MsgSeqNum expected."""
         self.next_in = next_in
-        self._pending += b"I %d\n" % (next_in - 1)
+        self._last_in = next_in - 1
 
     def flush(self) -> None:
+        if self._last_in >= 0:
+            self._pending += b"I %d\n" % self._last_in
+            self._last_in = -1
         if self._pending and self._fd >= 0:
             view = memoryview(self._pending)
             while view:
