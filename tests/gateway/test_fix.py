@@ -17,6 +17,7 @@ from openbell.core.engine import Engine
 from openbell.gateway.app import Gateway, GatewayConfig, GatewayServer
 from openbell.gateway.fix import codec as f
 from openbell.gateway.fix.client import FixClient
+from openbell.gateway.fix.orders import PLACED_PRUNE_MIN
 from openbell.gateway.fix.session import FEED_BYTES
 from openbell.gateway.keys import create_key
 from openbell.sim.flow import venue_setup
@@ -563,3 +564,23 @@ def test_logon_with_reset_starts_both_sides_at_one(venue: FixVenue) -> None:
     gap = again.expect(f.SEQUENCE_RESET)  # nothing from before the reset comes back
     assert gap.get(f.NEW_SEQ_NO) == b"3"
     again.close()
+
+
+def test_ended_orders_do_not_pile_up_in_the_session(venue: FixVenue) -> None:
+    """A session remembers the orders it placed, for cancel-on-disconnect. Orders that ended
+    (here IOC orders whose rest is cancelled at once, ending before their acceptance reaches
+    the session) are pruned: the set is bounded by open orders, not by every order sent."""
+    client = logged_on(venue, venue.key_a, cancel_on_disconnect=True)
+    count = PLACED_PRUNE_MIN + 200
+    for n in range(count):
+        ioc = order(f"IOC{n}", b"1", "1", "95.00")
+        ioc[6] = (f.TIME_IN_FORCE, b"3")
+        client.send(f.NEW_ORDER_SINGLE, ioc)
+    for _ in range(count):
+        assert report(client).get(f.EXEC_TYPE) == b"0"
+        assert report(client).get(f.EXEC_TYPE) == b"4"  # the unfilled rest, cancelled
+    assert venue.gateway.fix is not None
+    session = venue.gateway.fix.sessions[client.sender]
+    assert session.orders is not None
+    assert len(session.orders.placed) < PLACED_PRUNE_MIN
+    client.close()

@@ -432,6 +432,9 @@ def _enum(table: dict[bytes, T], message: f.Fields, tag: bytes, what: str) -> T:
     return found
 
 
+PLACED_PRUNE_MIN = 1024  # a session's placed-order set is pruned from this size on
+
+
 class SessionOrders:
     """The application layer of one logged-on session."""
 
@@ -442,6 +445,7 @@ class SessionOrders:
         self.viewer = frozenset(key.accounts) if key.role is Role.TRADER else None
         self.default_account = key.accounts[0] if len(key.accounts) == 1 else None
         self.placed: set[int] = set()  # orders this session placed (cancel-on-disconnect)
+        self._prune_at = PLACED_PRUNE_MIN  # ``placed``'s size that prunes its ended orders
         self.accounts: set[int] = set(key.accounts) if key.role is Role.TRADER else set()
         self.request_prefix = f"{key.key_id}:fix:{session.sender.decode()}:"
         self.poss_dup = False  # the message being handled has PossDupFlag=Y
@@ -671,7 +675,7 @@ class SessionOrders:
         if waiter.kind == f.NEW_ORDER_SINGLE:
             for event in raw:
                 if type(event) is e.OrderAccepted:
-                    self.placed.add(event.order_id)
+                    self._add_placed(event.order_id)
                     break
         elif waiter.kind == f.ORDER_MASS_CANCEL_REQUEST:
             cancelled = sum(1 for event in raw if type(event) is e.OrderCancelled)
@@ -748,6 +752,18 @@ class SessionOrders:
                 fields.append((f.SYMBOL, refs[f.SYMBOL]))
             fields.append((f.TEXT, text))
             session.send(f.ORDER_MASS_CANCEL_REPORT, fields)
+
+    def _add_placed(self, order_id: int) -> None:
+        """Remember an order this session placed. Orders that have ended are dropped in
+        amortized O(1): once the set doubles past its size at the last pruning, it keeps only
+        the ids the tracker still holds open (an order may end, e.g. fill at once, before its
+        acceptance reaches this session, so ``_forget`` alone could not keep the set small)."""
+        placed = self.placed
+        placed.add(order_id)
+        if len(placed) >= self._prune_at:
+            open_ids = self.acceptor.tracker.orders
+            self.placed = placed = {o for o in placed if o in open_ids}
+            self._prune_at = max(PLACED_PRUNE_MIN, 2 * len(placed))
 
     def open_orders(self) -> dict[int, list[int]]:
         """This session's open orders, by account (cancel-on-disconnect)."""
