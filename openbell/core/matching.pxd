@@ -11,6 +11,8 @@ cdef long long TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT
 cdef long long TIF_GTC, TIF_DAY, TIF_IOC, TIF_FOK
 cdef long long STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL
 cdef long long NO_AGGRESSOR
+cdef Py_ssize_t P_ACCOUNT, P_SYMBOL, P_CLIENT_ID, P_SIDE, P_LOTS, P_PRICE, P_TYPE, P_TIF
+cdef Py_ssize_t P_POST_ONLY, P_STP, P_REQUEST_ID, C_ACCOUNT, C_ORDER_ID, C_REQUEST_ID
 
 cpdef long long fee_of(long long notional, long long bps) noexcept
 
@@ -98,7 +100,7 @@ cdef class MatchingCore:
 
     @cython.locals(events=list, kind=object)
     cpdef list apply(self, long long seq, long long ts_ns, object cmd)
-    @cython.locals(events=list, kind=object, trades_before=cython.longlong)
+    @cython.locals(events=list, kind=object, trades_before=cython.longlong, fields=tuple)
     cdef list _apply(self, long long seq, long long ts_ns, object cmd)
     cdef list _after_pre(self, list first)
     cpdef _timers(self)
@@ -139,7 +141,7 @@ cdef class MatchingCore:
                    stop=cython.longlong, hold=cython.longlong, bal=AssetBalances,
                    pool=OrderPool, slot=cython.longlong,
                    order_type=cython.longlong, open_count=cython.longlong)
-    cdef void _place(self, object cmd) except *
+    cdef void _place(self, object cmd, tuple fields) except *
     cpdef check_user_account(self, object account)
     @cython.locals(band=cython.longlong, ref=cython.longlong, width=cython.longlong)
     cdef void _check_price(self, Instrument inst, object price) except *
@@ -196,7 +198,7 @@ cdef class MatchingCore:
     cpdef long long owned_order(self, object account, object order_id) except? -1
     @cython.locals(slot=cython.longlong)
     cdef long long _owned_order(self, object account, object order_id) except? -1
-    cdef void _cancel(self, object cmd) except *
+    cdef void _cancel(self, tuple fields) except *
     @cython.locals(pool=OrderPool, inst=Instrument, events=list,
                    level=Level, leaves=cython.longlong, hold=cython.longlong,
                    bal=AssetBalances, account=cython.longlong)
