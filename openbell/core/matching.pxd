@@ -10,7 +10,7 @@ cdef long long _BUY, _SELL, FIRST_USER
 cdef long long TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT
 cdef long long TIF_GTC, TIF_DAY, TIF_IOC, TIF_FOK
 cdef long long STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL
-cdef long long NO_AGGRESSOR
+cdef long long NO_AGGRESSOR, _BPS
 cdef Py_ssize_t P_ACCOUNT, P_SYMBOL, P_CLIENT_ID, P_SIDE, P_LOTS, P_PRICE, P_TYPE, P_TIF
 cdef Py_ssize_t P_POST_ONLY, P_STP, P_REQUEST_ID, C_ACCOUNT, C_ORDER_ID, C_REQUEST_ID
 
@@ -83,7 +83,9 @@ cdef class MatchingCore:
     cdef public long long results_next
     cdef public object seq_obj
     cdef public list events
-    cdef public dict touched
+    cdef public list touched_accounts
+    cdef public list touched_bals
+    cdef public long long touch_gen
     cdef public dict handlers
     cdef public bint emit
     cdef public long long ts_s
@@ -125,13 +127,15 @@ cdef class MatchingCore:
     cpdef _volatility_trip(self, Instrument inst, long long price)
     @cython.locals(out=list, seq=cython.longlong, events=list)
     cpdef list apply_batch(self, long long first_seq, long long ts_ns, list commands, bint emit=*)
-    @cython.locals(events=list, account=cython.longlong, bal=AssetBalances)
+    @cython.locals(events=list, account=cython.longlong, bal=AssetBalances, accounts=list,
+                   bals=list, i=cython.Py_ssize_t)
     cdef void _balance_events(self) except *
     @cython.locals(ring=list, at=cython.longlong)
     cdef void _remember(self, object request_id) except *
     cpdef remember_all(self, dict results)
     cpdef flush_balances(self)
     cpdef touch(self, long long account, AssetBalances bal)
+    cdef void _touch(self, long long account, AssetBalances bal) except *
     cdef void _grow_open_counts(self, long long account) except *
     cpdef count_open_order(self, long long account)
     cpdef long long open_orders_of(self, long long account)
@@ -175,7 +179,7 @@ cdef class MatchingCore:
                    b=cython.longlong, s=cython.longlong, new_hold=cython.longlong,
                    paid=cython.longlong, refund=cython.longlong, shares=cython.longlong,
                    trade_id=cython.longlong, events=list,
-                   leaves=cython.longlong, touched=dict)
+                   leaves=cython.longlong)
     cdef void _execute(self, Instrument inst, long long maker, long long taker, long long price,
                       long long lots, long long aggressor) except *
     @cython.locals(pool=OrderPool, account=cython.longlong, count=cython.longlong)

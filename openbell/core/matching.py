@@ -141,9 +141,13 @@ _NOT_FLOWS = frozenset({c.SetPhase, c.Tick, c.ResumeBreaker, c.SetLossLimit})
 NO_BAND_HIGH = MAX_PRICE_TICKS + 1  # no dynamic band: no price is above it
 
 
+_BPS = BPS_DENOMINATOR  # a C constant when compiled: fee and band arithmetic stays in C
+
+
 def fee_of(notional: int, bps: int) -> int:
-    """floor(notional * bps / 10_000) without forming the product (it may not fit 64 bits)."""
-    return notional // BPS_DENOMINATOR * bps + notional % BPS_DENOMINATOR * bps // BPS_DENOMINATOR
+    """floor(notional * bps / 10_000) without forming the product (it may not fit 64 bits).
+    ``bps`` is at most ``MAX_FEE_BPS`` (validated at listing), so no term overflows."""
+    return notional // _BPS * bps + notional % _BPS * bps // _BPS
 
 
 class Instrument:
@@ -215,7 +219,7 @@ class Instrument:
             self.copy_band()
         band = self.band_bps
         if band and price_ticks and not self.band_free:
-            width = price_ticks * band // BPS_DENOMINATOR
+            width = price_ticks * band // _BPS
             self.band_low_ticks = max(1, price_ticks - width)
             self.band_high_ticks = min(MAX_PRICE_TICKS, price_ticks + width)
         else:
@@ -308,8 +312,14 @@ class MatchingCore:
         self.seq_obj: int = 0
         self.events: list[Any] = []
         # (account, asset) pairs whose balances changed during the command, in first-change
-        # order; each becomes one BalanceChanged event at the end.
-        self.touched: dict[tuple[int, str], AssetBalances] = {}
+        # order, as two parallel lists; each pair becomes one BalanceChanged event at the end.
+        # A pair is listed once: its asset's ``marks`` column holds, per account, the
+        # ``touch_gen`` it was last listed in (C array reads, no tuple keys or dict), and the
+        # generation moves on when the lists are emptied. Cost: one array compare per change,
+        # two list appends per pair.
+        self.touched_accounts: list[int] = []
+        self.touched_bals: list[AssetBalances] = []
+        self.touch_gen = 1
         self.handlers: dict[type, Callable[[Any], None]] = {}
         self.emit = True  # False while a replay applies commands without building events
         # Circuit breakers (``breakers.py``; settings by the commands in
@@ -379,7 +389,7 @@ class MatchingCore:
             if self.loss_on and self.next_trade_id != trades_before:
                 self.check_losses()
         except Reject as reject:
-            if events or self.touched:
+            if events or self.touched_bals:
                 self._fail(f"seq {seq}: rejected after a change ({reject.reason})")
             return self._after_pre(
                 [
@@ -397,7 +407,7 @@ class MatchingCore:
             self._fail(f"seq {seq}: {violation}")
         except BaseException as error:  # a bug or an interrupt mid-mutation: untrustworthy state
             self._fail(f"seq {seq}: {type(error).__name__}: {error}")
-        if self.touched:
+        if self.touched_bals:
             self._balance_events()
         if request_id:
             self._remember(request_id)
@@ -620,19 +630,25 @@ class MatchingCore:
         return out
 
     def _balance_events(self) -> None:
+        accounts = self.touched_accounts
+        bals = self.touched_bals
         if self.emit:
             events = self.events
             seq = self.seq_obj
-            for (account, asset), bal in self.touched.items():
+            for i in range(len(bals)):
+                account = accounts[i]
+                bal = bals[i]
                 events.append(
-                    _BalanceChanged(seq, account, asset, bal.av[account], bal.fr[account])
+                    _BalanceChanged(seq, account, bal.asset, bal.av[account], bal.fr[account])
                 )
-        self.touched.clear()
+        accounts.clear()
+        bals.clear()
+        self.touch_gen += 1
 
     def flush_balances(self) -> None:
         """Turn the balances changed so far into BalanceChanged events (a timer's changes,
         reported before the command that brought the time)."""
-        if self.touched:
+        if self.touched_bals:
             self._balance_events()
 
     def _grow_open_counts(self, account: int) -> None:
@@ -661,7 +677,16 @@ class MatchingCore:
         raise InvariantViolation(why)
 
     def touch(self, account: int, bal: AssetBalances) -> None:
-        self.touched[(account, bal.asset)] = bal
+        """``account``'s balance of ``bal``'s asset changed: a BalanceChanged at the end."""
+        self._touch(account, bal)
+
+    def _touch(self, account: int, bal: AssetBalances) -> None:
+        if account >= len(bal.mk):
+            bal.grow_marks(account)
+        if bal.mk[account] != self.touch_gen:
+            bal.mk[account] = self.touch_gen
+            self.touched_accounts.append(account)
+            self.touched_bals.append(bal)
 
     # ======================================================================================
     # Placing an order
@@ -740,7 +765,7 @@ class MatchingCore:
             # ---- validated: mutations start here ----
             bal.av[account] -= hold
             bal.fr[account] += hold
-            self.touched[(account, bal.asset)] = bal
+            self._touch(account, bal)
         order_id = self.next_order_id  # boxed once: the index key and the event
         self.next_order_id = order_id + 1
         pool = self.pool
@@ -821,7 +846,7 @@ class MatchingCore:
         band = inst.band_bps
         ref = inst.reference_price_ticks
         if band and ref and not inst.band_free:
-            width = ref * band // BPS_DENOMINATOR
+            width = ref * band // _BPS
             if price > ref + width or price < ref - width:
                 sym = inst.symbol
                 raise Reject(
@@ -833,7 +858,7 @@ class MatchingCore:
     def _protection_price(self, inst: Instrument, side: int, ref: int) -> int:
         """The worst price a market order may execute at: ``ref`` ± the protection width,
         never beyond the price band."""
-        width = ref * inst.market_protection_bps // BPS_DENOMINATOR
+        width = ref * inst.market_protection_bps // _BPS
         if side == _BUY:
             return min(ref + width, inst.band_high_ticks)
         return max(ref - width, inst.band_low_ticks)
@@ -1102,14 +1127,11 @@ class MatchingCore:
             if b >= len(base.av):
                 base.ensure(b)
             base.av[b] += shares
-            touched = self.touched
-            qasset = quote.asset
-            basset = base.asset
-            touched[(b, qasset)] = quote
-            touched[(b, basset)] = base
-            touched[(s, qasset)] = quote
-            touched[(s, basset)] = base
-            touched[(FEE_ACCOUNT, qasset)] = quote
+            self._touch(b, quote)
+            self._touch(b, base)
+            self._touch(s, quote)
+            self._touch(s, base)
+            self._touch(FEE_ACCOUNT, quote)
         trade_id = self.next_trade_id
         self.next_trade_id = trade_id + 1
         seq = self.seq_obj
@@ -1193,7 +1215,7 @@ class MatchingCore:
             bal.fr[account] -= release
             bal.av[account] += release
             pool.hold[slot] = need
-            self.touched[(account, bal.asset)] = bal
+            self._touch(account, bal)
 
     def _reduce(
         self, inst: Instrument, slot: int, lots: int, reason: CancelReason, resting: bool
@@ -1338,7 +1360,7 @@ class MatchingCore:
             bal.fr[account] -= hold
             bal.av[account] += hold
             pool.hold[slot] = 0
-            self.touched[(account, bal.asset)] = bal
+            self._touch(account, bal)
         if self.emit:
             events.append(
                 _OrderCancelled(
@@ -1434,7 +1456,7 @@ class MatchingCore:
             bal.av[account] -= extra
             bal.fr[account] += extra
             pool.hold[slot] = need
-            self.touched[(account, bal.asset)] = bal
+            self._touch(account, bal)
         if self.emit:
             self.events.append(
                 e.OrderReplaced(self.seq_obj, order_id, account, price, lots, new_leaves, False)
