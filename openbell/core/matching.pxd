@@ -75,7 +75,7 @@ cdef class MatchingCore:
     cdef public long long next_order_id
     cdef public long long next_trade_id
     cdef public object failure
-    cdef public dict live_client_ids
+    cdef public list client_index
     cdef public object open_counts_arr
     cdef long long[::1] open_counts
     cdef public dict results
@@ -134,6 +134,8 @@ cdef class MatchingCore:
     cdef void _remember(self, object request_id) except *
     cpdef remember_all(self, dict results)
     cpdef flush_balances(self)
+    cpdef object live_order_id(self, long long account, str client_order_id)
+    cpdef remember_client_id(self, long long account, str client_order_id, object order_id)
     cpdef touch(self, long long account, AssetBalances bal)
     cdef void _touch(self, long long account, AssetBalances bal) except *
     cdef void _grow_open_counts(self, long long account) except *
@@ -143,7 +145,7 @@ cdef class MatchingCore:
     @cython.locals(inst=Instrument, account=cython.longlong, lots=cython.longlong,
                    side=cython.longlong, price=cython.longlong, tif=cython.longlong,
                    stop=cython.longlong, hold=cython.longlong, bal=AssetBalances,
-                   pool=OrderPool, slot=cython.longlong,
+                   pool=OrderPool, slot=cython.longlong, client_ids=dict,
                    order_type=cython.longlong, open_count=cython.longlong)
     cdef void _place(self, object cmd, tuple fields) except *
     cpdef check_user_account(self, object account)
@@ -182,7 +184,8 @@ cdef class MatchingCore:
                    leaves=cython.longlong)
     cdef void _execute(self, Instrument inst, long long maker, long long taker, long long price,
                       long long lots, long long aggressor) except *
-    @cython.locals(pool=OrderPool, account=cython.longlong, count=cython.longlong)
+    @cython.locals(pool=OrderPool, account=cython.longlong, count=cython.longlong,
+                   client_ids=dict)
     cdef void _finish(self, long long slot) except *
     @cython.locals(pool=OrderPool, side=cython.longlong, need=cython.longlong,
                    release=cython.longlong, bal=AssetBalances, account=cython.longlong)

@@ -298,7 +298,11 @@ class MatchingCore:
         self.next_order_id = 1
         self.next_trade_id = 1
         self.failure: str | None = None
-        self.live_client_ids: dict[tuple[int, str], int] = {}
+        # Open orders' client order ids: per account (indexed by account id; None until the
+        # account places an order), a dict client order id -> order id. Keyed by the id string
+        # alone, whose hash the string caches: no (account, id) tuple to build and hash on
+        # every place, check and finish. ``live_order_id`` reads it.
+        self.client_index: list[dict[str, int] | None] = []
         # Open orders per account, indexed by account id (grows with the accounts that trade).
         self.open_counts_arr: array[int] = array("q")
         self.open_counts = self.open_counts_arr
@@ -676,6 +680,23 @@ class MatchingCore:
         self.failure = why
         raise InvariantViolation(why)
 
+    def live_order_id(self, account: int, client_order_id: str) -> int | None:
+        """The id of ``account``'s open order with that client order id, if any."""
+        if not 0 <= account < len(self.client_index):
+            return None
+        client_ids = self.client_index[account]
+        return None if client_ids is None else client_ids.get(client_order_id)
+
+    def remember_client_id(self, account: int, client_order_id: str, order_id: int) -> None:
+        """Index an open order's client order id (a snapshot's restore)."""
+        if account >= len(self.client_index):
+            self.client_index.extend([None] * (account + 1 - len(self.client_index)))
+        client_ids = self.client_index[account]
+        if client_ids is None:
+            client_ids = {}
+            self.client_index[account] = client_ids
+        client_ids[client_order_id] = order_id
+
     def touch(self, account: int, bal: AssetBalances) -> None:
         """``account``'s balance of ``bal``'s asset changed: a BalanceChanged at the end."""
         self._touch(account, bal)
@@ -742,8 +763,13 @@ class MatchingCore:
             price_obj = price
         if price * lots > inst.max_notional_minor // inst.tick_value:
             raise Reject(R.MAX_NOTIONAL_EXCEEDED)
-        key = (account_obj, client_order_id)
-        if key in self.live_client_ids:
+        if account >= len(self.client_index):
+            self.client_index.extend([None] * (account + 1 - len(self.client_index)))
+        client_ids = self.client_index[account]
+        if client_ids is None:
+            client_ids = {}
+            self.client_index[account] = client_ids
+        elif client_order_id in client_ids:
             raise Reject(R.DUPLICATE_CLIENT_ORDER_ID, client_order_id)
         if account >= len(self.open_counts):
             self._grow_open_counts(account)
@@ -788,10 +814,9 @@ class MatchingCore:
         pool.stop[slot] = stop
         pool.hold[slot] = hold
         pool.client_ids[slot] = client_order_id
-        pool.client_keys[slot] = key
         pool.id_objs[slot] = order_id
         pool.account_objs[slot] = account_obj
-        self.live_client_ids[key] = order_id
+        client_ids[client_order_id] = order_id
         self.open_counts[account] = open_count + 1
         if self.emit:
             self.events.append(
@@ -1192,7 +1217,9 @@ class MatchingCore:
                 f"order {pool.order_id[slot]} ends with hold {pool.hold[slot]}"
             )
         account = pool.account[slot]
-        del self.live_client_ids[pool.client_keys[slot]]  # type: ignore[arg-type]
+        client_ids = self.client_index[account]
+        assert client_ids is not None
+        del client_ids[pool.client_ids[slot]]
         self.open_counts[account] -= 1
         pool.release(slot)
 
