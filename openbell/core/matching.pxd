@@ -10,7 +10,7 @@ cdef long long _BUY, _SELL, FIRST_USER
 cdef long long TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT
 cdef long long TIF_GTC, TIF_DAY, TIF_IOC, TIF_FOK
 cdef long long STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL
-cdef long long NO_AGGRESSOR, _BPS
+cdef long long NO_AGGRESSOR, _BPS, _NS_PER_S
 cdef Py_ssize_t P_ACCOUNT, P_SYMBOL, P_CLIENT_ID, P_SIDE, P_LOTS, P_PRICE, P_TYPE, P_TIF
 cdef Py_ssize_t P_POST_ONLY, P_STP, P_REQUEST_ID, C_ACCOUNT, C_ORDER_ID, C_REQUEST_ID
 
@@ -76,6 +76,8 @@ cdef class MatchingCore:
     cdef public long long next_trade_id
     cdef public object failure
     cdef public list client_index
+    cdef public str last_symbol
+    cdef public Instrument last_inst
     cdef public object open_counts_arr
     cdef long long[::1] open_counts
     cdef public dict results

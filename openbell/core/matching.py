@@ -141,6 +141,7 @@ _NOT_FLOWS = frozenset({c.SetPhase, c.Tick, c.ResumeBreaker, c.SetLossLimit})
 NO_BAND_HIGH = MAX_PRICE_TICKS + 1  # no dynamic band: no price is above it
 
 
+_NS_PER_S = NS_PER_S  # a C constant when compiled
 _BPS = BPS_DENOMINATOR  # a C constant when compiled: fee and band arithmetic stays in C
 
 
@@ -303,6 +304,10 @@ class MatchingCore:
         # alone, whose hash the string caches: no (account, id) tuple to build and hash on
         # every place, check and finish. ``live_order_id`` reads it.
         self.client_index: list[dict[str, int] | None] = []
+        # The instrument the last order named (orders come in runs on one symbol): a string
+        # compare instead of a dict lookup. Instruments are never removed or replaced.
+        self.last_symbol = ""
+        self.last_inst: Instrument | None = None
         # Open orders per account, indexed by account id (grows with the accounts that trade).
         self.open_counts_arr: array[int] = array("q")
         self.open_counts = self.open_counts_arr
@@ -355,7 +360,7 @@ class MatchingCore:
         self.seq = seq
         self.seq_obj = seq  # the caller's int object, put in every event of the command
         self.ts_ns = ts_ns
-        self.ts_s = ts_ns // NS_PER_S
+        self.ts_s = ts_ns // _NS_PER_S
         trades_before = self.next_trade_id
         if ts_ns >= self.next_timer_ns:
             self._timers()
@@ -715,9 +720,15 @@ class MatchingCore:
     def _place(self, cmd: c.PlaceOrder, fields: tuple[Any, ...]) -> None:
         """``fields``: the command's fields (``astuple``), read once."""
         symbol = fields[P_SYMBOL]
-        inst = self.instruments.get(symbol)
-        if inst is None:
-            raise Reject(R.UNKNOWN_INSTRUMENT, symbol)
+        if symbol == self.last_symbol and self.last_inst is not None:
+            inst = self.last_inst
+        else:
+            inst = self.instruments.get(symbol)
+            if inst is None:
+                raise Reject(R.UNKNOWN_INSTRUMENT, symbol)
+            if type(symbol) is str:
+                self.last_symbol = symbol
+                self.last_inst = inst
         account_obj = fields[P_ACCOUNT]
         lots_obj = fields[P_LOTS]
         client_order_id = fields[P_CLIENT_ID]
