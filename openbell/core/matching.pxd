@@ -147,7 +147,7 @@ cdef class MatchingCore:
     @cython.locals(inst=Instrument, account=cython.longlong, lots=cython.longlong,
                    side=cython.longlong, price=cython.longlong, tif=cython.longlong,
                    stop=cython.longlong, hold=cython.longlong, bal=AssetBalances,
-                   pool=OrderPool, slot=cython.longlong, client_ids=dict,
+                   pool=OrderPool, slot=cython.longlong, client_ids=dict, last=Instrument,
                    order_type=cython.longlong, open_count=cython.longlong)
     cdef void _place(self, object cmd, tuple fields) except *
     cpdef check_user_account(self, object account)

@@ -720,12 +720,14 @@ class MatchingCore:
     def _place(self, cmd: c.PlaceOrder, fields: tuple[Any, ...]) -> None:
         """``fields``: the command's fields (``astuple``), read once."""
         symbol = fields[P_SYMBOL]
-        if symbol == self.last_symbol and self.last_inst is not None:
-            inst = self.last_inst
+        last = self.last_inst
+        if last is not None and symbol == self.last_symbol:
+            inst = last
         else:
-            inst = self.instruments.get(symbol)
-            if inst is None:
+            found = self.instruments.get(symbol)
+            if found is None:
                 raise Reject(R.UNKNOWN_INSTRUMENT, symbol)
+            inst = found
             if type(symbol) is str:
                 self.last_symbol = symbol
                 self.last_inst = inst
