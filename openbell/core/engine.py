@@ -262,11 +262,10 @@ class Engine(MatchingCore):
                     held[key] = held.get(key, 0) + need
         if seen != set(pool.open_slots()) or len(seen) != pool.live_count:
             raise InvariantViolation("order index holds orders that are not in any book")
-        if len(self.live_client_ids) != pool.live_count:
+        if sum(len(ids) for ids in self.client_index if ids) != pool.live_count:
             raise InvariantViolation("client order id index out of step")
         for slot in seen:
-            key_id = (pool.account[slot], pool.client_ids[slot])
-            if self.live_client_ids.get(key_id) != pool.order_id[slot]:
+            if self.live_order_id(pool.account[slot], pool.client_ids[slot]) != pool.order_id[slot]:
                 raise InvariantViolation(f"client order id of order {pool.order_id[slot]} lost")
         if sum(self.open_counts_arr) != pool.live_count:
             raise InvariantViolation("open order counts out of step")
@@ -382,11 +381,9 @@ class Engine(MatchingCore):
         pool.stop[slot] = order.stop_price_ticks
         pool.hold[slot] = order.hold_minor
         pool.client_ids[slot] = order.client_order_id
-        key = (order.account, order.client_order_id)
-        pool.client_keys[slot] = key
         pool.id_objs[slot] = order.order_id
         pool.account_objs[slot] = order.account
-        self.live_client_ids[key] = order.order_id
+        self.remember_client_id(order.account, order.client_order_id, order.order_id)
         self.count_open_order(order.account)
         return slot
 

@@ -6,7 +6,10 @@ cdef class AssetBalances:
     cdef public object frozen
     cdef long long[::1] av
     cdef long long[::1] fr
+    cdef public object marks
+    cdef long long[::1] mk
     cpdef ensure(self, long long account)
+    cpdef grow_marks(self, long long account)
 
 cdef class Ledger:
     cdef public dict assets

@@ -39,6 +39,11 @@ class AssetBalances:
         self.frozen: array[int] = array("q")
         self.av: array[int] = self.available
         self.fr: array[int] = self.frozen
+        # Per account, the engine's touch generation in which its balance last changed (not
+        # state: it only dedupes BalanceChanged events within a command, see
+        # ``MatchingCore.touch``). Grown on its own, by ``grow_marks``; ``mk`` is its view.
+        self.marks: array[int] = array("q")
+        self.mk: array[int] = self.marks
 
     def ensure(self, account: int) -> None:
         """Make ``account`` addressable (zero balances). Amortised O(1)."""
@@ -53,6 +58,16 @@ class AssetBalances:
         self.frozen.extend(zeros)
         self.av = self.available
         self.fr = self.frozen
+
+    def grow_marks(self, account: int) -> None:
+        """Make ``account`` addressable in the touch marks. Amortised O(1)."""
+        size = len(self.marks)
+        if account < size:
+            return
+        new_size = max(account + 1, size * 2, _GROW_MIN)
+        self.mk = _NO_COLUMN
+        self.marks.extend(array("q", bytes(8 * (new_size - size))))
+        self.mk = self.marks
 
     def load(self, available: bytes | memoryview, frozen: bytes | memoryview) -> None:
         """Replace both columns (a snapshot's restore)."""

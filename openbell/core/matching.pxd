@@ -10,7 +10,9 @@ cdef long long _BUY, _SELL, FIRST_USER
 cdef long long TYPE_LIMIT, TYPE_MARKET, TYPE_STOP, TYPE_STOP_LIMIT
 cdef long long TIF_GTC, TIF_DAY, TIF_IOC, TIF_FOK
 cdef long long STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL
-cdef long long NO_AGGRESSOR
+cdef long long NO_AGGRESSOR, _BPS, _NS_PER_S
+cdef Py_ssize_t P_ACCOUNT, P_SYMBOL, P_CLIENT_ID, P_SIDE, P_LOTS, P_PRICE, P_TYPE, P_TIF
+cdef Py_ssize_t P_POST_ONLY, P_STP, P_REQUEST_ID, C_ACCOUNT, C_ORDER_ID, C_REQUEST_ID
 
 cpdef long long fee_of(long long notional, long long bps) noexcept
 
@@ -73,7 +75,9 @@ cdef class MatchingCore:
     cdef public long long next_order_id
     cdef public long long next_trade_id
     cdef public object failure
-    cdef public dict live_client_ids
+    cdef public list client_index
+    cdef public str last_symbol
+    cdef public Instrument last_inst
     cdef public object open_counts_arr
     cdef long long[::1] open_counts
     cdef public dict results
@@ -81,7 +85,9 @@ cdef class MatchingCore:
     cdef public long long results_next
     cdef public object seq_obj
     cdef public list events
-    cdef public dict touched
+    cdef public list touched_accounts
+    cdef public list touched_bals
+    cdef public long long touch_gen
     cdef public dict handlers
     cdef public bint emit
     cdef public long long ts_s
@@ -98,7 +104,7 @@ cdef class MatchingCore:
 
     @cython.locals(events=list, kind=object)
     cpdef list apply(self, long long seq, long long ts_ns, object cmd)
-    @cython.locals(events=list, kind=object, trades_before=cython.longlong)
+    @cython.locals(events=list, kind=object, trades_before=cython.longlong, fields=tuple)
     cdef list _apply(self, long long seq, long long ts_ns, object cmd)
     cdef list _after_pre(self, list first)
     cpdef _timers(self)
@@ -123,13 +129,17 @@ cdef class MatchingCore:
     cpdef _volatility_trip(self, Instrument inst, long long price)
     @cython.locals(out=list, seq=cython.longlong, events=list)
     cpdef list apply_batch(self, long long first_seq, long long ts_ns, list commands, bint emit=*)
-    @cython.locals(events=list, account=cython.longlong, bal=AssetBalances)
+    @cython.locals(events=list, account=cython.longlong, bal=AssetBalances, accounts=list,
+                   bals=list, i=cython.Py_ssize_t)
     cdef void _balance_events(self) except *
     @cython.locals(ring=list, at=cython.longlong)
     cdef void _remember(self, object request_id) except *
     cpdef remember_all(self, dict results)
     cpdef flush_balances(self)
+    cpdef object live_order_id(self, long long account, str client_order_id)
+    cpdef remember_client_id(self, long long account, str client_order_id, object order_id)
     cpdef touch(self, long long account, AssetBalances bal)
+    cdef void _touch(self, long long account, AssetBalances bal) except *
     cdef void _grow_open_counts(self, long long account) except *
     cpdef count_open_order(self, long long account)
     cpdef long long open_orders_of(self, long long account)
@@ -137,9 +147,9 @@ cdef class MatchingCore:
     @cython.locals(inst=Instrument, account=cython.longlong, lots=cython.longlong,
                    side=cython.longlong, price=cython.longlong, tif=cython.longlong,
                    stop=cython.longlong, hold=cython.longlong, bal=AssetBalances,
-                   pool=OrderPool, slot=cython.longlong,
+                   pool=OrderPool, slot=cython.longlong, client_ids=dict, last=Instrument,
                    order_type=cython.longlong, open_count=cython.longlong)
-    cdef void _place(self, object cmd) except *
+    cdef void _place(self, object cmd, tuple fields) except *
     cpdef check_user_account(self, object account)
     @cython.locals(band=cython.longlong, ref=cython.longlong, width=cython.longlong)
     cdef void _check_price(self, Instrument inst, object price) except *
@@ -173,10 +183,11 @@ cdef class MatchingCore:
                    b=cython.longlong, s=cython.longlong, new_hold=cython.longlong,
                    paid=cython.longlong, refund=cython.longlong, shares=cython.longlong,
                    trade_id=cython.longlong, events=list,
-                   leaves=cython.longlong, touched=dict)
+                   leaves=cython.longlong)
     cdef void _execute(self, Instrument inst, long long maker, long long taker, long long price,
                       long long lots, long long aggressor) except *
-    @cython.locals(pool=OrderPool, account=cython.longlong, count=cython.longlong)
+    @cython.locals(pool=OrderPool, account=cython.longlong, count=cython.longlong,
+                   client_ids=dict)
     cdef void _finish(self, long long slot) except *
     @cython.locals(pool=OrderPool, side=cython.longlong, need=cython.longlong,
                    release=cython.longlong, bal=AssetBalances, account=cython.longlong)
@@ -196,7 +207,7 @@ cdef class MatchingCore:
     cpdef long long owned_order(self, object account, object order_id) except? -1
     @cython.locals(slot=cython.longlong)
     cdef long long _owned_order(self, object account, object order_id) except? -1
-    cdef void _cancel(self, object cmd) except *
+    cdef void _cancel(self, tuple fields) except *
     @cython.locals(pool=OrderPool, inst=Instrument, events=list,
                    level=Level, leaves=cython.longlong, hold=cython.longlong,
                    bal=AssetBalances, account=cython.longlong)

@@ -18,6 +18,8 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+import msgspec.structs
+
 from openbell.core import commands as c
 from openbell.core import events as e
 from openbell.core.auction import find_uncross
@@ -78,6 +80,7 @@ NEW = OrderStatus.NEW
 PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 PENDING_TRIGGER = OrderStatus.PENDING_TRIGGER
 LIMIT = OrderType.LIMIT
+CANCEL_NEWEST = SelfTradePrevention.CANCEL_NEWEST
 FOK = TimeInForce.FOK
 GTC = TimeInForce.GTC
 
@@ -106,6 +109,25 @@ _NO_COUNTS: array[int] = array("q")  # what the view holds while the counts grow
 
 _PlaceOrder = c.PlaceOrder
 _CancelOrder = c.CancelOrder
+# An order command's fields are read in one call (``astuple``: one tuple in msgspec's field
+# order) rather than one generic attribute read each (~130 instructions apiece when compiled).
+_astuple = msgspec.structs.astuple
+_PLACE_FIELDS = c.PlaceOrder.__struct_fields__
+P_ACCOUNT = _PLACE_FIELDS.index("account")
+P_SYMBOL = _PLACE_FIELDS.index("symbol")
+P_CLIENT_ID = _PLACE_FIELDS.index("client_order_id")
+P_SIDE = _PLACE_FIELDS.index("side")
+P_LOTS = _PLACE_FIELDS.index("quantity_lots")
+P_PRICE = _PLACE_FIELDS.index("price_ticks")
+P_TYPE = _PLACE_FIELDS.index("order_type")
+P_TIF = _PLACE_FIELDS.index("tif")
+P_POST_ONLY = _PLACE_FIELDS.index("post_only")
+P_STP = _PLACE_FIELDS.index("stp")
+P_REQUEST_ID = _PLACE_FIELDS.index("request_id")
+_CANCEL_FIELDS = c.CancelOrder.__struct_fields__
+C_ACCOUNT = _CANCEL_FIELDS.index("account")
+C_ORDER_ID = _CANCEL_FIELDS.index("order_id")
+C_REQUEST_ID = _CANCEL_FIELDS.index("request_id")
 _ReplaceOrder = c.ReplaceOrder
 _OrderAccepted = e.OrderAccepted
 _Execution = e.Execution
@@ -119,9 +141,14 @@ _NOT_FLOWS = frozenset({c.SetPhase, c.Tick, c.ResumeBreaker, c.SetLossLimit})
 NO_BAND_HIGH = MAX_PRICE_TICKS + 1  # no dynamic band: no price is above it
 
 
+_NS_PER_S = NS_PER_S  # a C constant when compiled
+_BPS = BPS_DENOMINATOR  # a C constant when compiled: fee and band arithmetic stays in C
+
+
 def fee_of(notional: int, bps: int) -> int:
-    """floor(notional * bps / 10_000) without forming the product (it may not fit 64 bits)."""
-    return notional // BPS_DENOMINATOR * bps + notional % BPS_DENOMINATOR * bps // BPS_DENOMINATOR
+    """floor(notional * bps / 10_000) without forming the product (it may not fit 64 bits).
+    ``bps`` is at most ``MAX_FEE_BPS`` (validated at listing), so no term overflows."""
+    return notional // _BPS * bps + notional % _BPS * bps // _BPS
 
 
 class Instrument:
@@ -193,7 +220,7 @@ class Instrument:
             self.copy_band()
         band = self.band_bps
         if band and price_ticks and not self.band_free:
-            width = price_ticks * band // BPS_DENOMINATOR
+            width = price_ticks * band // _BPS
             self.band_low_ticks = max(1, price_ticks - width)
             self.band_high_ticks = min(MAX_PRICE_TICKS, price_ticks + width)
         else:
@@ -272,7 +299,15 @@ class MatchingCore:
         self.next_order_id = 1
         self.next_trade_id = 1
         self.failure: str | None = None
-        self.live_client_ids: dict[tuple[int, str], int] = {}
+        # Open orders' client order ids: per account (indexed by account id; None until the
+        # account places an order), a dict client order id -> order id. Keyed by the id string
+        # alone, whose hash the string caches: no (account, id) tuple to build and hash on
+        # every place, check and finish. ``live_order_id`` reads it.
+        self.client_index: list[dict[str, int] | None] = []
+        # The instrument the last order named (orders come in runs on one symbol): a string
+        # compare instead of a dict lookup. Instruments are never removed or replaced.
+        self.last_symbol = ""
+        self.last_inst: Instrument | None = None
         # Open orders per account, indexed by account id (grows with the accounts that trade).
         self.open_counts_arr: array[int] = array("q")
         self.open_counts = self.open_counts_arr
@@ -286,8 +321,14 @@ class MatchingCore:
         self.seq_obj: int = 0
         self.events: list[Any] = []
         # (account, asset) pairs whose balances changed during the command, in first-change
-        # order; each becomes one BalanceChanged event at the end.
-        self.touched: dict[tuple[int, str], AssetBalances] = {}
+        # order, as two parallel lists; each pair becomes one BalanceChanged event at the end.
+        # A pair is listed once: its asset's ``marks`` column holds, per account, the
+        # ``touch_gen`` it was last listed in (C array reads, no tuple keys or dict), and the
+        # generation moves on when the lists are emptied. Cost: one array compare per change,
+        # two list appends per pair.
+        self.touched_accounts: list[int] = []
+        self.touched_bals: list[AssetBalances] = []
+        self.touch_gen = 1
         self.handlers: dict[type, Callable[[Any], None]] = {}
         self.emit = True  # False while a replay applies commands without building events
         # Circuit breakers (``breakers.py``; settings by the commands in
@@ -319,21 +360,29 @@ class MatchingCore:
         self.seq = seq
         self.seq_obj = seq  # the caller's int object, put in every event of the command
         self.ts_ns = ts_ns
-        self.ts_s = ts_ns // NS_PER_S
+        self.ts_s = ts_ns // _NS_PER_S
         trades_before = self.next_trade_id
         if ts_ns >= self.next_timer_ns:
             self._timers()
-        request_id = cmd.request_id
+        kind = type(cmd)
+        fields: tuple[Any, ...] = ()
+        if kind is _PlaceOrder:
+            fields = _astuple(cmd)
+            request_id = fields[P_REQUEST_ID]
+        elif kind is _CancelOrder:
+            fields = _astuple(cmd)
+            request_id = fields[C_REQUEST_ID]
+        else:
+            request_id = cmd.request_id
         if request_id and request_id in self.results:
             return self._after_pre([e.DuplicateRequest(seq, request_id, self.results[request_id])])
         events: list[Any] = []
         self.events = events
-        kind = type(cmd)
         try:
             if kind is _PlaceOrder:
-                self._place(cmd)
+                self._place(cmd, fields)
             elif kind is _CancelOrder:
-                self._cancel(cmd)
+                self._cancel(fields)
             elif kind is _ReplaceOrder:
                 self._replace(cmd)
             else:
@@ -349,7 +398,7 @@ class MatchingCore:
             if self.loss_on and self.next_trade_id != trades_before:
                 self.check_losses()
         except Reject as reject:
-            if events or self.touched:
+            if events or self.touched_bals:
                 self._fail(f"seq {seq}: rejected after a change ({reject.reason})")
             return self._after_pre(
                 [
@@ -367,7 +416,7 @@ class MatchingCore:
             self._fail(f"seq {seq}: {violation}")
         except BaseException as error:  # a bug or an interrupt mid-mutation: untrustworthy state
             self._fail(f"seq {seq}: {type(error).__name__}: {error}")
-        if self.touched:
+        if self.touched_bals:
             self._balance_events()
         if request_id:
             self._remember(request_id)
@@ -590,19 +639,25 @@ class MatchingCore:
         return out
 
     def _balance_events(self) -> None:
+        accounts = self.touched_accounts
+        bals = self.touched_bals
         if self.emit:
             events = self.events
             seq = self.seq_obj
-            for (account, asset), bal in self.touched.items():
+            for i in range(len(bals)):
+                account = accounts[i]
+                bal = bals[i]
                 events.append(
-                    _BalanceChanged(seq, account, asset, bal.av[account], bal.fr[account])
+                    _BalanceChanged(seq, account, bal.asset, bal.av[account], bal.fr[account])
                 )
-        self.touched.clear()
+        accounts.clear()
+        bals.clear()
+        self.touch_gen += 1
 
     def flush_balances(self) -> None:
         """Turn the balances changed so far into BalanceChanged events (a timer's changes,
         reported before the command that brought the time)."""
-        if self.touched:
+        if self.touched_bals:
             self._balance_events()
 
     def _grow_open_counts(self, account: int) -> None:
@@ -630,19 +685,55 @@ class MatchingCore:
         self.failure = why
         raise InvariantViolation(why)
 
+    def live_order_id(self, account: int, client_order_id: str) -> int | None:
+        """The id of ``account``'s open order with that client order id, if any."""
+        if not 0 <= account < len(self.client_index):
+            return None
+        client_ids = self.client_index[account]
+        return None if client_ids is None else client_ids.get(client_order_id)
+
+    def remember_client_id(self, account: int, client_order_id: str, order_id: int) -> None:
+        """Index an open order's client order id (a snapshot's restore)."""
+        if account >= len(self.client_index):
+            self.client_index.extend([None] * (account + 1 - len(self.client_index)))
+        client_ids = self.client_index[account]
+        if client_ids is None:
+            client_ids = {}
+            self.client_index[account] = client_ids
+        client_ids[client_order_id] = order_id
+
     def touch(self, account: int, bal: AssetBalances) -> None:
-        self.touched[(account, bal.asset)] = bal
+        """``account``'s balance of ``bal``'s asset changed: a BalanceChanged at the end."""
+        self._touch(account, bal)
+
+    def _touch(self, account: int, bal: AssetBalances) -> None:
+        if account >= len(bal.mk):
+            bal.grow_marks(account)
+        if bal.mk[account] != self.touch_gen:
+            bal.mk[account] = self.touch_gen
+            self.touched_accounts.append(account)
+            self.touched_bals.append(bal)
 
     # ======================================================================================
     # Placing an order
     # ======================================================================================
-    def _place(self, cmd: c.PlaceOrder) -> None:
-        inst = self.instruments.get(cmd.symbol)
-        if inst is None:
-            raise Reject(R.UNKNOWN_INSTRUMENT, cmd.symbol)
-        account_obj = cmd.account
-        lots_obj = cmd.quantity_lots
-        client_order_id = cmd.client_order_id
+    def _place(self, cmd: c.PlaceOrder, fields: tuple[Any, ...]) -> None:
+        """``fields``: the command's fields (``astuple``), read once."""
+        symbol = fields[P_SYMBOL]
+        last = self.last_inst
+        if last is not None and symbol == self.last_symbol:
+            inst = last
+        else:
+            found = self.instruments.get(symbol)
+            if found is None:
+                raise Reject(R.UNKNOWN_INSTRUMENT, symbol)
+            inst = found
+            if type(symbol) is str:
+                self.last_symbol = symbol
+                self.last_inst = inst
+        account_obj = fields[P_ACCOUNT]
+        lots_obj = fields[P_LOTS]
+        client_order_id = fields[P_CLIENT_ID]
         # Range-check the command's integers as objects (against literals: a C fast path when
         # compiled) before they become C integers; the exact reason comes from the slow path.
         if not (
@@ -660,20 +751,20 @@ class MatchingCore:
             and 0 < len(client_order_id) <= MAX_ID_LENGTH
         ):
             self._reject_order_fields(inst, cmd)
-        side = _BUY if cmd.side is BUY else _SELL
+        side = _BUY if fields[P_SIDE] is BUY else _SELL
         if self.surge_on:
             self._surge(account, True, side == _BUY)
-        tif_obj = cmd.tif
+        tif_obj = fields[P_TIF]
         phase = inst.phase
         stop = 0
         if (
-            cmd.order_type is LIMIT
+            fields[P_TYPE] is LIMIT
             and phase is CONTINUOUS
             and tif_obj is not FOK
-            and not (self.venue_halted or cmd.post_only or self.account_states)
+            and not (self.venue_halted or fields[P_POST_ONLY] or self.account_states)
         ):
             # The common case: a plain limit order in continuous trading.
-            price_obj = cmd.price_ticks
+            price_obj = fields[P_PRICE]
             if type(price_obj) is not int or not 0 < price_obj <= 2147483647:
                 self._check_price(inst, price_obj)
             price = price_obj
@@ -685,8 +776,13 @@ class MatchingCore:
             price_obj = price
         if price * lots > inst.max_notional_minor // inst.tick_value:
             raise Reject(R.MAX_NOTIONAL_EXCEEDED)
-        key = (account_obj, client_order_id)
-        if key in self.live_client_ids:
+        if account >= len(self.client_index):
+            self.client_index.extend([None] * (account + 1 - len(self.client_index)))
+        client_ids = self.client_index[account]
+        if client_ids is None:
+            client_ids = {}
+            self.client_index[account] = client_ids
+        elif client_order_id in client_ids:
             raise Reject(R.DUPLICATE_CLIENT_ORDER_ID, client_order_id)
         if account >= len(self.open_counts):
             self._grow_open_counts(account)
@@ -708,19 +804,21 @@ class MatchingCore:
             # ---- validated: mutations start here ----
             bal.av[account] -= hold
             bal.fr[account] += hold
-            self.touched[(account, bal.asset)] = bal
+            self._touch(account, bal)
         order_id = self.next_order_id  # boxed once: the index key and the event
         self.next_order_id = order_id + 1
         pool = self.pool
         slot = pool.alloc(order_id)
-        order_type = TYPE_CODE[cmd.order_type]
+        order_type_obj = fields[P_TYPE]
+        order_type = TYPE_LIMIT if order_type_obj is LIMIT else TYPE_CODE[order_type_obj]
+        stp_obj = fields[P_STP]
         pool.account[slot] = account
         pool.inst[slot] = inst.index
         pool.side[slot] = side
         pool.order_type[slot] = order_type
         pool.tif[slot] = tif
-        pool.stp[slot] = STP_CODE[cmd.stp]
-        pool.post_only[slot] = 1 if cmd.post_only else 0
+        pool.stp[slot] = STP_CANCEL_NEWEST if stp_obj is CANCEL_NEWEST else STP_CODE[stp_obj]
+        pool.post_only[slot] = 1 if fields[P_POST_ONLY] else 0
         pool.price[slot] = price
         pool.quantity[slot] = lots
         pool.leaves[slot] = lots
@@ -729,10 +827,9 @@ class MatchingCore:
         pool.stop[slot] = stop
         pool.hold[slot] = hold
         pool.client_ids[slot] = client_order_id
-        pool.client_keys[slot] = key
         pool.id_objs[slot] = order_id
         pool.account_objs[slot] = account_obj
-        self.live_client_ids[key] = order_id
+        client_ids[client_order_id] = order_id
         self.open_counts[account] = open_count + 1
         if self.emit:
             self.events.append(
@@ -742,8 +839,8 @@ class MatchingCore:
                     account,
                     inst.symbol,
                     client_order_id,
-                    cmd.side,
-                    cmd.order_type,
+                    fields[P_SIDE],
+                    order_type_obj,
                     TIFS[tif],
                     price_obj,
                     lots_obj,
@@ -787,7 +884,7 @@ class MatchingCore:
         band = inst.band_bps
         ref = inst.reference_price_ticks
         if band and ref and not inst.band_free:
-            width = ref * band // BPS_DENOMINATOR
+            width = ref * band // _BPS
             if price > ref + width or price < ref - width:
                 sym = inst.symbol
                 raise Reject(
@@ -799,7 +896,7 @@ class MatchingCore:
     def _protection_price(self, inst: Instrument, side: int, ref: int) -> int:
         """The worst price a market order may execute at: ``ref`` ± the protection width,
         never beyond the price band."""
-        width = ref * inst.market_protection_bps // BPS_DENOMINATOR
+        width = ref * inst.market_protection_bps // _BPS
         if side == _BUY:
             return min(ref + width, inst.band_high_ticks)
         return max(ref - width, inst.band_low_ticks)
@@ -1068,14 +1165,11 @@ class MatchingCore:
             if b >= len(base.av):
                 base.ensure(b)
             base.av[b] += shares
-            touched = self.touched
-            qasset = quote.asset
-            basset = base.asset
-            touched[(b, qasset)] = quote
-            touched[(b, basset)] = base
-            touched[(s, qasset)] = quote
-            touched[(s, basset)] = base
-            touched[(FEE_ACCOUNT, qasset)] = quote
+            self._touch(b, quote)
+            self._touch(b, base)
+            self._touch(s, quote)
+            self._touch(s, base)
+            self._touch(FEE_ACCOUNT, quote)
         trade_id = self.next_trade_id
         self.next_trade_id = trade_id + 1
         seq = self.seq_obj
@@ -1136,7 +1230,9 @@ class MatchingCore:
                 f"order {pool.order_id[slot]} ends with hold {pool.hold[slot]}"
             )
         account = pool.account[slot]
-        del self.live_client_ids[pool.client_keys[slot]]  # type: ignore[arg-type]
+        client_ids = self.client_index[account]
+        assert client_ids is not None
+        del client_ids[pool.client_ids[slot]]
         self.open_counts[account] -= 1
         pool.release(slot)
 
@@ -1159,7 +1255,7 @@ class MatchingCore:
             bal.fr[account] -= release
             bal.av[account] += release
             pool.hold[slot] = need
-            self.touched[(account, bal.asset)] = bal
+            self._touch(account, bal)
 
     def _reduce(
         self, inst: Instrument, slot: int, lots: int, reason: CancelReason, resting: bool
@@ -1268,10 +1364,11 @@ class MatchingCore:
             raise Reject(R.NOT_ORDER_OWNER, str(order_id))
         return slot
 
-    def _cancel(self, cmd: c.CancelOrder) -> None:
+    def _cancel(self, fields: tuple[Any, ...]) -> None:
+        """``fields``: the CancelOrder's fields (``astuple``)."""
         if self.surge_on:
             self._surge(0, False, False)  # counts for the venue; a cancel is never refused
-        self._cancel_order(self._owned_order(cmd.account, cmd.order_id), CR_USER)
+        self._cancel_order(self._owned_order(fields[C_ACCOUNT], fields[C_ORDER_ID]), CR_USER)
 
     def _withdraw(self, inst: Instrument, slot: int) -> int:
         """Take an open order out of where it waits (its level, or the pending stops) with
@@ -1303,7 +1400,7 @@ class MatchingCore:
             bal.fr[account] -= hold
             bal.av[account] += hold
             pool.hold[slot] = 0
-            self.touched[(account, bal.asset)] = bal
+            self._touch(account, bal)
         if self.emit:
             events.append(
                 _OrderCancelled(
@@ -1399,7 +1496,7 @@ class MatchingCore:
             bal.av[account] -= extra
             bal.fr[account] += extra
             pool.hold[slot] = need
-            self.touched[(account, bal.asset)] = bal
+            self._touch(account, bal)
         if self.emit:
             self.events.append(
                 e.OrderReplaced(self.seq_obj, order_id, account, price, lots, new_leaves, False)

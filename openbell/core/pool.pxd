@@ -8,7 +8,6 @@ cdef class OrderPool:
     cdef public long long oldest
     cdef public long long newest
     cdef public list client_ids
-    cdef public list client_keys
     cdef public list id_objs
     cdef public list account_objs
     cdef public dict overflow

@@ -79,7 +79,6 @@ class OrderPool:
         self.oldest = NIL  # the open order with the smallest id
         self.newest = NIL
         self.client_ids: list[str] = []
-        self.client_keys: list[tuple[int, str] | None] = []  # (account, client id) index keys
         # The order id and account as Python ints, made once per order: every event of the
         # order reuses them instead of boxing the C integers again.
         self.id_objs: list[int] = []
@@ -170,7 +169,6 @@ class OrderPool:
         self.capacity = new
         self._views()
         self.client_ids.extend([""] * slots)
-        self.client_keys.extend([None] * slots)
         self.id_objs.extend([0] * slots)
         self.account_objs.extend([0] * slots)
         # New slots go on the free list in ascending order.
@@ -232,7 +230,6 @@ class OrderPool:
         self._index_drop(self.order_id[slot], slot)
         self._unlink_open(slot)
         self.client_ids[slot] = ""
-        self.client_keys[slot] = None
         self.id_objs[slot] = 0
         self.account_objs[slot] = 0
         self.order_id[slot] = 0

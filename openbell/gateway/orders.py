@@ -122,7 +122,7 @@ async def find_order(ctx: Ctx, order_id: int) -> Order:
 
 def order_by_client_id(engine: Engine, account: int, client_order_id: str) -> Order | None:
     """(Sequencer thread) a copy of ``account``'s open order with that client order id."""
-    order_id = engine.live_client_ids.get((account, client_order_id))
+    order_id = engine.live_order_id(account, client_order_id)
     return None if order_id is None else _copy_order(engine.orders.get(order_id))
 
 
